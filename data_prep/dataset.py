@@ -1,0 +1,91 @@
+"""Read a processed dataset directory (see genrec.layout) into memory.
+
+This is the only reader later stages use, so the on-disk format can change in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from genrec.errors import GenrecError
+from genrec.io import read_json
+from genrec.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE
+
+
+@dataclass
+class ProcessedDataset:
+    """A prepared dataset. Users are 1..N and items 1..M; list index = id - 1."""
+
+    path: Path
+    sequences: list[list[int]]  # sequences[u - 1]: user u's items, oldest first
+    user_raw_ids: list[str]
+    item_raw_ids: list[str]
+    item_titles: list[str]
+    item_texts: list[str]
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_raw_ids)
+
+    def train_sequence(self, user_id: int) -> list[int]:
+        """Leave-one-out training part: everything but the last two items."""
+        return self.sequences[user_id - 1][:-2]
+
+    def split(self, user_id: int, split: str) -> tuple[list[int], int]:
+        """(history, target) for ``split`` in {"valid", "test"} under leave-one-out."""
+        seq = self.sequences[user_id - 1]
+        if split == "valid":
+            return seq[:-2], seq[-2]
+        if split == "test":
+            return seq[:-1], seq[-1]
+        raise GenrecError(f"unknown split {split!r}: use valid or test")
+
+    def user_id_for(self, user: str | int) -> int:
+        """Accept a dataset user number (1..N) or a raw user id from the source data."""
+        text = str(user)
+        if text.isdigit() and 1 <= int(text) <= self.num_users:
+            return int(text)
+        lookup = {raw: index + 1 for index, raw in enumerate(self.user_raw_ids)}
+        if text in lookup:
+            return lookup[text]
+        raise GenrecError(f"unknown user {user!r}: expected 1..{self.num_users} or a raw user id")
+
+    def item_id_for(self, item: str | int) -> int:
+        """Accept a dataset item number (1..M) or a raw item id (e.g. an ASIN)."""
+        text = str(item)
+        lookup = {raw: index + 1 for index, raw in enumerate(self.item_raw_ids)}
+        if text in lookup:
+            return lookup[text]
+        if text.isdigit() and 1 <= int(text) <= self.num_items:
+            return int(text)
+        raise GenrecError(f"unknown item {item!r}: expected 1..{self.num_items} or a raw item id")
+
+
+def load_processed_dataset(path: str | Path) -> ProcessedDataset:
+    path = Path(path)
+    for name in (ITEMS_FILE, USERS_FILE, SEQUENCES_FILE, STATS_FILE):
+        if not (path / name).is_file():
+            raise GenrecError(f"{path}: missing {name}; run `genrec prepare` to (re)create this dataset")
+    items = pq.read_table(path / ITEMS_FILE).to_pydict()
+    users = pq.read_table(path / USERS_FILE).to_pydict()
+    seqs = pq.read_table(path / SEQUENCES_FILE).to_pydict()
+    item_order = sorted(range(len(items["item_id"])), key=lambda i: items["item_id"][i])
+    user_order = sorted(range(len(users["user_id"])), key=lambda i: users["user_id"][i])
+    seq_by_user = dict(zip(seqs["user_id"], seqs["items"]))
+    return ProcessedDataset(
+        path=path,
+        sequences=[list(seq_by_user[users["user_id"][i]]) for i in user_order],
+        user_raw_ids=[str(users["raw_id"][i]) for i in user_order],
+        item_raw_ids=[str(items["raw_id"][i]) for i in item_order],
+        item_titles=[items["title"][i] or "" for i in item_order],
+        item_texts=[items["text"][i] or "" for i in item_order],
+        stats=read_json(path / STATS_FILE),
+    )

@@ -1,0 +1,58 @@
+"""The ``genrec`` command line: one subcommand per stage.
+
+Each stage module exposes ``register(subparsers)``, adding its subcommand(s) with a ``func``
+default that takes the parsed arguments. User mistakes raise GenrecError and are printed as one
+line with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from genrec.errors import GenrecError
+
+# Modules that register subcommands, in the order they appear in --help.
+STAGE_MODULES = (
+    "genrec.commands.prepare",
+    "genrec.commands.embed",
+    "genrec.commands.tokenizer",
+    "genrec.commands.recommender",
+    "genrec.commands.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genrec", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in STAGE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # stage not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except GenrecError as exc:
+        print(f"genrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genrec {args.command}: interrupted (finished work is saved; rerun to continue)", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Where each stage reads and writes: the on-disk contract between stages.
+
+Processed dataset directory (``genrec prepare``; default ``data/NAME``):
+    items.parquet      item_id (int, 1..M), raw_id (str), text (str, what gets embedded), title (str),
+                       plus whatever source fields were kept (brand, categories, price, ...).
+    users.parquet      user_id (int, 1..N), raw_id (str).
+    sequences.parquet  user_id (int), items (list[int]): the user's whole chronological sequence,
+                       oldest first. Leave-one-out: items[-1] is the test target, items[-2] the
+                       validation target, items[:-2] the training sequence.
+    stats.json         num_users, num_items, num_interactions, source checksums, parameters.
+    embeddings/<encoder-slug>/embeddings.npy  float32 [M, d]; row i is item_id i + 1.
+    embeddings/<encoder-slug>/meta.json       encoder actually used, dim, text checksum.
+    tokenizer/         default output of ``genrec train-tokenizer`` (see tokenizer.artifact).
+    recommender/       default output of ``genrec train-recommender``.
+
+Users and items are numbered from 1 so that 0 is free for padding everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ITEMS_FILE = "items.parquet"
+USERS_FILE = "users.parquet"
+SEQUENCES_FILE = "sequences.parquet"
+STATS_FILE = "stats.json"
+EMBEDDINGS_DIR = "embeddings"
+TOKENIZER_DIR = "tokenizer"
+RECOMMENDER_DIR = "recommender"
+CURRENT_DATASET_FILE = ".current"
+
+DATA_ROOT = Path(os.environ.get("GENREC_DATA", "data"))
+
+
+def default_dataset_dir(name: str) -> Path:
+    return DATA_ROOT / name
+
+
+def remember_current_dataset(dataset_dir: Path) -> None:
+    """Record the last prepared dataset so later commands can default to it."""
+    from genrec.io import atomic_write_text
+
+    atomic_write_text(DATA_ROOT / CURRENT_DATASET_FILE, str(Path(dataset_dir).resolve()) + "\n")
+
+
+def resolve_dataset_dir(dataset: str | None) -> Path:
+    """``--dataset`` as given (a directory or a name under data/), else the last one prepared."""
+    from genrec.errors import GenrecError
+
+    if dataset is None:
+        marker = DATA_ROOT / CURRENT_DATASET_FILE
+        if not marker.is_file():
+            raise GenrecError("no --dataset given and no dataset prepared yet: run `genrec prepare demo` first")
+        path = Path(marker.read_text().strip())
+    else:
+        path = Path(dataset)
+        if not path.exists() and (DATA_ROOT / dataset).exists():
+            path = DATA_ROOT / dataset
+    if not (path / STATS_FILE).is_file():
+        raise GenrecError(f"{path}: not a prepared dataset (no {STATS_FILE}); run `genrec prepare NAME` first")
+    return path
