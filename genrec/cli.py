@@ -19,6 +19,8 @@ STAGE_MODULES = (
     "genrec.commands.embed",
     "genrec.commands.tokenizer",
     "genrec.commands.recommender",
+    "genrec.commands.compare",
+    "genrec.commands.bench",
     "genrec.commands.demo",
 )
 

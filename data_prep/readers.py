@@ -1,0 +1,187 @@
+"""Readers for each raw public format. Every malformed line raises GenrecError naming file and line."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import io
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterator
+
+from data_prep.interactions import Event
+from genrec.errors import GenrecError
+
+
+def _require(path: Path, hint: str = "") -> Path:
+    if not path.is_file():
+        raise GenrecError(f"{path}: file not found{'; ' + hint if hint else ''}")
+    return path
+
+
+def numbered_lines(path: Path, encoding: str = "utf-8", skip_header: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, stripped line) for non-empty lines of a plain or .gz text file."""
+    _require(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding=encoding, newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                if skip_header and number == 1:
+                    continue
+                line = line.strip()
+                if line:
+                    yield number, line
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise GenrecError(f"{path}: cannot read ({exc})") from None
+
+
+def malformed(path: Path, number: int, what: str) -> GenrecError:
+    return GenrecError(f"{path}, line {number}: malformed line ({what})")
+
+
+def read_p5_sequences(path: Path) -> list[Event]:
+    """P5-style ``user_sequence.txt``: ``USER ITEM ITEM ...`` per line, oldest first, no timestamps."""
+    events: list[Event] = []
+    for number, line in numbered_lines(path):
+        fields = line.split()
+        if len(fields) < 2:
+            raise malformed(path, number, "expected `USER ITEM [ITEM ...]`")
+        user = fields[0]
+        events.extend(Event(user, item, position, len(events) + position) for position, item in enumerate(fields[1:]))
+    return events
+
+
+def read_amazon_reviews(path: Path) -> list[Event]:
+    """Amazon 2014 ``reviews_<Category>_5.json.gz``: one JSON object a line."""
+    events: list[Event] = []
+    for number, line in numbered_lines(path):
+        try:
+            record = json.loads(line)
+            events.append(Event(str(record["reviewerID"]), str(record["asin"]), float(record["unixReviewTime"]), len(events)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise malformed(path, number, f"need JSON with reviewerID, asin, unixReviewTime: {exc}") from None
+    return events
+
+
+def read_amazon_meta(path: Path, wanted: set[str] | None = None) -> dict[str, dict]:
+    """Amazon 2014 ``meta_<Category>.json.gz``: a Python dict literal a line (not strict JSON).
+
+    Parsed with ``ast.literal_eval`` (safe: literals only, never code), strict JSON accepted too.
+    """
+    meta: dict[str, dict] = {}
+    for number, line in numbered_lines(path):
+        try:
+            record = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise malformed(path, number, "not a dict literal or JSON object") from None
+        if not isinstance(record, dict) or "asin" not in record:
+            raise malformed(path, number, "record without an 'asin' field")
+        if wanted is None or record["asin"] in wanted:
+            meta[str(record["asin"])] = record
+    return meta
+
+
+def read_ml1m_ratings(path: Path) -> list[Event]:
+    """MovieLens 1M ``ratings.dat``: ``UserID::MovieID::Rating::Timestamp``."""
+    events: list[Event] = []
+    for number, line in numbered_lines(path, encoding="latin-1"):
+        fields = line.split("::")
+        if len(fields) != 4:
+            raise malformed(path, number, "expected UserID::MovieID::Rating::Timestamp")
+        try:
+            events.append(Event(fields[0], fields[1], float(fields[3]), len(events)))
+        except ValueError:
+            raise malformed(path, number, "timestamp is not a number") from None
+    return events
+
+
+def read_ml1m_movies(path: Path) -> dict[str, dict]:
+    """MovieLens 1M ``movies.dat``: ``MovieID::Title::Genre|Genre`` (latin-1)."""
+    movies: dict[str, dict] = {}
+    for number, line in numbered_lines(path, encoding="latin-1"):
+        fields = line.split("::")
+        if len(fields) != 3:
+            raise malformed(path, number, "expected MovieID::Title::Genres")
+        movies[fields[0]] = {"title": fields[1], "genres": [g for g in fields[2].split("|") if g]}
+    return movies
+
+
+def _tab_rows(path: Path, columns: int, encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
+    for number, line in numbered_lines(path, encoding=encoding, skip_header=True):
+        fields = line.split("\t")
+        if len(fields) < columns:
+            raise malformed(path, number, f"expected {columns} tab-separated fields")
+        yield number, fields
+
+
+def read_lastfm(raw_dir: Path, top_tags: int = 5) -> tuple[list[Event], dict[str, dict]]:
+    """HetRec 2011 Last.fm: tag assignments as timed interactions, artists' names and top tags."""
+    tagged = raw_dir / "user_taggedartists.dat"
+    hint = "put the hetrec2011-lastfm-2k files in --raw-dir"
+    _require(tagged, hint)
+    tag_names = {f[0]: f[1] for _, f in _tab_rows(_require(raw_dir / "tags.dat", hint), 2, encoding="latin-1")}
+    events: list[Event] = []
+    tag_counts: dict[str, Counter] = {}
+    for number, fields in _tab_rows(tagged, 6):
+        try:
+            day, month, year = int(fields[3]), int(fields[4]), int(fields[5])
+        except ValueError:
+            raise malformed(tagged, number, "day, month and year must be integers") from None
+        events.append(Event(fields[0], fields[1], year * 10000 + month * 100 + day, len(events)))
+        tag_counts.setdefault(fields[1], Counter())[tag_names.get(fields[2], "")] += 1
+    meta: dict[str, dict] = {}
+    for _, fields in _tab_rows(_require(raw_dir / "artists.dat", hint), 2):
+        meta[fields[0]] = {"title": fields[1]}
+    for artist, counts in tag_counts.items():
+        tags = [tag for tag, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if tag][:top_tags]
+        meta.setdefault(artist, {"title": ""})["tags"] = tags
+    return events, meta
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a CSV, TSV, JSONL or parquet file as dicts (format chosen by extension)."""
+    _require(path)
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    kind = suffixes[-1] if suffixes else ""
+    if kind == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise GenrecError(f"{path}: not a readable parquet file ({exc})") from None
+    if kind in (".jsonl", ".json", ".ndjson"):
+        rows = []
+        for number, line in numbered_lines(path):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise malformed(path, number, f"invalid JSON: {exc.msg}") from None
+            if not isinstance(row, dict):
+                raise malformed(path, number, "expected a JSON object")
+            rows.append(row)
+        return rows
+    if kind in (".csv", ".tsv", ".txt"):
+        delimiter = "\t" if kind in (".tsv", ".txt") else ","
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            text = handle.read()
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise GenrecError(f"{path}: empty file") from None
+        rows = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise malformed(path, reader.line_num, f"{len(row)} fields, header has {len(header)}")
+            rows.append(dict(zip(header, row)))
+        return rows
+    raise GenrecError(f"{path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet")

@@ -1,0 +1,76 @@
+"""``genrec compare``: every tokenizer through the same recommender recipe (see genrec.compare)."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from genrec.errors import GenrecError
+from genrec.layout import resolve_dataset_dir
+
+METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+
+
+def _hardware() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {device}"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from genrec.compare import Study, build_variants, run_study
+    from genrec.config import load_config_file
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise GenrecError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if args.seeds < 1:
+        raise GenrecError("--seeds must be at least 1")
+    try:
+        lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()] if args.lambdas else []
+    except ValueError:
+        raise GenrecError(f"--lambdas must be comma-separated numbers, got {args.lambdas!r}") from None
+    dataset = resolve_dataset_dir(args.dataset)
+    # A config file holds the shared recipe as CLI flag lists, e.g.
+    # {"tokenizer_args": ["--epochs", "50"], "recommender_args": ["--max-steps", "3000"], "evaluate_args": []}
+    config = load_config_file(args.config)
+    unknown_keys = sorted(set(config) - {"tokenizer_args", "recommender_args", "evaluate_args"})
+    if unknown_keys:
+        raise GenrecError(f"{args.config}: unknown key(s) {', '.join(unknown_keys)}")
+    study = Study(
+        dataset=dataset,
+        out=Path(args.out) if args.out else dataset / "compare",
+        variants=build_variants(methods, args.ablations, lambdas),
+        seeds=list(range(args.seeds)),
+        tokenizer_args=[str(x) for x in config.get("tokenizer_args", [])],
+        recommender_args=[str(x) for x in config.get("recommender_args", [])],
+        evaluate_args=[str(x) for x in config.get("evaluate_args", [])],
+    )
+    command_line = "genrec " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "genrec compare"
+    summary = run_study(study, command_line, _hardware())
+    print((study.out / "compare.md").read_text())
+    print(f"wrote {study.out}/compare.md, compare.json and sid_metrics_vs_recall.png ({summary['num_runs']} runs)")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train every tokenizer + the same recommender, table of metrics and Spearman correlations",
+        description=__doc__,
+    )
+    parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated tokenizer methods")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method (0 .. N-1)")
+    parser.add_argument("--ablations", action="store_true", help="add the paper's Table 8 R3-VAE ablations")
+    parser.add_argument("--lambdas", default="", help="comma-separated R3-VAE lambda values (Table 9), e.g. 0.001,0.1")
+    parser.add_argument("--config", help="JSON file with tokenizer_args / recommender_args / evaluate_args lists")
+    parser.add_argument("--out", help="output directory (default: DATASET/compare)")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,202 @@
+"""Reproduction study: every tokenizer through the same recommender (paper Tables 1, 6-9).
+
+One *run* = (variant, seed): train a tokenizer, train the recommender on its Semantic IDs with a
+fixed recipe, evaluate on test. Each run lives in ``OUT/runs/<variant>-seed<k>/`` and ends with a
+``result.json``; a rerun of ``genrec compare`` skips runs whose ``result.json`` exists, so an
+interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eval.correlation import spearman
+from genrec.errors import GenrecError
+from genrec.io import atomic_write_json, atomic_write_text, read_json
+
+# SID metrics correlated with Recall@10 (paper Table 7). Name in tokenizer metrics.json -> label.
+SID_METRICS = {
+    "semantic_cohesion": "SC",
+    "preference_discrimination": "PD",
+    "collision_rate": "CR",
+    "gini": "Gini",
+}
+RANKING_KEYS = ("recall@10", "recall@20", "recall@30", "ndcg@10", "ndcg@20", "ndcg@30")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A tokenizer configuration in the study: a method plus extra train-tokenizer flags."""
+
+    name: str
+    method: str
+    tokenizer_args: tuple[str, ...] = ()
+
+
+# Paper Table 8 ablations and Table 9 lambda sweep, as extra train-tokenizer flags on r3vae.
+ABLATIONS = {
+    "r3vae-no-ref": ("--no-reference-vector",),
+    "r3vae-ste": ("--rating", "ste"),
+    "r3vae-no-sc": ("--no-sc",),
+    "r3vae-no-pd": ("--no-pd",),
+}
+
+
+def build_variants(methods: list[str], ablations: bool, lambdas: list[float]) -> list[Variant]:
+    variants = [Variant(method, method) for method in methods]
+    if ablations:
+        variants += [Variant(name, "r3vae", args) for name, args in ABLATIONS.items()]
+    for value in lambdas:
+        variants.append(Variant(f"r3vae-lambda{value:g}", "r3vae", ("--metric-weight", f"{value:g}")))
+    return variants
+
+
+@dataclass
+class Study:
+    dataset: Path
+    out: Path
+    variants: list[Variant]
+    seeds: list[int]
+    tokenizer_args: list[str] = field(default_factory=list)  # shared by every run
+    recommender_args: list[str] = field(default_factory=list)
+    evaluate_args: list[str] = field(default_factory=list)
+
+    def run_dir(self, variant: Variant, seed: int) -> Path:
+        return self.out / "runs" / f"{variant.name}-seed{seed}"
+
+
+def _call(argv: list[str]) -> None:
+    from genrec.cli import main
+
+    print("$ genrec " + shlex.join(argv), flush=True)
+    code = main(argv)
+    if code:
+        raise GenrecError(f"`genrec {shlex.join(argv)}` failed with exit code {code}")
+
+
+def run_one(study: Study, variant: Variant, seed: int) -> dict:
+    """Tokenizer -> recommender -> test evaluation for one (variant, seed); cached in result.json."""
+    run_dir = study.run_dir(variant, seed)
+    result_file = run_dir / "result.json"
+    if result_file.is_file():
+        return read_json(result_file)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir, recommender_dir = run_dir / "tokenizer", run_dir / "recommender"
+    started = time.perf_counter()
+    if not (tokenizer_dir / "metrics.json").is_file():
+        _call(
+            ["train-tokenizer", "--dataset", str(study.dataset), "--method", variant.method, "--seed", str(seed),
+             "--out", str(tokenizer_dir), *study.tokenizer_args, *variant.tokenizer_args]
+        )
+    tokenizer_seconds = time.perf_counter() - started
+    # train-recommender resumes from its own checkpoints if a previous attempt was interrupted.
+    _call(
+        ["train-recommender", "--dataset", str(study.dataset), "--tokenizer", str(tokenizer_dir),
+         "--out", str(recommender_dir), "--seed", str(seed), *study.recommender_args]
+    )
+    evaluation_file = run_dir / "test_metrics.json"
+    _call(
+        ["evaluate", "--dataset", str(study.dataset), "--model", str(recommender_dir), "--split", "test",
+         "--output", str(evaluation_file), *study.evaluate_args]
+    )
+    result = {
+        "variant": variant.name,
+        "method": variant.method,
+        "seed": seed,
+        "tokenizer_args": list(variant.tokenizer_args),
+        "sid_metrics": read_json(tokenizer_dir / "metrics.json"),
+        "ranking": read_json(evaluation_file),
+        "wall_seconds": time.perf_counter() - started,
+        "tokenizer_seconds": tokenizer_seconds,
+    }
+    atomic_write_json(result_file, result)
+    return result
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarize(results: list[dict]) -> dict:
+    """Mean/std per variant and Spearman of each SID metric with Recall@10 over all runs."""
+    by_variant: dict[str, list[dict]] = {}
+    for result in results:
+        by_variant.setdefault(result["variant"], []).append(result)
+    table = {}
+    for name, runs in by_variant.items():
+        row = {"runs": len(runs)}
+        for key in RANKING_KEYS:
+            row[key] = _mean_std([r["ranking"][key] for r in runs])
+        for key in SID_METRICS:
+            row[key] = _mean_std([r["sid_metrics"][key] for r in runs])
+        table[name] = row
+    recall = [r["ranking"]["recall@10"] for r in results]
+    correlations = {key: spearman([r["sid_metrics"][key] for r in results], recall) for key in SID_METRICS}
+    return {"table": table, "spearman_with_recall@10": correlations, "num_runs": len(results)}
+
+
+def _fmt(pair: tuple[float, float], digits: int = 4) -> str:
+    mean, std = pair
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def render_markdown(summary: dict, header: str) -> str:
+    lines = [header, "", "| variant | runs | " + " | ".join(RANKING_KEYS) + " | SC | PD | CR | Gini |",
+             "|" + "---|" * (len(RANKING_KEYS) + 6)]
+    for name, row in summary["table"].items():
+        cells = [_fmt(row[k]) for k in RANKING_KEYS] + [_fmt(row[k], 3) for k in SID_METRICS]
+        lines.append(f"| {name} | {row['runs']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Spearman rank correlation with Recall@10 over all {summary['num_runs']} runs:", "",
+              "| metric | rho |", "|---|---|"]
+    for key, label in SID_METRICS.items():
+        rho = summary["spearman_with_recall@10"][key]
+        lines.append(f"| {label} | {'n/a' if math.isnan(rho) else f'{rho:+.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_metric_scatter(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SID_METRICS), figsize=(4 * len(SID_METRICS), 3.6))
+    variants = sorted({r["variant"] for r in results})
+    colors = {name: plt.cm.tab10(i % 10) for i, name in enumerate(variants)}
+    recall = [r["ranking"]["recall@10"] for r in results]
+    for axis, (key, label) in zip(axes, SID_METRICS.items()):
+        values = [r["sid_metrics"][key] for r in results]
+        for r, x, y in zip(results, values, recall):
+            axis.scatter(x, y, color=colors[r["variant"]], label=r["variant"])
+        rho = spearman(values, recall)
+        axis.set_title(f"{label} (Spearman {rho:+.2f})")
+        axis.set_xlabel(label)
+        axis.set_ylabel("Recall@10")
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=min(len(unique), 6), fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_study(study: Study, command_line: str, hardware: str) -> dict:
+    results = []
+    total = len(study.variants) * len(study.seeds)
+    for index, (variant, seed) in enumerate((v, s) for v in study.variants for s in study.seeds):
+        print(f"[compare] run {index + 1}/{total}: {variant.name} seed {seed}", flush=True)
+        results.append(run_one(study, variant, seed))
+    summary = summarize(results)
+    summary.update({"command": command_line, "hardware": hardware, "runs": results})
+    atomic_write_json(study.out / "compare.json", summary)
+    header = f"# Tokenizer comparison on {study.dataset.name}\n\nCommand: `{command_line}`\n\nHardware: {hardware}"
+    atomic_write_text(study.out / "compare.md", render_markdown(summary, header))
+    plot_metric_scatter(results, study.out / "sid_metrics_vs_recall.png")
+    return summary
