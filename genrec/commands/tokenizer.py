@@ -1,0 +1,140 @@
+"""``genrec train-tokenizer`` (item embeddings -> Semantic IDs artifact) and ``genrec sid-metrics``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from genrec.errors import GenrecError
+
+METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+
+# Flag -> (config key, value); flags a method's config lacks are rejected with the valid options.
+_SWITCHES = {
+    "no_reference_vector": ("use_reference", False),
+    "no_sc": ("use_sc", False),
+    "no_pd": ("use_pd", False),
+    "no_kmeans_init": ("kmeans_init", False),
+    "balanced": ("balanced", True),
+}
+_VALUES = ("levels:num_levels", "codebook_size", "epochs", "steps:max_steps", "batch_size", "lr", "seed",
+           "rating", "metric_weight", "temperature", "top_k", "decoder", "encode_residual", "kmeans_iters")
+
+
+def _set_threads() -> None:
+    import torch
+
+    # Use the cores we have (torch sometimes picks fewer inside containers), but never more.
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, int(os.environ.get("GENREC_THREADS", os.cpu_count() or 1)))))
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The method config: --config file (flat, or its "tokenizer" section), then explicit flags."""
+    from genrec.config import load_config_file
+
+    data = load_config_file(args.config)
+    options = dict(data.get("tokenizer", data))
+    options.pop("method", None)
+    for spec in _VALUES:
+        flag, _, key = spec.partition(":")
+        value = getattr(args, flag)
+        if value is not None:
+            options[key or flag] = value
+    for flag, (key, value) in _SWITCHES.items():
+        if getattr(args, flag):
+            options[key] = value
+    return options
+
+
+def _train(args: argparse.Namespace) -> int:
+    from data_prep.embeddings import load_or_compute_item_embeddings
+    from eval.sid_metrics import format_metrics_table
+    from genrec.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from tokenizer.export import write_artifact
+    from tokenizer.pipeline import train_tokenizer
+
+    _set_threads()
+    dataset = resolve_dataset_dir(args.dataset)
+    out = Path(args.out) if args.out else dataset / TOKENIZER_DIR
+    options = method_options(args)
+    from tokenizer.base import build_tokenizer
+
+    build_tokenizer(args.method, options)  # reject bad options before the (slow) embedding step
+    embeddings = load_or_compute_item_embeddings(dataset, encoder=args.encoder)
+    print(f"{args.method}: {embeddings.vectors.shape[0]:,} items x {embeddings.vectors.shape[1]} dims "
+          f"({embeddings.encoder}), options {options or 'default'}")
+    started = time.perf_counter()
+    result = train_tokenizer(embeddings.vectors, args.method, options, progress=not args.no_progress)
+    result.metrics["total_seconds"] = time.perf_counter() - started
+    result.metrics["encoder"] = embeddings.encoder
+    print(format_metrics_table(result.metrics))
+    write_artifact(out, result.tokenizer, result.sids, result.metrics, embeddings.encoder,
+                   extra={"dataset": str(dataset)})
+    print(f"wrote {out} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from data_prep.embeddings import load_or_compute_item_embeddings
+    from eval.sid_metrics import format_metrics_table
+    from genrec.io import read_json
+    from genrec.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from tokenizer.artifact import load_semantic_ids
+    from tokenizer.base import load_tokenizer
+    from tokenizer.pipeline import sid_metrics_for
+
+    if args.tokenizer:
+        folder = Path(args.tokenizer)
+        load_semantic_ids(folder)  # clear error if it is not an artifact
+        info = read_json(folder / "config.json")
+        dataset = resolve_dataset_dir(args.dataset or info.get("dataset"))
+    else:
+        dataset = resolve_dataset_dir(args.dataset)
+        folder = dataset / TOKENIZER_DIR
+    sids = load_semantic_ids(folder)
+    tok = load_tokenizer(folder)
+    vectors = load_or_compute_item_embeddings(dataset, encoder=read_json(folder / "config.json").get("encoder")).vectors
+    if len(vectors) != sids.num_items:
+        raise GenrecError(f"{folder} has {sids.num_items} items but {dataset} has {len(vectors)}: wrong --dataset?")
+    print(format_metrics_table(sid_metrics_for(tok, vectors, sids.codes[:, :-1])))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train-tokenizer", help="train an item tokenizer and write Semantic IDs",
+                                   description=__doc__)
+    parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
+    parser.add_argument("--method", choices=METHODS, default="r3vae")
+    parser.add_argument("--levels", type=int, help="number of SID levels L (default 3)")
+    parser.add_argument("--codebook-size", type=int, help="codewords per level M (default 256)")
+    parser.add_argument("--epochs", type=int, help="training epochs (gradient methods)")
+    parser.add_argument("--steps", type=int, help="stop after this many optimizer steps (gradient methods)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--kmeans-iters", type=int)
+    parser.add_argument("--out", help="artifact directory (default DATASET/tokenizer)")
+    parser.add_argument("--config", help="JSON file of method options (flat, or under a \"tokenizer\" key)")
+    parser.add_argument("--encoder", help="embedding model (default: the dataset's cached / default encoder)")
+    parser.add_argument("--no-progress", action="store_true")
+    r3 = parser.add_argument_group("r3vae options (ablations: paper Tables 8-9)")
+    r3.add_argument("--no-reference-vector", action="store_true", help="e0 = x (no reference vector)")
+    r3.add_argument("--rating", choices=("softmax", "ste"), help="ste: replace rating by a straight-through estimator")
+    r3.add_argument("--no-sc", action="store_true", help="drop the -SC regularizer")
+    r3.add_argument("--no-pd", action="store_true", help="drop the +PD regularizer")
+    r3.add_argument("--metric-weight", type=float, help="lambda of eq 13 (default 0.01)")
+    r3.add_argument("--temperature", type=float, help="softmax temperature over cosine ratings")
+    r3.add_argument("--top-k", type=int, help="codewords summed in eq 5")
+    r3.add_argument("--decoder", choices=("identity", "linear", "mlp"))
+    r3.add_argument("--encode-residual", choices=("soft", "hard"))
+    other = parser.add_argument_group("baseline options")
+    other.add_argument("--no-kmeans-init", action="store_true", help="rqvae/vqvae/r3vae: random codebook init")
+    other.add_argument("--balanced", action="store_true", help="rkmeans: balanced K-Means")
+    parser.set_defaults(func=_train)
+
+    metrics = subparsers.add_parser("sid-metrics", help="recompute and print SID quality metrics of a tokenizer")
+    metrics.add_argument("--tokenizer", help="artifact directory (default DATASET/tokenizer)")
+    metrics.add_argument("--dataset", help="prepared dataset (default: the one the tokenizer was trained on)")
+    metrics.set_defaults(func=_metrics)

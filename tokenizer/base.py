@@ -1,0 +1,225 @@
+"""One faiss-like interface for every item tokenizer, and the registry that builds/loads them.
+
+    tok = build_tokenizer("r3vae", {"num_levels": 3, "codebook_size": 256})
+    history = tok.fit(embeddings)          # float32 [n, d]; returns the training curves
+    codes = tok.encode(embeddings)         # int64 [n, L]
+    approx = tok.decode(codes)             # float32 [n, d], back in the input embedding space
+    tok.save(folder); tok = load_tokenizer(folder)
+
+``save`` writes ``config.json`` (method, num_levels, codebook_sizes, embedding_dim, method_config)
+and ``model.safetensors``; tokenizer.export adds the Semantic IDs and metrics beside them, which
+makes the folder the artifact described in tokenizer.artifact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from genrec.config import apply_overrides
+from genrec.errors import GenrecError
+from genrec.io import atomic_write_bytes, atomic_write_json, read_json
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch training curves (paper Figure 4): loss and codebook usage per level."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    usage: list[list[float]] = field(default_factory=list)  # [epochs][levels]: fraction of codewords used
+    parts: list[dict[str, float]] = field(default_factory=list)  # loss components per epoch
+    seconds: float = 0.0
+
+    def record(self, epoch: int, loss: float, usage: list[float], parts: dict[str, float] | None = None) -> None:
+        self.epoch.append(int(epoch))
+        self.loss.append(float(loss))
+        self.usage.append([float(u) for u in usage])
+        self.parts.append({k: float(v) for k, v in (parts or {}).items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def check_embeddings(embeddings: Any, expected_dim: int | None = None, name: str = "embeddings") -> np.ndarray:
+    """Validate and convert to a C-contiguous float32 [n, d] array; every problem is a GenrecError."""
+    array = np.asarray(embeddings)
+    if array.ndim != 2:
+        raise GenrecError(f"{name}: expected a 2-D array [items, dim], got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise GenrecError(f"{name}: empty array of shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise GenrecError(f"{name}: expected numbers, got dtype {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).any(axis=1).sum())
+        raise GenrecError(f"{name}: {bad} row(s) contain NaN or infinite values; recompute them (`genrec embed`)")
+    if expected_dim is not None and array.shape[1] != expected_dim:
+        raise GenrecError(f"{name}: dimension {array.shape[1]} does not match the tokenizer's {expected_dim} "
+                          "(embeddings from another encoder?)")
+    return array
+
+
+def check_codes(codes: Any, codebook_sizes: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(codes)
+    if array.ndim != 2 or array.shape[1] != len(codebook_sizes):
+        raise GenrecError(f"codes: expected shape [n, {len(codebook_sizes)}], got {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise GenrecError(f"codes: expected integers, got dtype {array.dtype}")
+    array = array.astype(np.int64)
+    if (array < 0).any() or (array >= np.asarray(codebook_sizes)).any():
+        raise GenrecError(f"codes: values outside the codebook sizes {list(codebook_sizes)}")
+    return array
+
+
+class Tokenizer(ABC):
+    """Maps item embeddings to L discrete codes and back. Subclasses set ``method`` and ``config_class``.
+
+    Every config has ``num_levels``, ``codebook_size`` and ``seed``; ``fit`` seeds torch from
+    ``config.seed`` (and restores the global RNG afterwards), so the same seed gives the same codes.
+    """
+
+    method: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.embedding_dim: int | None = None
+        self.history = TrainingHistory()
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, x: torch.Tensor, progress: bool) -> None: ...
+
+    @abstractmethod
+    def _encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    @abstractmethod
+    def codebooks(self) -> list[torch.Tensor]:
+        """Each level's codeword vectors [M_l, d_l], in the space that level quantizes (for PD, eq 10)."""
+
+    # -- the interface --------------------------------------------------------------------------
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return (int(self.config.codebook_size),) * int(self.config.num_levels)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    def fit(self, embeddings: Any, progress: bool = True) -> TrainingHistory:
+        x = check_embeddings(embeddings)
+        if x.shape[0] < max(self.codebook_sizes):
+            raise GenrecError(f"{x.shape[0]} items are fewer than the codebook size {max(self.codebook_sizes)}; "
+                              "use a smaller --codebook-size")
+        self.embedding_dim = int(x.shape[1])
+        self.history = TrainingHistory()
+        state = torch.random.get_rng_state()
+        torch.manual_seed(self.config.seed)
+        try:
+            self._fit(torch.from_numpy(x), progress)
+        finally:
+            torch.random.set_rng_state(state)
+        return self.history
+
+    def encode(self, embeddings: Any, batch_size: int = 32768) -> np.ndarray:
+        """int64 [n, L] codes (no collision suffix; see tokenizer.semantic_ids). Batched: bounded memory."""
+        self._check_fitted()
+        x = check_embeddings(embeddings, self.embedding_dim)
+        with torch.no_grad():
+            parts = [self._encode(torch.from_numpy(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
+        return torch.cat(parts).to(torch.int64).numpy()
+
+    def decode(self, codes: Any, batch_size: int = 32768) -> np.ndarray:
+        """float32 [n, d]: the embeddings approximated from their codes alone."""
+        self._check_fitted()
+        array = check_codes(codes, self.codebook_sizes)
+        with torch.no_grad():
+            parts = [self._decode(torch.from_numpy(array[i:i + batch_size])) for i in range(0, len(array), batch_size)]
+        return torch.cat(parts).float().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "num_levels": self.num_levels, "codebook_sizes": list(self.codebook_sizes),
+                "embedding_dim": self.embedding_dim, "method_config": dataclasses.asdict(self.config)}
+
+    def save(self, folder: str | Path, extra_config: dict[str, Any] | None = None) -> None:
+        """Write model.safetensors and config.json (``extra_config`` keys are added to config.json)."""
+        from safetensors.torch import save
+
+        self._check_fitted()
+        folder = Path(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
+        atomic_write_json(folder / CONFIG_FILE, {**self.describe(), **(extra_config or {})})
+
+    def _check_fitted(self) -> None:
+        if self.embedding_dim is None:
+            raise GenrecError(f"{self.method} tokenizer is not trained yet: call fit() or load_tokenizer() first")
+
+
+# -- registry -------------------------------------------------------------------------------------
+def tokenizer_classes() -> dict[str, type[Tokenizer]]:
+    # Imported lazily: the method modules import this one.
+    from tokenizer.opq import OPQTokenizer
+    from tokenizer.r3vae import R3VAETokenizer
+    from tokenizer.rkmeans import RKMeansTokenizer
+    from tokenizer.rqvae import RQVAETokenizer, VQVAETokenizer
+
+    return {cls.method: cls for cls in (R3VAETokenizer, RQVAETokenizer, RKMeansTokenizer, VQVAETokenizer,
+                                         OPQTokenizer)}
+
+
+def build_tokenizer(method: str, config: dict[str, Any] | None = None) -> Tokenizer:
+    """A fresh tokenizer of ``method``, its dataclass config updated by ``config`` (unknown keys: error)."""
+    classes = tokenizer_classes()
+    if method not in classes:
+        raise GenrecError(f"unknown tokenizer method {method!r}; choose from {', '.join(METHODS)}")
+    cls = classes[method]
+    cfg = apply_overrides(cls.config_class(), dict(config or {}), source=f"{method} options")
+    cfg.validate()
+    return cls(cfg)
+
+
+def load_tokenizer(folder: str | Path) -> Tokenizer:
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GenrecError(f"{folder}: tokenizer directory not found; run `genrec train-tokenizer` first")
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise GenrecError(f"{folder}: no {WEIGHTS_FILE}; not a trained tokenizer")
+    info = read_json(folder / CONFIG_FILE)
+    tok = build_tokenizer(info["method"], info.get("method_config", {}))
+    tok.embedding_dim = int(info["embedding_dim"])
+    tok.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return tok
+
+
+def validate_common(config: Any) -> None:
+    """Checks shared by every method's config; raises GenrecError."""
+    if config.num_levels < 1:
+        raise GenrecError(f"num_levels must be >= 1, got {config.num_levels}")
+    if config.codebook_size < 2:
+        raise GenrecError(f"codebook_size must be >= 2, got {config.codebook_size}")
+    for name in ("epochs", "batch_size", "kmeans_iters"):
+        if hasattr(config, name) and getattr(config, name) < 1:
+            raise GenrecError(f"{name} must be >= 1, got {getattr(config, name)}")

@@ -1,0 +1,62 @@
+"""Residual K-Means (RQ-KMeans): codebook l = K-Means centroids of what levels 1..l-1 left over.
+
+No training beyond clustering. ``balanced=True`` fits each level with capacity-constrained K-Means
+(every codeword holds at most ceil(n / M) training items), which spreads items over codewords;
+``encode`` always assigns the nearest codeword (a faiss-like encoder cannot see the other items),
+so the SIDs of the training items follow the balanced centroids but not the exact capacities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from tokenizer.base import Tokenizer, validate_common
+from tokenizer.kmeans import residual_decode, residual_encode, residual_fit
+
+
+@dataclass
+class RKMeansConfig:
+    num_levels: int = 3
+    codebook_size: int = 256
+    kmeans_iters: int = 25
+    init: str = "kmeans++"  # kmeans++ | random
+    balanced: bool = False
+    kmeans_batch_size: int | None = None  # mini-batch K-Means (bounded memory) when set
+    seed: int = 0
+
+    def validate(self) -> None:
+        validate_common(self)
+
+
+class RKMeansTokenizer(Tokenizer):
+    method = "rkmeans"
+    config_class = RKMeansConfig
+
+    def _fit(self, x: torch.Tensor, progress: bool) -> None:
+        cfg = self.config
+        started = time.perf_counter()
+        books, labels = residual_fit(x, cfg.num_levels, cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters,
+                                     init=cfg.init, balanced=cfg.balanced, batch_size=cfg.kmeans_batch_size)
+        self._books = books
+        residual = x - residual_decode(torch.stack(labels, 1), books)
+        usage = [float(torch.bincount(l, minlength=cfg.codebook_size).gt(0).float().mean()) for l in labels]
+        self.history.record(1, float((residual ** 2).sum(1).mean()), usage, {"rec": float((residual ** 2).sum(1).mean())})
+        self.history.seconds = time.perf_counter() - started
+
+    def _encode(self, x):
+        return residual_encode(x, self._books)[0]
+
+    def _decode(self, codes):
+        return residual_decode(codes, self._books)
+
+    def state_dict(self):
+        return {"codebooks": torch.stack(self._books)}
+
+    def load_state_dict(self, state):
+        self._books = list(state["codebooks"].float())
+
+    def codebooks(self):
+        return list(self._books)
