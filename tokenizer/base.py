@@ -61,7 +61,7 @@ def check_embeddings(embeddings: Any, expected_dim: int | None = None, name: str
     if not np.issubdtype(array.dtype, np.number):
         raise GenrecError(f"{name}: expected numbers, got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    if not np.isfinite(array).all():
+    if not all(np.isfinite(array[i:i + 65536]).all() for i in range(0, len(array), 65536)):  # chunked: bounded memory
         bad = int((~np.isfinite(array)).any(axis=1).sum())
         raise GenrecError(f"{name}: {bad} row(s) contain NaN or infinite values; recompute them (`genrec embed`)")
     if expected_dim is not None and array.shape[1] != expected_dim:
@@ -141,7 +141,7 @@ class Tokenizer(ABC):
             torch.random.set_rng_state(state)
         return self.history
 
-    def encode(self, embeddings: Any, batch_size: int = 32768) -> np.ndarray:
+    def encode(self, embeddings: Any, batch_size: int = 8192) -> np.ndarray:
         """int64 [n, L] codes (no collision suffix; see tokenizer.semantic_ids). Batched: bounded memory."""
         self._check_fitted()
         x = check_embeddings(embeddings, self.embedding_dim)
@@ -149,7 +149,7 @@ class Tokenizer(ABC):
             parts = [self._encode(torch.from_numpy(x[i:i + batch_size])) for i in range(0, len(x), batch_size)]
         return torch.cat(parts).to(torch.int64).numpy()
 
-    def decode(self, codes: Any, batch_size: int = 32768) -> np.ndarray:
+    def decode(self, codes: Any, batch_size: int = 8192) -> np.ndarray:
         """float32 [n, d]: the embeddings approximated from their codes alone."""
         self._check_fitted()
         array = check_codes(codes, self.codebook_sizes)

@@ -185,24 +185,34 @@ ResidualStep = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def residual_fit(x: torch.Tensor, num_levels: int, codebook_size: int, step: ResidualStep | None = None,
-                 seed: int = 0, **kmeans_kwargs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                 seed: int = 0, copy: bool = True, chunk: int = DEFAULT_CHUNK,
+                 **kmeans_kwargs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Residual K-Means: codebook l = K-Means centroids of the residuals left by levels 1..l-1.
 
-    ``step(level, residual, centroids) -> next residual`` says how a level quantizes; the default
-    subtracts the nearest centroid (classic residual K-Means / RQ). R3-VAE passes its rating rule
-    so that layer l's codebook is initialized on the residuals its own layer l-1 produces.
-    Returns the codebooks and each level's labels.
+    ``step(level, residual_rows, centroids) -> next residual rows`` says how a level quantizes (it
+    is applied chunk by chunk); the default subtracts the nearest centroid (classic residual
+    K-Means / RQ). R3-VAE passes its rating rule so that layer l's codebook is initialized on the
+    residuals its own layer l-1 produces. The residual lives in one buffer updated in place, so the
+    memory is one copy of ``x`` (none with ``copy=False``, which overwrites ``x``) plus what K-Means
+    needs. Returns the codebooks and each level's labels.
     """
     codebooks, labels = [], []
     residual = x.detach().float()
+    if copy:
+        residual = residual.clone()
     for level in range(num_levels):
-        result = kmeans(residual, codebook_size, seed=seed + level, **kmeans_kwargs)
+        result = kmeans(residual, codebook_size, seed=seed + level, chunk=chunk, **kmeans_kwargs)
         codebooks.append(result.centroids)
         labels.append(result.labels)
-        if step is None:
-            residual = residual - result.centroids[result.labels]
-        else:
-            residual = step(level, residual, result.centroids).detach()
+        if level == num_levels - 1:
+            break
+        with torch.no_grad():
+            for start in range(0, residual.shape[0], chunk):
+                rows = residual[start:start + chunk]
+                if step is None:
+                    rows -= result.centroids[result.labels[start:start + chunk]]
+                else:
+                    rows.copy_(step(level, rows, result.centroids))
     return codebooks, labels
 
 

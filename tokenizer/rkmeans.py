@@ -41,9 +41,11 @@ class RKMeansTokenizer(Tokenizer):
         books, labels = residual_fit(x, cfg.num_levels, cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters,
                                      init=cfg.init, balanced=cfg.balanced, batch_size=cfg.kmeans_batch_size)
         self._books = books
-        residual = x - residual_decode(torch.stack(labels, 1), books)
+        codes = torch.stack(labels, 1)
+        error = sum(float(((x[i:i + 65536] - residual_decode(codes[i:i + 65536], books)) ** 2).sum())
+                    for i in range(0, x.shape[0], 65536)) / x.shape[0]
         usage = [float(torch.bincount(l, minlength=cfg.codebook_size).gt(0).float().mean()) for l in labels]
-        self.history.record(1, float((residual ** 2).sum(1).mean()), usage, {"rec": float((residual ** 2).sum(1).mean())})
+        self.history.record(1, error, usage, {"rec": error})
         self.history.seconds = time.perf_counter() - started
 
     def _encode(self, x):
