@@ -61,18 +61,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scratch", default="/tmp/genrec_tokenizer_runs")
     parser.add_argument("--extra", default="", help="extra train-tokenizer flags for every variant")
+    parser.add_argument("--rerun", action="store_true", help="retrain variants that already have metrics.json")
     args = parser.parse_args()
     rows = []
     for variant in args.variants.split(","):
         out = Path(args.scratch) / args.name / variant
         command = ["genrec", "train-tokenizer", "--dataset", args.dataset, *VARIANTS[variant], "--seed",
                    str(args.seed), "--out", str(out), "--no-progress", *shlex.split(args.extra)]
-        print("$", shlex.join(command), flush=True)
         started = time.perf_counter()
-        subprocess.run(command, check=True, cwd=ROOT)
+        if (out / "metrics.json").is_file() and not args.rerun:  # resumable: finished variants are kept
+            print("done already:", shlex.join(command), flush=True)
+        else:
+            print("$", shlex.join(command), flush=True)
+            subprocess.run(command, check=True, cwd=ROOT)
         metrics = json.loads((out / "metrics.json").read_text())
-        rows.append({"variant": variant, "command": shlex.join(command), "wall_seconds": time.perf_counter() - started,
-                     "metrics": metrics})
+        rows.append({"variant": variant, "command": shlex.join(command), "metrics": metrics,
+                     "history": json.loads((out / "training_history.json").read_text())})
     hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other jobs), torch CPU"
     report = {"dataset": args.dataset, "hardware": hardware,
               "script": "python bench/tokenizer_methods.py " + shlex.join(sys.argv[1:]), "runs": rows}

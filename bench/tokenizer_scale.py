@@ -63,12 +63,14 @@ def run_case(case: dict) -> dict:
     x = synthetic_embeddings(case["items"], case["dim"])
     data_rss = rss_mb()
     method, m, batch = case["method"], case["codebook_size"], case["batch_size"]
+    # k-means++ makes M sequential passes over its sample: fine for M = 256, minutes for M = 8192.
+    seeding = "kmeans++" if m <= case["kmeanspp_max_codebook"] else "random"
     if method == "rkmeans":
         options = {"codebook_size": m, "kmeans_batch_size": batch, "kmeans_iters": case["kmeans_epochs"],
-                   "init": "kmeans++"}
+                   "init": seeding}
     else:
         options = {"codebook_size": m, "kmeans_batch_size": batch, "kmeans_iters": case["kmeans_epochs"],
-                   "batch_size": batch, "epochs": 1, "max_steps": case["steps"]}
+                   "batch_size": batch, "epochs": 1, "max_steps": case["steps"], "kmeans_seeding": seeding}
     tok = build_tokenizer(method, options)
     started = time.perf_counter()
     history = tok.fit(x, progress=False)
@@ -80,9 +82,9 @@ def run_case(case: dict) -> dict:
 
     usage = [float(len(np.unique(codes[:, level])) / m) for level in range(codes.shape[1])]
     peak = peak_rss_mb()
-    return {**case, "fit_seconds": round(fit_seconds, 2), "encode_seconds": round(encode_seconds, 2),
+    return {**case, "seeding": seeding, "fit_seconds": round(fit_seconds, 2),
+            "train_seconds": round(history.seconds, 2) if method == "r3vae" else None, "encode_seconds": round(encode_seconds, 2),
             "encode_items_per_s": round(case["items"] / encode_seconds), "usage": usage,
-            "train_steps": len(history.loss) and (case["steps"] if method == "r3vae" else None),
             "data_mb": round(case["items"] * case["dim"] * 4 / 2 ** 20, 1), "rss_after_data_mb": round(data_rss, 1),
             "peak_rss_mb": round(peak, 1), "working_mb": round(peak - data_rss, 1)}
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kmeans-epochs", type=int, default=1, help="mini-batch K-Means passes over the data")
     parser.add_argument("--steps", type=int, default=20, help="R3-VAE optimizer steps timed")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--kmeanspp-max-codebook", type=int, default=1024,
+                        help="larger codebooks are seeded with random points instead of k-means++")
     parser.add_argument("--out", default=str(ROOT / "results" / "tokenizers" / "scale.json"))
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -108,11 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         for m in [int(v) for v in args.codebook_sizes.split(",")]:
             for method in args.methods.split(","):
                 case = {"method": method, "items": n, "codebook_size": m, "dim": args.dim, "threads": args.threads,
-                        "batch_size": args.batch_size, "kmeans_epochs": args.kmeans_epochs, "steps": args.steps}
+                        "batch_size": args.batch_size, "kmeans_epochs": args.kmeans_epochs, "steps": args.steps,
+                        "kmeanspp_max_codebook": args.kmeanspp_max_codebook}
                 result = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
                                         text=True, cwd=ROOT)
+                (print(result.stderr[-3000:], file=sys.stderr) if result.returncode else None)
                 if result.returncode:
-                    print(result.stderr[-2000:], file=sys.stderr)
                     rows.append({**case, "error": result.stderr.strip().splitlines()[-1:]})
                     continue
                 rows.append(json.loads(result.stdout.strip().splitlines()[-1]))

@@ -11,6 +11,17 @@ from eval.sid_metrics import (cluster_centroids, compute_sid_metrics, format_met
                               preference_discrimination, semantic_cohesion)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def cos(a, b):
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 

@@ -3,9 +3,21 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from tokenizer.kmeans import balanced_assign, kmeans, nearest, residual_decode, residual_encode, residual_fit
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def blobs(n_per=50, k=4, d=3, seed=0):

@@ -18,6 +18,17 @@ FAST = {"r3vae": {"epochs": 2, "batch_size": 64, "top_k": 2, "kmeans_iters": 5},
         "opq": {"opq_iters": 2, "kmeans_iters": 3}}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def clustered(n=240, d=12, k=6, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(k, d)) * 3

@@ -4,8 +4,9 @@
   O(chunk x k), not O(n x k)), or mini-batch K-Means (Sculley 2010: per-centroid learning rate
   1/count) when ``batch_size`` is set — memory then depends on the batch size only, which is how
   the tokenizers scale to millions of items.
-* initialization: k-means++ on a random subsample (at most ``init_sample`` points), or ``random``
-  distinct points (the cheap choice for very large codebooks).
+* initialization: k-means++ on a random subsample (at most ``init_sample`` points; k sequential
+  passes over the sample, so it costs O(k x sample x d)), or ``random`` distinct points (the cheap
+  choice for very large codebooks, e.g. M = 8192).
 * optional balanced assignment (every cluster holds at most ceil(n / k) points), used by
   balanced residual K-Means.
 * ``residual_fit`` / ``residual_encode``: the residual quantization loop (codebook l is fitted on
@@ -52,7 +53,12 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
     n = x.shape[0]
     first = int(torch.randint(n, (1,), generator=generator))
     centroids = [x[first]]
-    closest = squared_distances(x, x[first:first + 1]).squeeze(1)
+    norms = (x * x).sum(1)
+
+    def to_point(i: int) -> torch.Tensor:  # squared distances of every row to row i (norms precomputed)
+        return (norms - 2.0 * (x @ x[i]) + norms[i]).clamp_min_(0.0)
+
+    closest = to_point(first)
     for _ in range(1, k):
         total = closest.sum()
         if total <= 0:  # fewer distinct points than k: pad with random points
@@ -60,7 +66,7 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
         else:
             idx = int(torch.multinomial(closest / total, 1, generator=generator))
         centroids.append(x[idx])
-        closest = torch.minimum(closest, squared_distances(x, x[idx:idx + 1]).squeeze(1))
+        closest = torch.minimum(closest, to_point(idx))
     return torch.stack(centroids).clone()
 
 

@@ -80,6 +80,7 @@ class R3VAEConfig:
     kmeans_init: bool = True  # §3.3.1 codebook initialization
     kmeans_iters: int = 20
     kmeans_batch_size: int | None = None  # set for mini-batch K-Means init on very large catalogues
+    kmeans_seeding: str = "kmeans++"  # kmeans++ | random (cheaper for very large codebooks)
     lr: float = 5e-4  # AdamW, §3.5
     weight_decay: float = 1e-5
     epochs: int = 60
@@ -171,7 +172,8 @@ class R3VAE(torch.nn.Module):
 
         if cfg.kmeans_init:  # e0 is a fresh tensor: let the residual buffer reuse it (copy=False)
             books, _ = residual_fit(e0, cfg.num_levels, cfg.codebook_size, step=layer_step, seed=cfg.seed,
-                                    copy=False, iters=cfg.kmeans_iters, batch_size=cfg.kmeans_batch_size)
+                                    copy=False, iters=cfg.kmeans_iters, batch_size=cfg.kmeans_batch_size,
+                                    init=cfg.kmeans_seeding)
             self.codebooks.copy_(torch.stack(books))
         else:  # ablation: codewords are random residuals of the previous layer
             residual = e0

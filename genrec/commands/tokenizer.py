@@ -24,10 +24,11 @@ _VALUES = ("levels:num_levels", "codebook_size", "epochs", "steps:max_steps", "b
 
 
 def _set_threads() -> None:
+    """GENREC_THREADS=N caps torch's CPU threads (useful when other jobs share the machine)."""
     import torch
 
-    # Use the cores we have (torch sometimes picks fewer inside containers), but never more.
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, int(os.environ.get("GENREC_THREADS", os.cpu_count() or 1)))))
+    if os.environ.get("GENREC_THREADS"):
+        torch.set_num_threads(max(1, int(os.environ["GENREC_THREADS"])))
 
 
 def method_options(args: argparse.Namespace) -> dict:
