@@ -68,7 +68,7 @@ def test_residual_chain_eq_6_and_reconstruction_eq_11():
     # Identity decoder: x - x_hat = x - alpha r - sum e_hat = e^(L), so L_rec = ||e^(L)||^2.
     assert torch.allclose(x - x_hat, e, atol=1e-5)
     loss, parts, _ = m.training_loss(x)
-    assert float(loss.detach()) == pytest.approx(float((e ** 2).sum(1).mean()), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(float((e ** 2).sum(1).mean().detach()), rel=1e-5)
 
 
 def test_total_loss_eqs_12_13():
