@@ -1,0 +1,59 @@
+"""The trie constraint for ``model.generate``: a vectorized LogitsProcessor, plus a marisa-trie
+index of all full SIDs for compact storage, validity checks and SID -> item lookups."""
+
+from __future__ import annotations
+
+import marisa_trie
+import numpy as np
+import torch
+from transformers import LogitsProcessor
+
+from recommender.fast_beam import SidPrefixTable
+from recommender.vocab import EOS_TOKEN
+
+
+class SidIndex:
+    """Every item's full SID in a marisa RecordTrie: key "c1-c2-...-s" -> item row (id - 1)."""
+
+    def __init__(self, codes: np.ndarray):
+        keys = ["-".join(map(str, row)) for row in np.asarray(codes).tolist()]
+        self.trie = marisa_trie.RecordTrie("<i", zip(keys, ((i,) for i in range(len(keys)))))
+
+    def item_row(self, codes) -> int | None:
+        values = self.trie.get("-".join(str(int(c)) for c in codes))
+        return values[0][0] if values else None
+
+    def is_valid(self, codes) -> bool:
+        return self.item_row(codes) is not None
+
+    def has_prefix(self, codes) -> bool:
+        return self.trie.has_keys_with_prefix("-".join(str(int(c)) for c in codes))
+
+
+class TrieLogitsProcessor(LogitsProcessor):
+    """Masks (to -inf) every token that would leave the SID trie; after a full SID only eos.
+
+    State lookup is tensor ops over all beams at once: walk the per-position transition tables
+    with the tokens generated so far (at most L + 1 gathers), then one gather gives the allowed
+    tokens of every beam. No Python loop over beams.
+    """
+
+    def __init__(self, table: SidPrefixTable):
+        self.table = table
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - 1  # input_ids starts with the decoder start token
+        masked = torch.full_like(scores, float("-inf"))
+        if step >= self.table.length:
+            masked[:, EOS_TOKEN] = scores[:, EOS_TOKEN]
+            return masked
+        state = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        for d in range(step):
+            local = input_ids[:, d + 1] - self.table.offsets[d]
+            state = self.table.next_state[d][state.clamp(min=0), local]
+        allowed = self.table.next_state[step][state.clamp(min=0)] >= 0  # [beams, size]
+        allowed &= (state >= 0)[:, None]
+        start = self.table.offsets[step]
+        window = scores[:, start : start + self.table.sizes[step]]
+        masked[:, start : start + self.table.sizes[step]] = window.masked_fill(~allowed, float("-inf"))
+        return masked

@@ -1,0 +1,81 @@
+"""Training and evaluation examples as precomputed token arrays (no work on the training hot path).
+
+An example is (history, target): the encoder reads the SID tokens of the user's most recent
+``max_history`` items before the target, then eos; the decoder produces the target's SID tokens.
+Training uses every prefix of each user's training sequence (items[:-2]); validation and test
+are leave-one-out (data_prep.dataset.ProcessedDataset.split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data_prep.dataset import ProcessedDataset
+from recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
+
+
+@dataclass
+class TokenizedExamples:
+    """Right-padded encoder inputs [n, max_len], their lengths, targets [n, L + 1], user and target ids."""
+
+    inputs: np.ndarray
+    lengths: np.ndarray
+    targets: np.ndarray
+    users: np.ndarray
+    target_items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, index: np.ndarray, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Dynamic padding: cut the batch to its own longest input."""
+        width = int(self.lengths[index].max())
+        input_ids = torch.from_numpy(self.inputs[index, :width]).to(device)
+        return {"input_ids": input_ids, "attention_mask": (input_ids != PAD_TOKEN).long(),
+                "labels": torch.from_numpy(self.targets[index]).to(device)}
+
+
+class ExampleBuilder:
+    """Turns item-id histories into encoder token rows for one tokenizer's SIDs."""
+
+    def __init__(self, item_tokens: np.ndarray, vocab: SidVocab, max_history: int):
+        # item_tokens[i] = SID tokens of item i + 1; row 0 of the padded table is item "0" (unused).
+        self.table = np.concatenate([np.zeros((1, item_tokens.shape[1]), dtype=np.int64), item_tokens])
+        self.vocab = vocab
+        self.max_history = max_history
+        self.extra = 1 if vocab.num_user_buckets else 0
+        self.max_len = max_history * item_tokens.shape[1] + 1 + self.extra
+
+    def encode_history(self, history: list[int], user_id: int = 0) -> np.ndarray:
+        recent = np.asarray(history[-self.max_history :], dtype=np.int64)
+        tokens = self.table[recent].reshape(-1)
+        prefix = [self.vocab.user_token(user_id)] if self.extra else []
+        return np.concatenate([prefix, tokens, [EOS_TOKEN]]).astype(np.int64)
+
+    def build(self, examples: list[tuple[int, list[int], int]]) -> TokenizedExamples:
+        """``examples``: (user id, history item ids, target item id)."""
+        inputs = np.full((len(examples), self.max_len), PAD_TOKEN, dtype=np.int64)
+        lengths = np.zeros(len(examples), dtype=np.int64)
+        for row, (user, history, _) in enumerate(examples):
+            tokens = self.encode_history(history, user)
+            inputs[row, : len(tokens)] = tokens
+            lengths[row] = len(tokens)
+        targets = np.asarray([t for _, _, t in examples], dtype=np.int64)
+        return TokenizedExamples(inputs, lengths, self.table[targets], np.asarray([u for u, _, _ in examples]), targets)
+
+
+def training_examples(dataset: ProcessedDataset) -> list[tuple[int, list[int], int]]:
+    """Every prefix of every user's training sequence: (user, items[:t], items[t]) for t >= 1."""
+    out = []
+    for user in range(1, dataset.num_users + 1):
+        seq = dataset.train_sequence(user)
+        out.extend((user, seq[:t], seq[t]) for t in range(1, len(seq)))
+    return out
+
+
+def split_examples(dataset: ProcessedDataset, split: str, users: np.ndarray | None = None):
+    chosen = range(1, dataset.num_users + 1) if users is None else users
+    return [(int(u), *dataset.split(int(u), split)) for u in chosen]
