@@ -27,7 +27,8 @@ class SidIndex:
         return self.item_row(codes) is not None
 
     def has_prefix(self, codes) -> bool:
-        return self.trie.has_keys_with_prefix("-".join(str(int(c)) for c in codes))
+        prefix = "-".join(str(int(c)) for c in codes)
+        return next(iter(self.trie.iterkeys(prefix)), None) is not None
 
 
 class TrieLogitsProcessor(LogitsProcessor):
