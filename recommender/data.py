@@ -67,6 +67,27 @@ class ExampleBuilder:
         return TokenizedExamples(inputs, lengths, self.table[targets], np.asarray([u for u, _, _ in examples]), targets)
 
 
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, sort_window: int = 50) -> list[np.ndarray]:
+    """The batches of one epoch, a pure function of (seed, epoch) so a resumed run sees the same ones.
+
+    Length bucketing: shuffle, sort each window of ``sort_window`` batches by input length, cut it
+    into batches, then shuffle the batch order. Dynamic padding then pads each batch to nearly its
+    own examples' length (on Beauty: mean width 28 instead of 81 tokens, ~3x less encoder work)
+    while every example is still seen once per epoch in a random batch. ``sort_window=1`` turns
+    bucketing off (plain random batches).
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    window = batch_size * max(1, sort_window)
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start : start + window]
+        if sort_window > 1:
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def training_examples(dataset: ProcessedDataset) -> list[tuple[int, list[int], int]]:
     """Every prefix of every user's training sequence: (user, items[:t], items[t]) for t >= 1."""
     out = []

@@ -94,7 +94,7 @@ def _builder(loaded):
 def _evaluate(args) -> int:
     from eval.popularity import popularity_metrics
     from genrec.io import atomic_write_json
-    from recommender.train import evaluate_users
+    from recommender.evaluation import evaluate_users
 
     if args.beams < 30:
         raise GenrecError("--beams must be at least 30 (the largest K evaluated)")
@@ -161,13 +161,16 @@ def register(subparsers) -> None:
     train.add_argument("--tokenizer", help="tokenizer artifact (default DATASET/tokenizer)")
     train.add_argument("--out", help="output directory (default DATASET/recommender)")
     train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
-    train.add_argument("--max-steps", dest="max_steps", type=int)
+    train.add_argument("--max-steps", dest="max_steps", type=int, help="optimizer steps (default 20000)")
+    train.add_argument("--epochs", type=float, help="train this many epochs instead of --max-steps")
     train.add_argument("--batch-size", dest="batch_size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--warmup-steps", dest="warmup_steps", type=int)
     train.add_argument("--eval-every", dest="eval_every", type=int)
     train.add_argument("--eval-users", dest="eval_users", type=int, help="validation users checked during training (0 = all)")
     train.add_argument("--patience", type=int)
+    train.add_argument("--sort-window", dest="sort_window", type=int,
+                       help="batches sorted together by length for dynamic padding (1 = off; default 50)")
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", dest="mixed_precision", choices=("auto", "no", "bf16", "fp16"))
     train.add_argument("--d-model", dest="d_model", type=int)
