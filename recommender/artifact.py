@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import T5ForConditionalGeneration
+from transformers.utils import logging as transformers_logging
 
 from genrec.errors import GenrecError
 from genrec.io import read_json
@@ -58,6 +59,7 @@ def load_recommender(path: str | Path, tokenizer: str | Path | None = None, devi
                 f"(SID checksum {other.checksum[:12]} != {meta['tokenizer_checksum'][:12]}); retrain the recommender "
                 "or pass the matching tokenizer"
             )
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar for a 10 MB model is noise
     model = T5ForConditionalGeneration.from_pretrained(path).to(device).eval()
     config = RecommenderConfig(**model.config.genrec["recommender"])
     vocab = SidVocab.for_semantic_ids(sids, config.num_user_buckets)

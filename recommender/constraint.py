@@ -35,6 +35,7 @@ class TrieLogitsProcessor(LogitsProcessor):
     """Masks (to -inf) every token that would leave the SID trie; after a full SID only eos.
 
     State lookup is tensor ops over all beams at once: walk the per-position transition tables
+    (``SidPrefixTable``: the prefix id of every distinct SID prefix and its allowed next tokens)
     with the tokens generated so far (at most L + 1 gathers), then one gather gives the allowed
     tokens of every beam. No Python loop over beams.
     """
@@ -48,13 +49,26 @@ class TrieLogitsProcessor(LogitsProcessor):
         if step >= self.table.length:
             masked[:, EOS_TOKEN] = scores[:, EOS_TOKEN]
             return masked
-        state = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
-        for d in range(step):
-            local = input_ids[:, d + 1] - self.table.offsets[d]
-            state = self.table.next_state[d][state.clamp(min=0), local]
+        state = prefix_states(self.table, input_ids[:, 1:])
         allowed = self.table.next_state[step][state.clamp(min=0)] >= 0  # [beams, size]
         allowed &= (state >= 0)[:, None]
         start = self.table.offsets[step]
         window = scores[:, start : start + self.table.sizes[step]]
         masked[:, start : start + self.table.sizes[step]] = window.masked_fill(~allowed, float("-inf"))
         return masked
+
+
+def prefix_states(table: SidPrefixTable, tokens: torch.Tensor) -> torch.Tensor:
+    """Trie state of each row of generated SID tokens ``[n, d]`` (d <= L + 1), -1 where the row
+    has left the trie. After all L + 1 tokens the state is the item row (item id - 1).
+
+    One gather per position over all rows at once. A dead beam (possible when a catalog has fewer
+    items than beams, so generate keeps -inf hypotheses) may hold any token; it stays at -1.
+    """
+    state = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    for d in range(tokens.shape[1]):
+        local = tokens[:, d] - table.offsets[d]
+        inside = (state >= 0) & (local >= 0) & (local < table.sizes[d])
+        reached = table.next_state[d][state.clamp(min=0), local.clamp(0, table.sizes[d] - 1)]
+        state = torch.where(inside, reached, torch.full_like(state, -1))
+    return state

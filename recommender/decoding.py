@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig, LogitsProcessorList
 
-from recommender.constraint import TrieLogitsProcessor
+from recommender.constraint import TrieLogitsProcessor, prefix_states
 from recommender.data import ExampleBuilder
 from recommender.fast_beam import SidPrefixTable, constrained_beam_search
 from recommender.vocab import PAD_TOKEN
@@ -22,29 +22,40 @@ def pad_rows(rows: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor
     return ids, (ids != PAD_TOKEN).long()
 
 
-def table_items(table: SidPrefixTable, sequences: torch.Tensor) -> torch.Tensor:
-    """Item rows of generated SID token sequences [n, L + 1] (-1 if not a real item)."""
-    state = torch.zeros(sequences.shape[0], dtype=torch.long, device=sequences.device)
-    for d in range(table.length):
-        local = (sequences[:, d] - table.offsets[d]).clamp(0, table.sizes[d] - 1)
-        valid = (state >= 0) & (sequences[:, d] >= table.offsets[d]) & (sequences[:, d] < table.offsets[d] + table.sizes[d])
-        state = torch.where(valid, table.next_state[d][state.clamp(min=0), local], torch.full_like(state, -1))
-    return state
-
-
 def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, num_beams: int):
-    """Plain HF beam search with the trie LogitsProcessor. Settings are passed explicitly, so a
-    generation config saved with the model cannot change decoding."""
+    """Plain HF beam search with the trie LogitsProcessor: item rows (item id - 1, -1 = no item)
+    and scores ``[batch, num_beams]``, best first.
+
+    Settings are explicit, and the model's own ``generation_config`` (e.g. a saved
+    ``generation_config.json``) is swapped out for the call: transformers 5 fills every setting
+    left unset from it (repetition penalty, n-gram blocking, ...), which would silently change
+    decoding. When the catalog has fewer items than beams, generate pads with near -inf
+    hypotheses that may repeat an item; those slots become misses (-1).
+    """
     length = table.length
     config = GenerationConfig(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
                               max_new_tokens=length, min_new_tokens=length, length_penalty=0.0,
-                              early_stopping=True, decoder_start_token_id=model.config.decoder_start_token_id,
+                              early_stopping=True, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                              output_scores=True, return_dict_in_generate=True,
+                              decoder_start_token_id=model.config.decoder_start_token_id,
                               pad_token_id=model.config.pad_token_id, eos_token_id=model.config.eos_token_id)
-    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                         logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
-                         output_scores=True, return_dict_in_generate=True)
-    rows = table_items(table, out.sequences[:, 1 : 1 + length]).view(input_ids.shape[0], num_beams)
-    return rows, out.sequences_scores.view(input_ids.shape[0], num_beams)
+    saved = model.generation_config
+    model.generation_config = config
+    try:
+        # A cache that grows per layer: the one generate builds from the config assumes as many
+        # decoder layers as encoder layers (num_hidden_layers), which breaks asymmetric models.
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                             logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
+                             past_key_values=cache)
+    finally:
+        model.generation_config = saved
+    batch = input_ids.shape[0]
+    rows = prefix_states(table, out.sequences[:, 1 : 1 + length]).view(batch, num_beams)
+    scores = out.sequences_scores.view(batch, num_beams)
+    repeated = (rows[:, :, None] == rows[:, None, :]).tril(diagonal=-1).any(-1)
+    dead = repeated | (scores < -1e8) | (rows < 0)  # generate marks impossible beams with about -1e9
+    return rows.masked_fill(dead, -1), scores.masked_fill(dead, float("-inf"))
 
 
 @torch.no_grad()

@@ -110,6 +110,9 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, set_seed
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     # The scheduler steps once per optimizer step: a step is one global batch on any number of devices.

@@ -1,21 +1,25 @@
-"""Stage two: vocabulary, constraint, metrics, training resume, save/load and errors."""
+"""Stage two: vocabulary, examples, batching, training resume, save/load, CLI and errors."""
 
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from data_prep.dataset import load_processed_dataset
-from eval.ranking_metrics import ranking_metrics
 from genrec.cli import main
 from genrec.errors import GenrecError
 from recommender.artifact import load_recommender
-from recommender.constraint import SidIndex
-from recommender.data import ExampleBuilder
-from recommender.decoding import generate_reference, pad_rows, recommend_items
-from recommender.fast_beam import constrained_beam_search
-from recommender.model import RecommenderConfig, build_model
+from recommender.constraint import prefix_states
+from recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
+from recommender.decoding import recommend_items
+from recommender.model import RecommenderConfig
 from recommender.train import TrainConfig, train_recommender
 from recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 from tests.recommender_fixtures import write_dataset, write_tokenizer
@@ -30,69 +34,64 @@ def test_vocab_ranges_are_disjoint_and_round_trip():
     ranges = [set(range(o, o + s)) for o, s in zip(vocab.offsets, vocab.position_sizes)]
     assert all(not (a & b) for a, b in itertools.combinations(ranges, 2))
     assert min(min(r) for r in ranges) == 2 and PAD_TOKEN == 0 and EOS_TOKEN == 1
+    assert vocab.offsets == (2, 7, 11, 14)
     assert vocab.user_offset == 2 + 14 and vocab.vocab_size == 2 + 14 + 7
     codes = np.array([[4, 3, 2, 1], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(vocab.item_tokens(codes), [[6, 10, 13, 15], [2, 7, 11, 14]])
     np.testing.assert_array_equal(vocab.token_codes(vocab.item_tokens(codes)), codes)
     assert vocab.user_offset <= vocab.user_token(12345) < vocab.vocab_size
 
 
-def brute_force(ranked, targets, k):
-    recall = ndcg = mrr = 0.0
-    for row, target in zip(ranked, targets):
-        for position, item in enumerate(row, start=1):
-            if item == target:
-                mrr += 1 / position
-                if position <= k:
-                    recall += 1
-                    ndcg += 1 / np.log2(position + 1)
-    n = len(targets)
-    return recall / n, ndcg / n, mrr / n
+def test_item_to_tokens_to_item_round_trip(tmp_path):
+    sids = load_semantic_ids(write_tokenizer(tmp_path / "tok", num_items=50, sizes=(4, 4, 3)))
+    vocab = SidVocab.for_semantic_ids(sids)
+    builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, max_history=20)
+    item_ids = np.arange(1, 51)
+    tokens = builder.table[item_ids]  # item id -> its L + 1 tokens
+    rows = prefix_states(vocab.prefix_table(sids.codes), torch.from_numpy(tokens))  # tokens -> item row
+    np.testing.assert_array_equal(rows.numpy() + 1, item_ids)
 
 
-def test_ranking_metrics_match_brute_force():
+def test_examples_are_every_training_prefix_and_leave_one_out(tmp_path):
+    dataset = load_processed_dataset(write_dataset(tmp_path / "data", num_users=6, num_items=20, seed=1))
+    expected = []
+    for user, seq in enumerate(dataset.sequences, start=1):
+        train = seq[:-2]
+        expected += [(user, train[:t], train[t]) for t in range(1, len(train))]
+    assert training_examples(dataset) == expected
+    for split, cut in (("valid", 2), ("test", 1)):
+        for user, history, target in split_examples(dataset, split):
+            seq = dataset.sequences[user - 1]
+            assert history == seq[:-cut] and target == seq[-cut]
+
+
+def test_encoder_input_is_recent_history_sid_tokens_then_eos(tmp_path):
+    sids = load_semantic_ids(write_tokenizer(tmp_path / "tok", num_items=30))
+    vocab = SidVocab.for_semantic_ids(sids)
+    builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, max_history=3)
+    history = [5, 9, 1, 7, 3]
+    row = builder.encode_history(history)
+    expected = np.concatenate([vocab.item_tokens(sids.codes[[i - 1 for i in history[-3:]]]).reshape(-1), [EOS_TOKEN]])
+    np.testing.assert_array_equal(row, expected)
+    built = builder.build([(1, history, 4), (2, [2], 6)])
+    np.testing.assert_array_equal(built.targets, vocab.item_tokens(sids.codes[[3, 5]]))
+    batch = built.batch(np.array([1]))  # dynamic padding: cut to the batch's own longest input
+    assert batch["input_ids"].shape == (1, sids.codes.shape[1] + 1)
+    assert batch["attention_mask"].all()
+
+
+def test_epoch_batches_cover_each_example_once_deterministically_and_bucket_lengths():
     rng = np.random.default_rng(0)
-    ranked = np.stack([rng.permutation(50)[:30] for _ in range(200)])
-    targets = rng.integers(0, 50, size=200)
-    metrics = ranking_metrics(ranked, targets)
-    for k in (5, 10, 20, 30):
-        recall, ndcg, mrr = brute_force(ranked, targets, k)
-        assert metrics[f"recall@{k}"] == pytest.approx(recall)
-        assert metrics[f"ndcg@{k}"] == pytest.approx(ndcg)
-    assert metrics["mrr"] == pytest.approx(mrr)
-
-
-def test_untrained_model_with_random_logits_emits_only_valid_distinct_items(tmp_path):
-    sids = load_semantic_ids(write_tokenizer(tmp_path / "tok", num_items=60, sizes=(5, 5, 5)))
-    vocab = SidVocab.for_semantic_ids(sids)
-    model = build_model(TINY_MODEL, vocab).eval()
-    with torch.no_grad():
-        model.lm_head.weight.normal_(0, 30)  # wild logits: most mass on invalid tokens
-    index = SidIndex(sids.codes)
-    table = vocab.prefix_table(sids.codes)
-    input_ids = torch.randint(2, vocab.vocab_size, (6, 12))
-    mask = torch.ones_like(input_ids)
-    rows, _ = generate_reference(model, input_ids, mask, table, num_beams=30)
-    fast_rows, _ = constrained_beam_search(model, input_ids, mask, table, 30)
-    for row_set in (rows, fast_rows):
-        assert (row_set >= 0).all()
-        for row in row_set.tolist():
-            assert len(set(row)) == len(row)
-            assert all(index.is_valid(sids.codes[r]) for r in row)
-    assert not index.is_valid([99, 0, 0, 0]) and index.has_prefix(sids.codes[0][:2])
-
-
-def test_fast_path_equals_generate_with_logits_processor(tmp_path):
-    sids = load_semantic_ids(write_tokenizer(tmp_path / "tok", num_items=80, sizes=(6, 5, 4)))
-    vocab = SidVocab.for_semantic_ids(sids)
-    model = build_model(TINY_MODEL, vocab).eval()
-    table = vocab.prefix_table(sids.codes)
-    builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, 5)
-    histories = [[1, 2, 3], [7], [10, 11, 12, 13, 14, 15, 16]]
-    ids, mask = pad_rows([builder.encode_history(h) for h in histories], "cpu")
-    ref_rows, ref_scores = generate_reference(model, ids, mask, table, num_beams=10)
-    rows, scores = constrained_beam_search(model, ids, mask, table, 10)
-    np.testing.assert_array_equal(rows.numpy(), ref_rows.numpy())
-    np.testing.assert_allclose(scores.numpy(), ref_scores.numpy(), atol=1e-4)
+    lengths = rng.integers(5, 81, size=1000)
+    batches = epoch_batches(lengths, 32, seed=3, epoch=2, sort_window=8)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+    again = epoch_batches(lengths, 32, seed=3, epoch=2, sort_window=8)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    other_epoch = epoch_batches(lengths, 32, seed=3, epoch=3, sort_window=8)
+    assert not all(len(a) == len(b) and (a == b).all() for a, b in zip(batches, other_epoch))
+    plain = epoch_batches(lengths, 32, seed=3, epoch=2, sort_window=1)
+    padded = lambda bs: sum(len(b) * lengths[b].max() for b in bs)  # noqa: E731
+    assert padded(batches) < 0.8 * padded(plain)
 
 
 def _train(tmp_path, out, stop_after_steps=None, max_steps=12):
@@ -113,8 +112,11 @@ def tiny(tmp_path):
 def test_resume_after_interrupt_matches_uninterrupted_run(tiny):
     torch.manual_seed(0)
     _train(tiny, tiny / "full")
-    interrupted = _train(tiny, tiny / "resumed", stop_after_steps=8)  # "killed" after the step-8 checkpoint
-    assert interrupted["step"] == 8 and not (tiny / "resumed" / "genrec.json").exists()
+    # "killed" at step 10: the checkpoint of step 8 survives, steps 9-10 are lost and redone
+    interrupted = _train(tiny, tiny / "resumed", stop_after_steps=10)
+    assert interrupted["step"] == 10 and not (tiny / "resumed" / "genrec.json").exists()
+    saved = json.loads((tiny / "resumed" / "checkpoint" / "trainer_state.json").read_text())
+    assert saved["step"] == 8 and saved["epoch"] * saved["batches_per_epoch"] + saved["batch_in_epoch"] == 8
     final = _train(tiny, tiny / "resumed")
     assert final["step"] == 12 and (tiny / "resumed" / "genrec.json").is_file()
     a = load_recommender(tiny / "full").model.state_dict()
@@ -153,3 +155,58 @@ def test_mismatched_tokenizer_and_bad_inputs_are_clear_errors(tiny, capsys):
     assert '"recommendations"' in capsys.readouterr().out
     assert main(["evaluate", "--model", model, "--dataset", data, "--split", "valid"]) == 0
     assert "recall@10" in capsys.readouterr().out
+
+
+def _cli_train_args(tiny, out, steps=40):
+    config = tiny / "config.json"
+    config.write_text(json.dumps({"train": {"eval_users": 0, "eval_beams": 10, "warmup_steps": 2, "lr": 3e-3},
+                                  "model": {k: v for k, v in vars(TINY_MODEL).items()}}))
+    return ["train-recommender", "--dataset", str(tiny / "data"), "--tokenizer", str(tiny / "tok"), "--out", str(out),
+            "--config", str(config), "--max-steps", str(steps), "--batch-size", "8", "--eval-every", "5",
+            "--patience", "100", "--no-progress"]
+
+
+def test_killed_cli_training_continues_where_it_stopped(tiny):
+    """SIGKILL a real `genrec train-recommender` process after its first checkpoints, rerun the same
+    command: it resumes and ends with the same weights as an uninterrupted run."""
+    assert main(_cli_train_args(tiny, tiny / "full")) == 0
+    args = _cli_train_args(tiny, tiny / "killed")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    process = subprocess.Popen([sys.executable, "-m", "genrec.cli", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state_file = tiny / "killed" / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if state_file.is_file() and json.loads(state_file.read_text())["step"] >= 10:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.loads(state_file.read_text())["step"]
+    assert 10 <= killed_at < 40 and not (tiny / "killed" / "genrec.json").exists()
+    assert main(args) == 0
+    assert json.loads((tiny / "killed" / "genrec.json").read_text())["steps"] == 40
+    a = load_recommender(tiny / "full").model.state_dict()
+    b = load_recommender(tiny / "killed").model.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    assert main(args) == 0  # a finished run is not repeated
+
+
+def test_missing_inputs_and_bad_options_are_clear_errors(tiny, capsys):
+    args = _cli_train_args(tiny, tiny / "out", steps=4)
+    cases = [
+        (["--dataset", str(tiny / "nowhere")], "not a prepared dataset"),
+        (["--tokenizer", str(tiny / "nowhere")], "not a tokenizer artifact"),
+        (["--tokenizer", str(write_tokenizer(tiny / "small", num_items=20))], "SIDs for 20 items"),
+    ]
+    for extra, message in cases:
+        assert main(args + extra) == 2
+        assert message in capsys.readouterr().err
+    (tiny / "bad.json").write_text(json.dumps({"train": {"learning_rate": 1}}))
+    assert main(args + ["--config", str(tiny / "bad.json")]) == 2
+    assert "unknown option" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tiny / "nowhere"), "--dataset", str(tiny / "data")]) == 2
+    assert "not a trained recommender" in capsys.readouterr().err
+    assert main(["recommend", "--model", str(tiny / "nowhere"), "--dataset", str(tiny / "data"), "--user", "1"]) == 2
+    assert "not a trained recommender" in capsys.readouterr().err

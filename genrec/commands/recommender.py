@@ -13,24 +13,35 @@ from genrec.errors import GenrecError
 from genrec.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
 
 
-def _overrides(args, config_cls, section: str) -> dict:
-    """Options from --config (flat or under ``section``) overridden by explicit CLI flags."""
+def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
+    """Train and model options: --config JSON (flat, or under "train" and "model"), then explicit
+    CLI flags on top. Every key must name a field, so a typo is an error, not a silent default."""
     from genrec.config import load_config_file
 
-    raw = load_config_file(getattr(args, "config", None))
-    raw = raw.get(section, raw) if isinstance(raw.get(section), dict) else raw
-    names = {f.name for f in fields(config_cls)}
-    chosen = {k: v for k, v in raw.items() if k in names}
-    for name in names:
-        value = getattr(args, name, None)
-        if value is not None:
-            chosen[name] = value
-    return chosen
+    raw = load_config_file(args.config)
+    train_names, model_names = {f.name for f in fields(train_cls)}, {f.name for f in fields(model_cls)}
+    if "train" in raw or "model" in raw:
+        sections = {"train": raw.get("train", {}), "model": raw.get("model", {})}
+        unknown = [f"{key}" for key in raw if key not in sections]
+        unknown += [f"train.{key}" for key in sections["train"] if key not in train_names]
+        unknown += [f"model.{key}" for key in sections["model"] if key not in model_names]
+    else:
+        sections = {"train": {k: v for k, v in raw.items() if k in train_names},
+                    "model": {k: v for k, v in raw.items() if k in model_names}}
+        unknown = [key for key in raw if key not in train_names | model_names]
+    if unknown:
+        raise GenrecError(f"{args.config}: unknown option(s) {', '.join(sorted(unknown))}; train options: "
+                          f"{', '.join(sorted(train_names))}; model options: {', '.join(sorted(model_names))}")
+    for names, section in ((train_names, sections["train"]), (model_names, sections["model"])):
+        for name in names:
+            if getattr(args, name, None) is not None:
+                section[name] = getattr(args, name)
+    return sections["train"], sections["model"]
 
 
 def _train(args) -> int:
     from data_prep.dataset import load_processed_dataset
-    from genrec.config import apply_overrides, load_config_file
+    from genrec.config import apply_overrides
     from genrec.seeding import seed_everything
     from recommender.model import RecommenderConfig
     from recommender.train import CHECKPOINT_DIR, TrainConfig, train_recommender
@@ -39,13 +50,9 @@ def _train(args) -> int:
     dataset_dir = resolve_dataset_dir(args.dataset)
     tokenizer_dir = Path(args.tokenizer) if args.tokenizer else dataset_dir / TOKENIZER_DIR
     out = Path(args.out) if args.out else dataset_dir / RECOMMENDER_DIR
-    raw = load_config_file(args.config)
-    known = {f.name for f in fields(TrainConfig)} | {f.name for f in fields(RecommenderConfig)} | {"train", "model"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise GenrecError(f"{args.config}: unknown option(s) {', '.join(unknown)}")
-    train_config = apply_overrides(TrainConfig(), _overrides(args, TrainConfig, "train"), "train options")
-    model_config = apply_overrides(RecommenderConfig(), _overrides(args, RecommenderConfig, "model"), "model options")
+    train_options, model_options = _options(args, TrainConfig, RecommenderConfig)
+    train_config = apply_overrides(TrainConfig(), train_options, "train options")
+    model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
     if args.restart:
         import shutil
 
@@ -176,6 +183,7 @@ def register(subparsers) -> None:
     train.add_argument("--d-model", dest="d_model", type=int)
     train.add_argument("--d-ff", dest="d_ff", type=int)
     train.add_argument("--num-heads", dest="num_heads", type=int)
+    train.add_argument("--d-kv", dest="d_kv", type=int, help="size of each attention head")
     train.add_argument("--encoder-layers", dest="num_encoder_layers", type=int)
     train.add_argument("--decoder-layers", dest="num_decoder_layers", type=int)
     train.add_argument("--dropout", type=float)
