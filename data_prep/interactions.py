@@ -1,10 +1,12 @@
 """Turn raw (user, item, time) events into numbered, filtered, chronological user sequences.
 
-Numbering (stable, documented):
-  * users are numbered 1..N in order of first appearance in the source (for P5-style sequence
+Numbering (stable, documented; the same input always gives the same numbers):
+  * users are numbered 1..N in order of first appearance in the source file (for P5-style sequence
     files that is the file's line order, so user numbers match P5's);
-  * items are numbered 1..M in order of first appearance when walking the final user sequences
-    in user order, oldest interaction first.
+  * items are numbered 1..M in order of first appearance when walking the final (filtered) user
+    sequences in user order, oldest interaction first (for P5 files: P5's item numbering);
+  * within a user, events are ordered by timestamp, ties by position in the source file.
+Raw ids are kept beside the numbers (users.parquet / items.parquet ``raw_id``).
 """
 
 from __future__ import annotations

@@ -31,33 +31,40 @@ class RawData:
     dedup: bool = False
 
 
+def _missing(raw_dir: Path, names: list[str]) -> list[str]:
+    return [name for name in names if not (raw_dir / name).is_file()]
+
+
 def _amazon(name: str, raw_dir: Path, allow_download: bool) -> RawData:
     category = AMAZON_CATEGORIES[name]
-    reviews = raw_dir / f"reviews_{category}_5.json.gz"
-    meta_file = raw_dir / f"meta_{category}.json.gz"
+    reviews, meta_file = f"reviews_{category}_5.json.gz", f"meta_{category}.json.gz"
     sequence_file = raw_dir / P5_SEQUENCE_FILE
+    # A P5-style user_sequence.txt, when present, replaces the reviews file.
+    needed = [meta_file] if sequence_file.is_file() else [reviews, meta_file]
+    missing = _missing(raw_dir, needed)
+    if missing:
+        hint = download.offline_hint(raw_dir, needed, f"{download.AMAZON_2014} (or a P5 {P5_SEQUENCE_FILE} "
+                                                       "instead of the reviews file)")
+        if not allow_download:
+            raise GenrecError(f"{raw_dir}: file not found: {', '.join(missing)}; {hint}")
+        for file in missing:
+            download.fetch(download.AMAZON_2014 + file, raw_dir / file, hint)
     if sequence_file.is_file():
         events, source = readers.read_p5_sequences(sequence_file), sequence_file
     else:
-        if not reviews.is_file():
-            if not allow_download:
-                raise GenrecError(f"{reviews}: file not found; put reviews_{category}_5.json.gz (or a P5 {P5_SEQUENCE_FILE}) in {raw_dir}")
-            download.fetch(download.AMAZON_2014 + reviews.name, reviews)
-        events, source = readers.read_amazon_reviews(reviews), reviews
-    if not meta_file.is_file():
-        if not allow_download:
-            raise GenrecError(f"{meta_file}: file not found; put meta_{category}.json.gz in {raw_dir}")
-        download.fetch(download.AMAZON_2014 + meta_file.name, meta_file)
+        events, source = readers.read_amazon_reviews(raw_dir / reviews), raw_dir / reviews
     wanted = {e.item for e in events}
-    return RawData(events, readers.read_amazon_meta(meta_file, wanted), item_text.amazon_text, [source, meta_file], min_count=5)
+    meta = readers.read_amazon_meta(raw_dir / meta_file, wanted)
+    return RawData(events, meta, item_text.amazon_text, [source, raw_dir / meta_file], min_count=5)
 
 
 def _ml1m(raw_dir: Path, allow_download: bool) -> RawData:
     ratings, movies, sequence_file = raw_dir / "ratings.dat", raw_dir / "movies.dat", raw_dir / P5_SEQUENCE_FILE
     if not movies.is_file() or not (ratings.is_file() or sequence_file.is_file()):
+        hint = download.offline_hint(raw_dir, ["ratings.dat (or a P5 user_sequence.txt)", "movies.dat"], download.ML_1M)
         if not allow_download:
-            raise GenrecError(f"{raw_dir}: need movies.dat and ratings.dat (or {P5_SEQUENCE_FILE}) from MovieLens 1M")
-        download.fetch_zip_members(download.ML_1M, raw_dir, ["ratings.dat", "movies.dat"])
+            raise GenrecError(f"{raw_dir}: MovieLens 1M files not found; {hint}")
+        download.fetch_zip_members(download.ML_1M, raw_dir, ["ratings.dat", "movies.dat"], hint)
     if ratings.is_file():
         events, source = readers.read_ml1m_ratings(ratings), ratings
     else:
@@ -67,12 +74,15 @@ def _ml1m(raw_dir: Path, allow_download: bool) -> RawData:
 
 def _lastfm(raw_dir: Path, allow_download: bool) -> RawData:
     files = ["user_taggedartists.dat", "artists.dat", "tags.dat"]
-    if not all((raw_dir / f).is_file() for f in files):
+    missing = _missing(raw_dir, files)
+    if missing:
+        hint = download.offline_hint(raw_dir, files, download.LASTFM)
         if not allow_download:
-            raise GenrecError(f"{raw_dir}: need the hetrec2011-lastfm-2k files {', '.join(files)}")
-        download.fetch_zip_members(download.LASTFM, raw_dir, files)
+            raise GenrecError(f"{raw_dir}: file not found: {', '.join(missing)}; {hint}")
+        download.fetch_zip_members(download.LASTFM, raw_dir, files, hint)
     events, meta = readers.read_lastfm(raw_dir)
-    # S3Rec protocol: a user's tagged artists ordered by tag time, each artist once, 5-core.
+    # S3Rec protocol: each user's tagged artists ordered by tag date, an artist kept once at its first
+    # tag (ties in date keep file order), then 5-core: reproduces 1,090 / 3,646 / 52,551.
     return RawData(events, meta, item_text.artist_text, [raw_dir / f for f in files], min_count=5, dedup=True)
 
 
@@ -83,24 +93,29 @@ def _demo() -> RawData:
     return RawData(events, meta, item_text.amazon_text, [], min_count=5)
 
 
-def _custom(interactions: Path | None, items: Path | None, user_col: str, item_col: str, time_col: str, id_col: str) -> RawData:
+def _custom(interactions: Path | None, items: Path | None, user_col: str, item_col: str, time_col: str,
+            id_col: str) -> RawData:
+    """User-supplied files: interactions with user, item, timestamp columns; items with an id column."""
     if interactions is None or items is None:
-        raise GenrecError("the custom preset needs --interactions FILE and --items FILE")
-    rows = readers.read_table(interactions)
+        raise GenrecError("the custom preset needs --interactions FILE (user, item, timestamp columns) "
+                          "and --items FILE (an id column plus text columns)")
     events = []
-    for index, row in enumerate(rows):
-        missing = [c for c in (user_col, item_col, time_col) if c not in row or row[c] in (None, "")]
+    for index, (where, row) in enumerate(readers.read_table(interactions)):
+        missing = [c for c in (user_col, item_col, time_col) if row.get(c) in (None, "")]
         if missing:
-            raise GenrecError(f"{interactions}, row {index + 1}: missing column(s) {', '.join(missing)}")
+            raise GenrecError(f"{interactions}, {where}: missing column(s) {', '.join(missing)} "
+                              "(set --user-column/--item-column/--time-column)")
         try:
             time = float(row[time_col])
         except (TypeError, ValueError):
-            raise GenrecError(f"{interactions}, row {index + 1}: {time_col}={row[time_col]!r} is not a number") from None
+            raise GenrecError(f"{interactions}, {where}: {time_col}={row[time_col]!r} is not a number") from None
         events.append(Event(str(row[user_col]), str(row[item_col]), time, index))
+    if not events:
+        raise GenrecError(f"{interactions}: no interactions in the file")
     meta = {}
-    for index, row in enumerate(readers.read_table(items)):
-        if id_col not in row:
-            raise GenrecError(f"{items}, row {index + 1}: no {id_col!r} column (set --item-id-column)")
+    for where, row in readers.read_table(items):
+        if row.get(id_col) in (None, ""):
+            raise GenrecError(f"{items}, {where}: no {id_col!r} value (set --item-id-column)")
         meta[str(row[id_col])] = row
     return RawData(events, meta, lambda m: item_text.generic_text(m, id_col), [interactions, items], min_count=5)
 

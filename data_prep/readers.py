@@ -7,9 +7,12 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
+
+from tqdm.auto import tqdm
 
 from data_prep.interactions import Event
 from genrec.errors import GenrecError
@@ -22,12 +25,16 @@ def _require(path: Path, hint: str = "") -> Path:
 
 
 def numbered_lines(path: Path, encoding: str = "utf-8", skip_header: bool = False) -> Iterator[tuple[int, str]]:
-    """(line number, stripped line) for non-empty lines of a plain or .gz text file."""
+    """(line number, stripped line) for non-empty lines of a plain or .gz text file.
+
+    Shows a progress bar (lines read) when stderr is a terminal: the real Amazon files take a while.
+    """
     _require(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding=encoding, newline="") as handle:
-            for number, line in enumerate(handle, start=1):
+            lines = tqdm(handle, desc=f"reading {path.name}", unit=" lines", disable=None, mininterval=0.5, leave=False)
+            for number, line in enumerate(lines, start=1):
                 if skip_header and number == 1:
                     continue
                 line = line.strip()
@@ -42,13 +49,20 @@ def malformed(path: Path, number: int, what: str) -> GenrecError:
 
 
 def read_p5_sequences(path: Path) -> list[Event]:
-    """P5-style ``user_sequence.txt``: ``USER ITEM ITEM ...`` per line, oldest first, no timestamps."""
+    """P5-style ``user_sequence.txt``: ``USER ITEM ITEM ...`` per line, oldest first, no timestamps.
+
+    The position in the line is the time, so each user must have exactly one line.
+    """
     events: list[Event] = []
+    first_line: dict[str, int] = {}
     for number, line in numbered_lines(path):
         fields = line.split()
         if len(fields) < 2:
             raise malformed(path, number, "expected `USER ITEM [ITEM ...]`")
         user = fields[0]
+        if user in first_line:
+            raise malformed(path, number, f"user {user} already has a sequence on line {first_line[user]}")
+        first_line[user] = number
         events.extend(Event(user, item, position, len(events) + position) for position, item in enumerate(fields[1:]))
     return events
 
@@ -65,13 +79,22 @@ def read_amazon_reviews(path: Path) -> list[Event]:
     return events
 
 
+# Both the 2014 dict literals and JSON start with the asin: {'asin': '0205616461', ...}
+_LEADING_ASIN = re.compile(r"""\{\s*(['"])asin\1\s*:\s*['"]([^'"\\]*)['"]""")
+
+
 def read_amazon_meta(path: Path, wanted: set[str] | None = None) -> dict[str, dict]:
     """Amazon 2014 ``meta_<Category>.json.gz``: a Python dict literal a line (not strict JSON).
 
     Parsed with ``ast.literal_eval`` (safe: literals only, never code), strict JSON accepted too.
+    With ``wanted`` given, a line whose leading asin is plainly not wanted is skipped unparsed (the full
+    files hold ~10x more items than the 5-core reviews touch), so such lines are not validated.
     """
     meta: dict[str, dict] = {}
     for number, line in numbered_lines(path):
+        quick = _LEADING_ASIN.match(line)
+        if wanted is not None and quick and quick.group(2) not in wanted:
+            continue
         try:
             record = ast.literal_eval(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -143,8 +166,11 @@ def read_lastfm(raw_dir: Path, top_tags: int = 5) -> tuple[list[Event], dict[str
     return events, meta
 
 
-def read_table(path: Path) -> list[dict]:
-    """Rows of a CSV, TSV, JSONL or parquet file as dicts (format chosen by extension)."""
+def read_table(path: Path) -> list[tuple[str, dict]]:
+    """Rows of a CSV, TSV, JSONL or parquet file as (where, row dict); ``where`` is "line N" or "row N".
+
+    The format is chosen by extension (``.gz`` allowed for text formats).
+    """
     _require(path)
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
     kind = suffixes[-1] if suffixes else ""
@@ -152,9 +178,10 @@ def read_table(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path).to_pylist()
+            table = pq.read_table(path).to_pylist()
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise GenrecError(f"{path}: not a readable parquet file ({exc})") from None
+        return [(f"row {index + 1}", row) for index, row in enumerate(table)]
     if kind in (".jsonl", ".json", ".ndjson"):
         rows = []
         for number, line in numbered_lines(path):
@@ -164,24 +191,30 @@ def read_table(path: Path) -> list[dict]:
                 raise malformed(path, number, f"invalid JSON: {exc.msg}") from None
             if not isinstance(row, dict):
                 raise malformed(path, number, "expected a JSON object")
-            rows.append(row)
+            rows.append((f"line {number}", row))
         return rows
     if kind in (".csv", ".tsv", ".txt"):
         delimiter = "\t" if kind in (".tsv", ".txt") else ","
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            text = handle.read()
+        try:
+            with opener(path, "rt", encoding="utf-8", newline="") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError, EOFError) as exc:
+            raise GenrecError(f"{path}: cannot read ({exc})") from None
         reader = csv.reader(io.StringIO(text), delimiter=delimiter)
         try:
             header = next(reader)
         except StopIteration:
-            raise GenrecError(f"{path}: empty file") from None
+            raise GenrecError(f"{path}: empty file; expected a header line with column names") from None
         rows = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise malformed(path, reader.line_num, f"{len(row)} fields, header has {len(header)}")
-            rows.append(dict(zip(header, row)))
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise malformed(path, reader.line_num, f"{len(row)} fields, header has {len(header)}")
+                rows.append((f"line {reader.line_num}", dict(zip(header, row))))
+        except csv.Error as exc:
+            raise malformed(path, reader.line_num, str(exc)) from None
         return rows
     raise GenrecError(f"{path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet")

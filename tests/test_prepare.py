@@ -1,28 +1,34 @@
-"""genrec prepare on fixture files the tests write in each raw format."""
+"""genrec prepare on fixture files the tests write in each raw format, checked against reference code."""
 
 import gzip
 import json
 import random
+from collections import Counter, defaultdict
 
-import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+import genrec.layout
 from data_prep.dataset import load_processed_dataset
 from data_prep.interactions import Sequences, k_core
 from data_prep.item_text import amazon_text
 from data_prep.prepare import prepare_dataset
-from genrec.cli import main
-from genrec.errors import GenrecError
+from genrec.io import read_json, sha256_file
+from tests.prepare_fixtures import (amazon_meta_for, random_reviews, write_amazon_meta, write_amazon_reviews,
+                                    write_hetrec_lastfm, write_ml1m, write_p5_sequences)
+
+
+@pytest.fixture(autouse=True)
+def private_data_root(tmp_path, monkeypatch):
+    """prepare records the last dataset under DATA_ROOT; keep that out of the real data/ folder."""
+    monkeypatch.setattr(genrec.layout, "DATA_ROOT", tmp_path / "data-root")
 
 
 def brute_force_k_core(sequences: dict, k: int) -> dict:
-    """Remove one offending user or item at a time until none is left."""
+    """Remove one offending item or user at a time until none is left (the fixed point is unique)."""
     sequences = {u: list(s) for u, s in sequences.items()}
     while True:
-        counts = {}
-        for seq in sequences.values():
-            for i in seq:
-                counts[i] = counts.get(i, 0) + 1
+        counts = Counter(i for seq in sequences.values() for i in seq)
         bad_item = next((i for i, c in counts.items() if c < k), None)
         if bad_item is not None:
             sequences = {u: [i for i in s if i != bad_item] for u, s in sequences.items()}
@@ -33,143 +39,154 @@ def brute_force_k_core(sequences: dict, k: int) -> dict:
         del sequences[bad_user]
 
 
+def reference_pipeline(events, k, dedup=False):
+    """Textbook version of prepare: per-user chronological order (ties: file order), k-core, numbering."""
+    by_user = defaultdict(list)
+    for index, (user, item, time) in enumerate(events):
+        by_user[user].append((time, index, item))
+    sequences = {}
+    for user, rows in by_user.items():  # dicts keep first-appearance order
+        items = [item for _, _, item in sorted(rows)]
+        sequences[user] = list(dict.fromkeys(items)) if dedup else items
+    kept = brute_force_k_core(sequences, k)
+    item_order = list(dict.fromkeys(i for seq in kept.values() for i in seq))
+    return list(kept), item_order, kept
+
+
+def assert_matches_reference(dataset_dir, events, k, dedup=False):
+    users, items, sequences = reference_pipeline(events, k, dedup)
+    data = load_processed_dataset(dataset_dir)
+    assert data.user_raw_ids == users
+    assert data.item_raw_ids == items
+    assert [[data.item_raw_ids[i - 1] for i in seq] for seq in data.sequences] == [sequences[u] for u in users]
+    stats = read_json(dataset_dir / "stats.json")
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (
+        len(users), len(items), sum(map(len, sequences.values())))
+
+
 def test_k_core_equals_brute_force():
     rng = random.Random(0)
-    for trial in range(20):
+    for _ in range(30):
         data = {f"u{u}": [f"i{rng.randint(0, 25)}" for _ in range(rng.randint(1, 12))] for u in range(40)}
-        result = k_core(Sequences(list(data), list(data.values())), 3, 3)
-        assert dict(zip(result.user_ids, result.sequences)) == brute_force_k_core(data, 3)
+        k = rng.choice([2, 3, 5])
+        result = k_core(Sequences(list(data), list(data.values())), k, k)
+        assert dict(zip(result.user_ids, result.sequences)) == brute_force_k_core(data, k)
 
 
-def write_amazon(raw, users=8, items=6):
-    """Every user reviews every item (so 5-core keeps all), out of time order in the file."""
-    reviews, meta = [], []
-    for u in range(users):
-        for i in reversed(range(items)):
-            reviews.append(json.dumps({"reviewerID": f"U{u}", "asin": f"A{i}", "unixReviewTime": 1000 * i + u}))
-    with gzip.open(raw / "reviews_Beauty_5.json.gz", "wt") as f:
-        f.write("\n".join(reviews) + "\n")
-    for i in range(items):
-        record = {"asin": f"A{i}", "title": f"Soap &amp; Co {i}", "price": 3.5,
-                  "categories": [["Beauty", "Bath"], ["Beauty", "Soap"]]}
-        if i != 2:
-            record["brand"] = "Suds"
-        meta.append(repr(record))  # Python dict literal, as the 2014 files are
-    with gzip.open(raw / "meta_Beauty.json.gz", "wt") as f:
-        f.write("\n".join(meta) + "\n")
-
-
-def test_amazon_reviews_and_meta(tmp_path):
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_amazon_reviews_prepare_equals_reference(tmp_path, seed):
     raw = tmp_path / "raw"
     raw.mkdir()
-    write_amazon(raw)
+    reviews = random_reviews(seed)
+    write_amazon_reviews(raw / "reviews_Beauty_5.json.gz", reviews)
+    write_amazon_meta(raw / "meta_Beauty.json.gz", amazon_meta_for(sorted({i for _, i, _ in reviews})))
+    stats = prepare_dataset("amazon-beauty", tmp_path / "out", raw, min_count=3, allow_download=False)
+    assert stats["num_users"] > 10  # the fixture leaves something non-trivial after 3-core
+    assert_matches_reference(tmp_path / "out", reviews, 3)
+
+
+def test_amazon_text_numbering_split_and_stats(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # every user reviews every item, written newest first in the file: order must come from the times
+    reviews = [(f"U{u}", f"A{i}", 1000 * i + u) for u in range(6) for i in reversed(range(5))]
+    write_amazon_reviews(raw / "reviews_Beauty_5.json.gz", reviews)
+    write_amazon_meta(raw / "meta_Beauty.json.gz", amazon_meta_for([f"A{i}" for i in range(5)]) +
+                      [{"asin": "NOT-REVIEWED", "title": "ignored"}])
     stats = prepare_dataset("amazon-beauty", tmp_path / "out", raw, allow_download=False)
-    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (8, 6, 48)
     data = load_processed_dataset(tmp_path / "out")
-    assert data.user_raw_ids[:2] == ["U0", "U1"]  # first appearance in the file
-    assert data.item_raw_ids == ["A0", "A1", "A2", "A3", "A4", "A5"]  # chronological first appearance
-    assert data.sequences[0] == [1, 2, 3, 4, 5, 6]
-    assert data.split(1, "valid") == ([1, 2, 3, 4], 5) and data.split(1, "test") == ([1, 2, 3, 4, 5], 6)
-    assert data.train_sequence(1) == [1, 2, 3, 4]
-    assert data.item_titles[0] == "Soap & Co 0"
-    assert data.item_texts[0] == "Title: Soap & Co 0; Brand: Suds; Categories: Beauty, Bath, Soap; Price: 3.50"
-    assert "Brand" not in data.item_texts[2]  # a missing field is skipped, not "None"
-    assert data.user_id_for("U3") == 4 and data.item_id_for("A5") == 6
+    assert data.item_raw_ids == ["A0", "A1", "A2", "A3", "A4"] and data.user_raw_ids == [f"U{u}" for u in range(6)]
+    assert data.sequences[0] == [1, 2, 3, 4, 5]
+    assert data.split(1, "valid") == ([1, 2, 3], 4) and data.split(1, "test") == ([1, 2, 3, 4], 5)
+    assert data.train_sequence(1) == [1, 2, 3]
+    assert data.item_titles[0] == "Rose & Oud Cream A0"
+    assert data.item_texts[0] == ("Title: Rose & Oud Cream A0; Brand: L'Atelier; "
+                                  "Categories: Beauty, Skin Care, Face; Price: 12.50")
+    assert data.item_texts[1] == "Title: Rose & Oud Cream A1; Categories: Beauty, Skin Care, Face"  # no brand, price
+    assert data.user_id_for("U3") == 4 and data.item_id_for("A4") == 5
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (6, 5, 30)
+    assert stats["parameters"]["min_count_user"] == 5 and stats["genrec_version"]
+    assert stats["sources"] == {str(raw / name): sha256_file(raw / name)
+                                for name in ("reviews_Beauty_5.json.gz", "meta_Beauty.json.gz")}
+    assert pq.read_table(tmp_path / "out" / "items.parquet").column_names[:4] == ["item_id", "raw_id", "title", "text"]
+    assert (genrec.layout.DATA_ROOT / ".current").read_text().strip() == str((tmp_path / "out").resolve())
 
 
-def test_p5_sequence_file_and_numbering_is_stable(tmp_path):
+def test_p5_file_keeps_p5_numbering_and_is_stable(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    write_amazon(raw)
-    lines = [f"U{u} " + " ".join(f"A{(u + i) % 6}" for i in range(6)) for u in range(7)]
-    (raw / "user_sequence.txt").write_text("\n".join(lines) + "\n")
-    first = prepare_dataset("amazon-beauty", tmp_path / "a", raw, allow_download=False)
-    second = prepare_dataset("amazon-beauty", tmp_path / "b", raw, allow_download=False)
+    rng = random.Random(5)
+    sequences = {str(u): [f"B{rng.randint(0, 12):03d}" for _ in range(rng.randint(5, 9))] for u in range(1, 40)}
+    sequences = {u: list(dict.fromkeys(s)) for u, s in sequences.items()}
+    write_p5_sequences(raw / "user_sequence.txt", sequences)
+    write_amazon_meta(raw / "meta_Beauty.json.gz", amazon_meta_for([f"B{i:03d}" for i in range(13)]))
+    prepare_dataset("amazon-beauty", tmp_path / "a", raw, min_count=3, allow_download=False)
+    prepare_dataset("amazon-beauty", tmp_path / "b", raw, min_count=3, allow_download=False)
     a, b = load_processed_dataset(tmp_path / "a"), load_processed_dataset(tmp_path / "b")
-    assert first["num_interactions"] == 42 and a.sequences == b.sequences and a.item_raw_ids == b.item_raw_ids
-    assert a.sequences[1] == [2, 3, 4, 5, 6, 1]  # user U1 starts at A1, numbered by first appearance
+    assert (a.sequences, a.item_raw_ids, a.item_texts) == (b.sequences, b.item_raw_ids, b.item_texts)
+    events = [(u, i, t) for u, seq in sequences.items() for t, i in enumerate(seq)]
+    assert_matches_reference(tmp_path / "a", events, 3)
+    kept = [u for u in sequences if u in set(a.user_raw_ids)]
+    assert a.user_raw_ids == kept  # file order, so user numbers match P5's
 
 
-def test_ml1m_and_lastfm_and_custom(tmp_path):
-    ml = tmp_path / "ml"
-    ml.mkdir()
-    rows = [f"{u}::{m}::4::{100 * m + u}" for u in range(1, 7) for m in range(1, 7)] + ["1::99::5::1"]
-    (ml / "ratings.dat").write_text("\n".join(rows) + "\n", encoding="latin-1")
-    (ml / "movies.dat").write_text("\n".join(f"{m}::Film {m} (1999)::Drama|Comedy" for m in range(1, 7)) + "\n99::Rare::Drama\n", encoding="latin-1")
-    stats = prepare_dataset("ml-1m", tmp_path / "ml-out", ml, allow_download=False)
-    assert (stats["num_users"], stats["num_items"]) == (6, 6)  # movie 99 has one rating: dropped
-    assert load_processed_dataset(tmp_path / "ml-out").item_texts[0] == "Title: Film 1 (1999); Genres: Drama, Comedy"
+def test_ml1m_ratings(tmp_path):
+    rng = random.Random(7)
+    ratings = [(u, rng.randint(1, 15), rng.randint(1, 50)) for u in range(1, 30) for _ in range(rng.randint(3, 12))]
+    ratings = list({(u, m): (u, m, t) for u, m, t in ratings}.values())  # one rating per (user, movie), as ML-1M
+    movies = {m: (f"Am\xe9lie {m} (2001)", "Comedy|Romance") for m in range(1, 16)}
+    raw = write_ml1m(tmp_path / "ml", ratings, movies)
+    prepare_dataset("ml-1m", tmp_path / "out", raw, allow_download=False)
+    assert_matches_reference(tmp_path / "out", [(str(u), str(m), t) for u, m, t in ratings], 5)
+    data = load_processed_dataset(tmp_path / "out")
+    first = int(data.item_raw_ids[0])
+    assert data.item_texts[0] == f"Title: Am\xe9lie {first} (2001); Genres: Comedy, Romance"  # latin-1 decoded
 
-    fm = tmp_path / "fm"
-    fm.mkdir()
-    tagged = ["userID\tartistID\ttagID\tday\tmonth\tyear"]
-    for u in range(2, 8):
-        for a in range(1, 7):
-            tagged += [f"{u}\t{a}\t1\t1\t{a}\t2009", f"{u}\t{a}\t2\t2\t{a}\t2009"]  # two tags: one interaction
-    (fm / "user_taggedartists.dat").write_text("\n".join(tagged) + "\n")
-    (fm / "artists.dat").write_text("id\tname\turl\tpictureURL\n" + "".join(f"{a}\tBand {a}\tu\tp\n" for a in range(1, 7)))
-    (fm / "tags.dat").write_text("tagID\ttagValue\n1\trock\n2\tindie\n", encoding="latin-1")
-    stats = prepare_dataset("lastfm", tmp_path / "fm-out", fm, allow_download=False)
-    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (6, 6, 36)
-    assert load_processed_dataset(tmp_path / "fm-out").item_texts[0] == "Artist: Band 1; Tags: indie, rock"
 
-    interactions = tmp_path / "events.csv"
-    interactions.write_text("user,item,timestamp\n" + "".join(f"u{u},p{i},{10 * i}\n" for u in range(5) for i in range(5)))
+def test_ml1m_p5_sequence_file_instead_of_ratings(tmp_path):
+    raw = write_ml1m(tmp_path / "ml", [], {m: (f"Film {m}", "Drama") for m in range(1, 8)})
+    (raw / "ratings.dat").unlink()
+    write_p5_sequences(raw / "user_sequence.txt", {str(u): [str(m) for m in range(1, 8)] for u in range(1, 7)})
+    stats = prepare_dataset("ml-1m", tmp_path / "out", raw, allow_download=False)
+    assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (6, 7, 42)
+
+
+def test_lastfm_s3rec_protocol(tmp_path):
+    """Tag assignments ordered by date (ties: file order), an artist kept once at its first tag, 5-core."""
+    rng = random.Random(11)
+    tagged = []
+    for u in range(2, 40):
+        for _ in range(rng.randint(2, 25)):
+            artist = min(int(rng.expovariate(1 / 10)), 40) + 1
+            tagged.append((u, artist, rng.randint(1, 4), rng.randint(1, 28), rng.randint(1, 12), rng.choice([2008, 2009])))
+    tags = {1: "rock", 2: "indie", 3: "80s", 4: "seen live"}
+    raw = write_hetrec_lastfm(tmp_path / "fm", tagged, {a: f"Band {a}" for a in range(1, 42)}, tags)
+    prepare_dataset("lastfm", tmp_path / "out", raw, allow_download=False)
+    events = [(str(u), str(a), (y, mo, d)) for u, a, _, d, mo, y in tagged]
+    assert_matches_reference(tmp_path / "out", events, 5, dedup=True)
+    data = load_processed_dataset(tmp_path / "out")
+    counts = Counter(tags[t] for _, a, t, *_ in tagged if str(a) == data.item_raw_ids[0])
+    top = [tag for tag, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))][:5]
+    assert data.item_texts[0] == f"Artist: Band {data.item_raw_ids[0]}; Tags: {', '.join(top)}"
+
+
+def test_custom_csv_and_jsonl(tmp_path):
+    rng = random.Random(3)
+    rows = [(f"u{u}", f"p{rng.randint(0, 9)}", rng.randint(0, 99)) for u in range(25) for _ in range(rng.randint(4, 10))]
+    csv_file = tmp_path / "events.csv"
+    csv_file.write_text("who,what,when\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
     items = tmp_path / "items.jsonl"
-    items.write_text("".join(json.dumps({"id": f"p{i}", "title": f"Pan {i}", "color": "red"}) + "\n" for i in range(5)))
-    stats = prepare_dataset("custom", tmp_path / "c-out", tmp_path, allow_download=False, interactions=interactions,
-                            items=items, user_col="user", item_col="item", time_col="timestamp", id_col="id")
-    assert stats["num_interactions"] == 25
-    assert load_processed_dataset(tmp_path / "c-out").item_texts[0] == "Title: Pan 0; Color: red"
-
-
-def test_demo_is_deterministic_and_structured(tmp_path):
-    prepare_dataset("demo", tmp_path / "a", tmp_path)
-    prepare_dataset("demo", tmp_path / "b", tmp_path)
-    a, b = load_processed_dataset(tmp_path / "a"), load_processed_dataset(tmp_path / "b")
-    assert a.sequences == b.sequences and a.item_texts == b.item_texts
-    assert 1000 <= a.num_items <= 5000 and a.num_users >= 1000
-    assert "Brand:" in a.item_texts[0] and "Categories: Beauty" in a.item_texts[0]
-
-
-@pytest.mark.parametrize("content, message", [
-    ("not a dict\n", "line 1: malformed"),
-    ("{'title': 'no asin'}\n", "line 1: malformed"),
-])
-def test_malformed_meta_line_names_file_and_line(tmp_path, content, message):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    write_amazon(raw)
-    with gzip.open(raw / "meta_Beauty.json.gz", "wt") as f:
-        f.write(content)
-    with pytest.raises(GenrecError, match=message):
-        prepare_dataset("amazon-beauty", tmp_path / "out", raw, allow_download=False)
-    assert not (tmp_path / "out").exists()
-
-
-def test_bad_inputs_give_one_clear_error_and_no_output(tmp_path, capsys):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    out = tmp_path / "out"
-    assert main(["prepare", "amazon-beauty", "--raw-dir", str(raw), "--out", str(out), "--no-download"]) == 2
-    assert "file not found" in capsys.readouterr().err
-    assert main(["prepare", "netflix", "--out", str(out)]) == 2
-    assert "unknown dataset" in capsys.readouterr().err
-    (raw / "user_sequence.txt").write_text("U1 A1 A2\nU2\n")
-    assert main(["prepare", "amazon-beauty", "--raw-dir", str(raw), "--out", str(out), "--no-download"]) == 2
-    err = capsys.readouterr().err
-    assert "user_sequence.txt, line 2" in err
-    (raw / "user_sequence.txt").write_text("U1 A1 A2\nU2 A3 A4\n")
-    write_amazon(raw)
-    assert main(["prepare", "amazon-beauty", "--raw-dir", str(raw), "--out", str(out), "--no-download"]) == 2
-    assert "nothing left after filtering" in capsys.readouterr().err
-    assert not out.exists()
-    events = tmp_path / "bad.jsonl"
-    events.write_text('{"user": "a", "item": "b", "timestamp": 1}\n{oops\n')
-    items = tmp_path / "items.csv"
-    items.write_text("id,title\nb,Thing\n")
-    assert main(["prepare", "custom", "--interactions", str(events), "--items", str(items), "--out", str(out)]) == 2
-    assert "bad.jsonl, line 2" in capsys.readouterr().err
+    items.write_text("".join(json.dumps({"sku": f"p{i}", "name": f"Pan {i}", "color": "red &amp; black"}) + "\n"
+                             for i in range(10)))
+    prepare_dataset("custom", tmp_path / "out", tmp_path, allow_download=False, interactions=csv_file, items=items,
+                    user_col="who", item_col="what", time_col="when", id_col="sku")
+    assert_matches_reference(tmp_path / "out", rows, 5)
+    assert load_processed_dataset(tmp_path / "out").item_texts[0].endswith("; Color: red & black")
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_text("".join(json.dumps({"who": u, "what": i, "when": t}) + "\n" for u, i, t in rows))
+    prepare_dataset("custom", tmp_path / "out2", tmp_path, allow_download=False, interactions=jsonl, items=items,
+                    user_col="who", item_col="what", time_col="when", id_col="sku")
+    assert load_processed_dataset(tmp_path / "out2").sequences == load_processed_dataset(tmp_path / "out").sequences
 
 
 def test_amazon_text_handles_missing_fields():

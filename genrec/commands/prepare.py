@@ -19,6 +19,8 @@ def _run(args) -> int:
     raw_dir = Path(args.raw_dir) if args.raw_dir else Path("data") / "raw" / args.name
     if args.raw_dir and not raw_dir.is_dir():
         raise GenrecError(f"--raw-dir {raw_dir}: no such directory")
+    if args.min_count is not None and args.min_count < 1:
+        raise GenrecError(f"--min-count must be at least 1, got {args.min_count}")
     stats = prepare_dataset(
         args.name, out, raw_dir, min_count=args.min_count, allow_download=not args.no_download,
         interactions=Path(args.interactions) if args.interactions else None,
