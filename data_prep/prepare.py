@@ -1,4 +1,11 @@
-"""``genrec prepare``: raw public data -> a processed dataset directory (layout in genrec.layout)."""
+"""``genrec prepare``: raw public data -> a processed dataset directory (layout in genrec.layout).
+
+Steps: read the preset's raw files (data_prep.presets / readers) -> per-user chronological sequences,
+optionally keeping a user's first interaction with each item (data_prep.interactions.build_sequences)
+-> k-core on users and items to a fixed point -> number users 1..N and items 1..M (order documented in
+data_prep.interactions) -> compose item text (data_prep.item_text) -> write parquet + stats.json into
+a temporary directory that is moved into place only when everything succeeded.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ import json
 import random
 from collections import Counter, defaultdict
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -187,6 +188,14 @@ def test_custom_csv_and_jsonl(tmp_path):
     prepare_dataset("custom", tmp_path / "out2", tmp_path, allow_download=False, interactions=jsonl, items=items,
                     user_col="who", item_col="what", time_col="when", id_col="sku")
     assert load_processed_dataset(tmp_path / "out2").sequences == load_processed_dataset(tmp_path / "out").sequences
+    tsv, parquet = tmp_path / "events.tsv", tmp_path / "events.parquet"
+    tsv.write_text("who\twhat\twhen\n" + "".join(f"{u}\t{i}\t{t}\n" for u, i, t in rows))
+    pq.write_table(pa.table({"who": [r[0] for r in rows], "what": [r[1] for r in rows], "when": [r[2] for r in rows]}),
+                   parquet)
+    for index, events in enumerate([tsv, parquet]):
+        prepare_dataset("custom", tmp_path / f"o{index}", tmp_path, allow_download=False, interactions=events,
+                        items=items, user_col="who", item_col="what", time_col="when", id_col="sku")
+        assert load_processed_dataset(tmp_path / f"o{index}").sequences == load_processed_dataset(tmp_path / "out").sequences
 
 
 def test_amazon_text_handles_missing_fields():
