@@ -69,27 +69,44 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def in_hf_cache(name: str) -> bool:
+    """Whether the HF cache holds (part of) model ``name``: decided without importing torch or
+    sentence-transformers, so an offline rerun that ends on a cached fallback stays fast."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return any(isinstance(try_to_load_from_cache(name, file), str) for file in ("modules.json", "config.json"))
+    except Exception:  # not a valid repo id
+        return False
+
+
 def load_encoder(name: str, device: str | None = None):
-    """A SentenceTransformer from a local path, the local HF cache, or the hub (if reachable)."""
+    """A SentenceTransformer from the bundled package, a local path, the local HF cache, or the hub.
+
+    Offline, an uncached hub name fails in milliseconds, before torch/sentence-transformers are imported.
+    """
+    if name == BUNDLED_ENCODER:
+        name, where = str(bundled_model_path()), "bundled"
+    elif Path(name).exists():
+        where = "path"
+    elif in_hf_cache(name):
+        where = "cache"
+    elif hub_reachable():
+        where = "hub"
+    else:
+        raise GenrecError(f"encoder {name!r} is not in the local Hugging Face cache and the hub cannot be reached")
     from sentence_transformers import SentenceTransformer
 
-    if name == BUNDLED_ENCODER:
-        return SentenceTransformer(str(bundled_model_path()), device=device)
-    if Path(name).exists():
-        try:
-            return SentenceTransformer(name, device=device)
-        except Exception as exc:  # a folder that is not a model: say so plainly
-            raise GenrecError(f"--encoder {name}: cannot load a sentence-transformers model from it ({exc})") from None
-    try:  # the local HF cache first: no network at all
-        return SentenceTransformer(name, device=device, local_files_only=True)
-    except Exception:
-        pass
-    if not hub_reachable():
-        raise GenrecError(f"encoder {name!r} is not in the local Hugging Face cache and the hub cannot be reached")
     try:
+        if where == "cache":
+            try:
+                return SentenceTransformer(name, device=device, local_files_only=True)
+            except Exception:
+                if not hub_reachable():  # only part of it is cached
+                    raise
         return SentenceTransformer(name, device=device)
-    except Exception as exc:
-        raise GenrecError(f"encoder {name!r}: cannot load it from the hub ({exc})") from None
+    except Exception as exc:  # a folder that is not a model, a name that is not one on the hub, ...
+        raise GenrecError(f"--encoder {name}: cannot load a sentence-transformers model from it ({exc})") from None
 
 
 def _cache_dir(dataset_dir: Path, encoder: str) -> Path:
