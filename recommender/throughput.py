@@ -9,7 +9,9 @@ same initial weights. They differ only in what the step is fed:
   cut to their own longest input (dynamic padding).
 
 Bench code calls :func:`training_throughput`; samples/s is examples per second of wall time over
-``steps`` timed steps after ``warmup`` untimed ones.
+``steps`` timed steps after ``warmup`` untimed ones. Step time grows about linearly with the input
+width, so compare ``genrec.mean_input_width`` with ``epoch_mean_input_width`` before extrapolating
+the speedup of a short run to a whole epoch.
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ def training_throughput(dataset: ProcessedDataset, sids: SemanticIds, model_conf
     train = builder.build(training_examples(dataset))
     results = {"examples": len(train), "batch_size": batch_size, "steps": steps, "warmup": warmup,
                "threads": torch.get_num_threads(), "device": "cpu"}
-    ours = epoch_batches(train.lengths, batch_size, seed, 0)[: steps + warmup]
+    epoch = epoch_batches(train.lengths, batch_size, seed, 0)
+    ours = epoch[: steps + warmup]  # the batch order is random, so these are a sample of the epoch
+    # A short run's sample of batch widths can be off; this says how the timed batches compare.
+    results["epoch_mean_input_width"] = float(np.mean([train.lengths[index].max() for index in epoch]))
     variants = {
         "plain": _plain_batches(train, batch_size, steps + warmup, seed),
         "genrec": [lambda index=index: train.batch(index) for index in ours],

@@ -148,6 +148,9 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         accelerator.load_state(str(checkpoint / "state"))
         state.update(saved)
         accelerator.print(f"resuming from step {state['step']} (epoch {state['epoch']}, batch {state['batch_in_epoch']})")
+    accelerator.print(f"{len(train):,} training examples, {batches_per_epoch:,} batches of {config.batch_size} per epoch, "
+                      f"{steps:,} steps on {accelerator.num_processes} process(es), {accelerator.device}, "
+                      f"mixed precision {accelerator.mixed_precision}")
     log_path = out / LOG_FILE
     out.mkdir(parents=True, exist_ok=True)
     log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() and state["step"] else []
@@ -166,7 +169,8 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp / "state"))
+        # torch pickles, not safetensors: safetensors drops the tied embedding copies with a warning
+        accelerator.save_state(str(tmp / "state"), safe_serialization=False)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             best = checkpoint / "best"

@@ -210,3 +210,13 @@ def test_missing_inputs_and_bad_options_are_clear_errors(tiny, capsys):
     assert "not a trained recommender" in capsys.readouterr().err
     assert main(["recommend", "--model", str(tiny / "nowhere"), "--dataset", str(tiny / "data"), "--user", "1"]) == 2
     assert "not a trained recommender" in capsys.readouterr().err
+
+
+def test_training_throughput_compares_same_steps_with_less_padding(tiny):
+    from recommender.throughput import training_throughput
+
+    dataset = load_processed_dataset(tiny / "data")
+    result = training_throughput(dataset, load_semantic_ids(tiny / "tok"), TINY_MODEL, batch_size=8, steps=3, warmup=1)
+    assert result["plain"]["mean_input_width"] == TINY_MODEL.max_history * 4 + 1  # padded to the maximum
+    assert result["genrec"]["mean_input_width"] < result["plain"]["mean_input_width"]
+    assert result["speedup"] == pytest.approx(result["genrec"]["samples_per_second"] / result["plain"]["samples_per_second"])

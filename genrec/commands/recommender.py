@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -72,6 +73,8 @@ def _train(args) -> int:
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} has {dataset.num_items}")
     started = time.perf_counter()
     state = train_recommender(dataset, sids, out, model_config, train_config, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # accelerate launch: only the main process reports
     print(f"trained {state['step']} steps in {time.perf_counter() - started:.0f} s; best valid NDCG@10 "
           f"{state['best_ndcg@10']:.4f} at step {state['best_step']} -> {out}")
     return 0
