@@ -27,11 +27,13 @@ import torch
 from tqdm.auto import tqdm
 
 from data_prep.dataset import ProcessedDataset
+from genrec.allocator import keep_freed_memory
 from genrec.errors import GenrecError
 from genrec.io import atomic_write_json, atomic_write_text, read_json
 from recommender.artifact import META_FILE, copy_tokenizer
 from recommender.data import ExampleBuilder, epoch_batches, training_examples
 from recommender.evaluation import evaluate_users
+from recommender.fast_dropout import use_fast_dropout
 from recommender.model import RecommenderConfig, build_model
 from recommender.vocab import SidVocab
 from tokenizer.artifact import SemanticIds
@@ -57,6 +59,7 @@ class TrainConfig:
     sort_window: int = 50  # batches sorted together by length (1 = no length bucketing)
     seed: int = 0
     mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
+    fast_dropout: bool = True  # CPU: cheap dropout masks (recommender.fast_dropout); same model, same p
 
 
 def total_steps(config: TrainConfig, batches_per_epoch: int) -> int:
@@ -113,6 +116,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
+    keep_freed_memory()
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     # The scheduler steps once per optimizer step: a step is one global batch on any number of devices.
@@ -132,6 +136,8 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     steps = total_steps(config, batches_per_epoch)
 
     model = build_model(model_config, vocab)
+    if config.fast_dropout:
+        use_fast_dropout(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config.warmup_steps, steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

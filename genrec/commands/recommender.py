@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -183,6 +184,8 @@ def register(subparsers) -> None:
                        help="batches sorted together by length for dynamic padding (1 = off; default 50)")
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", dest="mixed_precision", choices=("auto", "no", "bf16", "fp16"))
+    train.add_argument("--fast-dropout", dest="fast_dropout", action=argparse.BooleanOptionalAction,
+                       help="cheap CPU dropout masks (default on; --no-fast-dropout = torch's dropout)")
     train.add_argument("--d-model", dest="d_model", type=int)
     train.add_argument("--d-ff", dest="d_ff", type=int)
     train.add_argument("--num-heads", dest="num_heads", type=int)
