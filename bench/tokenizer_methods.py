@@ -1,5 +1,5 @@
 """Train every tokenizer method from the CLI on one dataset and tabulate their SID metrics
-(results/tokenizers/<name>.md + .json).
+(bench/results/tokenizers/<name>.md + .json).
 
     python bench/tokenizer_methods.py --dataset data/amazon-beauty --name beauty
 
@@ -56,7 +56,7 @@ def markdown(rows: list[dict], header: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--name", required=True, help="results/tokenizers/<name>.md/.json")
+    parser.add_argument("--name", required=True, help="bench/results/tokenizers/<name>.md/.json")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scratch", default="/tmp/genrec_tokenizer_runs")
@@ -82,7 +82,7 @@ def main() -> int:
               "script": "python bench/tokenizer_methods.py " + shlex.join(sys.argv[1:]), "runs": rows}
     header = (f"# Tokenizers on {args.name}\n\nMade by `{report['script']}` on {hardware}.\n"
               f"Per-variant commands are in {args.name}.json. Metric definitions: eval/sid_metrics.py.")
-    results = ROOT / "results" / "tokenizers"
+    results = ROOT / "bench" / "results" / "tokenizers"
     from genrec.io import atomic_write_json, atomic_write_text
 
     atomic_write_json(results / f"{args.name}.json", report)

@@ -1,17 +1,21 @@
-"""Training throughput: genrec's batching against a plain HF training loop on the same model and data.
+"""Training throughput of one way of feeding and running the T5 recommender (bench code).
 
-Both run the same step (``model(**batch).loss``, backward, AdamW) on the same model size, from the
-same initial weights. They differ only in what the step is fed:
+Every variant runs the same step (``model(**batch).loss``, backward, AdamW) on the same model size
+from the same initial weights; they differ in what the step is fed and how it runs:
 
-* plain: a ``torch.utils.data.DataLoader`` over the examples padded to the longest input
-  (max_history * (L + 1) + 1 tokens), shuffled, collated per batch on the hot path;
-* genrec: the precomputed token arrays, length-bucketed batches (recommender.data.epoch_batches)
-  cut to their own longest input (dynamic padding).
+* ``bucketing=False``: a ``torch.utils.data.DataLoader`` over the examples padded to the longest
+  possible input (max_history * (L + 1) + 1 tokens), shuffled, collated on the hot path: what a
+  plain HF training script does;
+* ``bucketing=True``: genrec's precomputed token arrays in length-bucketed batches
+  (recommender.data.epoch_batches) cut to their own longest input (dynamic padding);
+* ``fast_dropout``: recommender.fast_dropout instead of torch's CPU dropout.
 
-Bench code calls :func:`training_throughput`; samples/s is examples per second of wall time over
-``steps`` timed steps after ``warmup`` untimed ones. Step time grows about linearly with the input
-width, so compare ``genrec.mean_input_width`` with ``epoch_mean_input_width`` before extrapolating
-the speedup of a short run to a whole epoch.
+(The third part of genrec's path, genrec.allocator, is process-wide: the caller sets it per process.)
+
+Samples/s is examples per second of wall time over ``steps`` timed steps after ``warmup`` untimed
+ones, building each batch included. With bucketing, batch widths vary, so the timed batches are a
+width-stratified sample of a whole epoch's batches (every k-th batch in order of width): their
+mean width matches the epoch's, and so does the throughput.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 from data_prep.dataset import ProcessedDataset
 from recommender.data import ExampleBuilder, TokenizedExamples, epoch_batches, training_examples
+from recommender.fast_dropout import use_fast_dropout
 from recommender.model import RecommenderConfig, build_model
 from recommender.vocab import PAD_TOKEN, SidVocab
 from tokenizer.artifact import SemanticIds
@@ -31,9 +36,9 @@ from tokenizer.artifact import SemanticIds
 def _timed_steps(model, optimizer, batches, warmup: int) -> tuple[float, int, float]:
     """Run every batch; return (seconds, examples, mean input width) over the batches after ``warmup``."""
     seconds, examples, widths = 0.0, 0, []
-    for i, batch in enumerate(batches):
+    for i, make_batch in enumerate(batches):
         started = time.perf_counter()
-        batch = batch()  # building the batch counts as part of the step
+        batch = make_batch()  # building the batch counts as part of the step
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
@@ -48,9 +53,7 @@ def _timed_steps(model, optimizer, batches, warmup: int) -> tuple[float, int, fl
 
 def _plain_batches(train: TokenizedExamples, batch_size: int, count: int, seed: int):
     """A DataLoader over padded-to-max tensors, as a plain HF training script would build it."""
-    inputs = torch.from_numpy(train.inputs)
-    targets = torch.from_numpy(train.targets)
-    dataset = torch.utils.data.TensorDataset(inputs, targets)
+    dataset = torch.utils.data.TensorDataset(torch.from_numpy(train.inputs), torch.from_numpy(train.targets))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(seed))
     iterator = iter(loader)
@@ -62,30 +65,34 @@ def _plain_batches(train: TokenizedExamples, batch_size: int, count: int, seed: 
     return [collate] * count
 
 
+def stratified_batches(batches: list[np.ndarray], widths: np.ndarray, count: int) -> list[np.ndarray]:
+    """``count`` batches spread evenly over the width order, shuffled: a sample with the epoch's widths."""
+    order = np.argsort(widths, kind="stable")
+    picked = order[np.linspace(0, len(order) - 1, num=min(count, len(order))).round().astype(int)]
+    return [batches[i] for i in np.random.default_rng(0).permutation(picked)]
+
+
 def training_throughput(dataset: ProcessedDataset, sids: SemanticIds, model_config: RecommenderConfig,
-                        batch_size: int = 256, steps: int = 20, warmup: int = 3, seed: int = 0,
-                        threads: int | None = None) -> dict:
-    """Samples/s of the plain loop and of genrec's batching (same model, data, optimizer, step count)."""
-    if threads:
-        torch.set_num_threads(threads)
+                        bucketing: bool, fast_dropout: bool, batch_size: int = 256, steps: int = 30,
+                        warmup: int = 3, seed: int = 0) -> dict:
+    """Samples/s of one variant (see the module docstring)."""
     vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
     builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, model_config.max_history)
     train = builder.build(training_examples(dataset))
-    results = {"examples": len(train), "batch_size": batch_size, "steps": steps, "warmup": warmup,
-               "threads": torch.get_num_threads(), "device": "cpu"}
     epoch = epoch_batches(train.lengths, batch_size, seed, 0)
-    ours = epoch[: steps + warmup]  # the batch order is random, so these are a sample of the epoch
-    # A short run's sample of batch widths can be off; this says how the timed batches compare.
-    results["epoch_mean_input_width"] = float(np.mean([train.lengths[index].max() for index in epoch]))
-    variants = {
-        "plain": _plain_batches(train, batch_size, steps + warmup, seed),
-        "genrec": [lambda index=index: train.batch(index) for index in ours],
-    }
-    for name, batches in variants.items():
-        torch.manual_seed(seed)
-        model = build_model(model_config, vocab).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        seconds, examples, width = _timed_steps(model, optimizer, batches, warmup)
-        results[name] = {"samples_per_second": examples / seconds, "mean_input_width": width, "seconds": seconds}
-    results["speedup"] = results["genrec"]["samples_per_second"] / results["plain"]["samples_per_second"]
-    return results
+    epoch_widths = np.asarray([train.lengths[index].max() for index in epoch])
+    if bucketing:
+        timed = stratified_batches(epoch, epoch_widths, steps)
+        batches = [lambda index=index: train.batch(index) for index in epoch[:warmup] + timed]
+    else:
+        batches = _plain_batches(train, batch_size, warmup + steps, seed)
+    torch.manual_seed(seed)
+    model = build_model(model_config, vocab).train()
+    if fast_dropout:
+        use_fast_dropout(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    seconds, examples, width = _timed_steps(model, optimizer, batches, warmup)
+    return {"samples_per_second": examples / seconds, "seconds": seconds, "steps": len(batches) - warmup,
+            "warmup": warmup, "batch_size": batch_size, "mean_input_width": width,
+            "epoch_mean_input_width": float(epoch_widths.mean()), "examples_per_epoch": len(train),
+            "threads": torch.get_num_threads()}

@@ -212,11 +212,18 @@ def test_missing_inputs_and_bad_options_are_clear_errors(tiny, capsys):
     assert "not a trained recommender" in capsys.readouterr().err
 
 
-def test_training_throughput_compares_same_steps_with_less_padding(tiny):
-    from recommender.throughput import training_throughput
+def test_training_throughput_plain_pads_to_the_maximum_and_bucketing_samples_the_epoch_widths(tiny):
+    from recommender.throughput import stratified_batches, training_throughput
 
     dataset = load_processed_dataset(tiny / "data")
-    result = training_throughput(dataset, load_semantic_ids(tiny / "tok"), TINY_MODEL, batch_size=8, steps=3, warmup=1)
-    assert result["plain"]["mean_input_width"] == TINY_MODEL.max_history * 4 + 1  # padded to the maximum
-    assert result["genrec"]["mean_input_width"] < result["plain"]["mean_input_width"]
-    assert result["speedup"] == pytest.approx(result["genrec"]["samples_per_second"] / result["plain"]["samples_per_second"])
+    sids = load_semantic_ids(tiny / "tok")
+    plain = training_throughput(dataset, sids, TINY_MODEL, bucketing=False, fast_dropout=False, batch_size=8, steps=3,
+                                warmup=1)
+    ours = training_throughput(dataset, sids, TINY_MODEL, bucketing=True, fast_dropout=True, batch_size=8, steps=3,
+                               warmup=1)
+    assert plain["mean_input_width"] == TINY_MODEL.max_history * 4 + 1  # padded to the maximum
+    assert ours["mean_input_width"] < plain["mean_input_width"]
+    assert plain["steps"] == ours["steps"] == 3 and plain["samples_per_second"] > 0 < ours["samples_per_second"]
+    widths = np.arange(100) % 37
+    picked = stratified_batches(list(range(100)), widths, 10)
+    assert len(set(picked)) == 10 and abs(widths[picked].mean() - widths.mean()) < 2
