@@ -64,6 +64,7 @@ class Study:
     variants: list[Variant]
     seeds: list[int]
     tokenizer_args: list[str] = field(default_factory=list)  # shared by every run
+    method_args: dict[str, list[str]] = field(default_factory=dict)  # per method, e.g. {"r3vae": ["--epochs", "60"]}
     recommender_args: list[str] = field(default_factory=list)
     evaluate_args: list[str] = field(default_factory=list)
 
@@ -92,7 +93,8 @@ def run_one(study: Study, variant: Variant, seed: int) -> dict:
     if not (tokenizer_dir / "metrics.json").is_file():
         _call(
             ["train-tokenizer", "--dataset", str(study.dataset), "--method", variant.method, "--seed", str(seed),
-             "--out", str(tokenizer_dir), *study.tokenizer_args, *variant.tokenizer_args]
+             "--out", str(tokenizer_dir), *study.tokenizer_args, *study.method_args.get(variant.method, []),
+             *variant.tokenizer_args]
         )
     tokenizer_seconds = time.perf_counter() - started
     # train-recommender resumes from its own checkpoints if a previous attempt was interrupted.
@@ -158,6 +160,14 @@ def render_markdown(summary: dict, header: str) -> str:
     for key, label in SID_METRICS.items():
         rho = summary["spearman_with_recall@10"][key]
         lines.append(f"| {label} | {'n/a' if math.isnan(rho) else f'{rho:+.3f}'} |")
+    if "reference_projection" in summary:
+        p = summary["reference_projection"]
+        lines += ["", "Reference-vector projection (paper §4.7, Figure 2: PD -0.284 -> -1.917 on its data), "
+                  "first R3-VAE run; plot: reference_projection.png", "",
+                  "| embeddings | PD over items | PD over level-1 centroids | mean pairwise cosine |", "|---|---|---|---|"]
+        for name in ("original", "projected"):
+            lines.append(f"| {name} | {p[name]['pd_items']:.3f} | {p[name]['pd_level1_centroids']:.3f} "
+                         f"| {p[name]['mean_pairwise_cosine']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,6 +197,59 @@ def plot_metric_scatter(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_usage_curves(study: Study, path: Path) -> None:
+    """Codebook usage per level over tokenizer training, one panel per variant (first seed; paper
+    Figure 4). Methods without training epochs (K-Means, OPQ) show their final usage as flat lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(study.variants), figsize=(3.2 * len(study.variants), 3.2), squeeze=False)
+    for axis, variant in zip(axes[0], study.variants):
+        folder = study.run_dir(variant, study.seeds[0]) / "tokenizer"
+        history = read_json(folder / "training_history.json") if (folder / "training_history.json").is_file() else {}
+        usage = np.asarray(history.get("usage") or [])
+        if usage.ndim == 2 and len(usage) > 1:
+            for level in range(usage.shape[1]):
+                axis.plot(history["epoch"], usage[:, level], label=f"level {level + 1}")
+            axis.set_xlabel("epoch")
+        elif (folder / "metrics.json").is_file():
+            for level, value in enumerate(read_json(folder / "metrics.json")["codebook_usage"]):
+                axis.axhline(value, color=f"C{level}", label=f"level {level + 1} (final)")
+            axis.set_xlabel("(no training epochs)")
+        axis.set(title=variant.name, ylim=(0, 1.05))
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("codebook usage")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reference_projection(study: Study, out: Path) -> dict | None:
+    """Paper Figure 2 and §4.7's PD before/after the reference projection, from the first R3-VAE run."""
+    import torch
+
+    from data_prep.embeddings import load_or_compute_item_embeddings
+    from eval.projection import plot_projection, projection_report
+    from tokenizer.base import load_tokenizer
+
+    variant = next((v for v in study.variants if v.name == "r3vae"), None)
+    if variant is None:
+        return None
+    folder = study.run_dir(variant, study.seeds[0]) / "tokenizer"
+    tokenizer = load_tokenizer(folder)
+    encoder = read_json(folder / "config.json").get("encoder")
+    x = load_or_compute_item_embeddings(study.dataset, encoder=encoder, show_progress=False).vectors
+    with torch.no_grad():
+        e0 = tokenizer.model.project(torch.from_numpy(x))[1].numpy()
+    level1 = np.load(folder / "semantic_ids.npy")[:, 0]
+    report = projection_report(x, e0, level1)
+    plot_projection(x, e0, level1, report, out / "reference_projection.png")
+    return {"tokenizer": str(folder), **report}
+
+
 def run_study(study: Study, command_line: str, hardware: str) -> dict:
     results = []
     total = len(study.variants) * len(study.seeds)
@@ -199,4 +262,10 @@ def run_study(study: Study, command_line: str, hardware: str) -> dict:
     header = f"# Tokenizer comparison on {study.dataset.name}\n\nCommand: `{command_line}`\n\nHardware: {hardware}"
     atomic_write_text(study.out / "compare.md", render_markdown(summary, header))
     plot_metric_scatter(results, study.out / "sid_metrics_vs_recall.png")
+    plot_usage_curves(study, study.out / "codebook_usage.png")
+    projection = reference_projection(study, study.out)
+    if projection is not None:
+        summary["reference_projection"] = projection
+        atomic_write_json(study.out / "compare.json", summary)
+        atomic_write_text(study.out / "compare.md", render_markdown(summary, header))
     return summary

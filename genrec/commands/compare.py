@@ -39,17 +39,23 @@ def _run(args: argparse.Namespace) -> int:
         raise GenrecError(f"--lambdas must be comma-separated numbers, got {args.lambdas!r}") from None
     dataset = resolve_dataset_dir(args.dataset)
     # A config file holds the shared recipe as CLI flag lists, e.g.
-    # {"tokenizer_args": ["--epochs", "50"], "recommender_args": ["--max-steps", "3000"], "evaluate_args": []}
+    # {"tokenizer_args": ["--codebook-size", "256"], "method_args": {"r3vae": ["--epochs", "60"]},
+    #  "recommender_args": ["--max-steps", "3000"], "evaluate_args": []}
+    # tokenizer_args go to every method; method_args only to that method (K-Means has no --epochs).
     config = load_config_file(args.config)
-    unknown_keys = sorted(set(config) - {"tokenizer_args", "recommender_args", "evaluate_args"})
+    unknown_keys = sorted(set(config) - {"tokenizer_args", "method_args", "recommender_args", "evaluate_args"})
     if unknown_keys:
         raise GenrecError(f"{args.config}: unknown key(s) {', '.join(unknown_keys)}")
+    method_args = config.get("method_args", {})
+    if not isinstance(method_args, dict) or set(method_args) - set(METHODS):
+        raise GenrecError(f"{args.config}: method_args must map method names ({', '.join(METHODS)}) to flag lists")
     study = Study(
         dataset=dataset,
         out=Path(args.out) if args.out else dataset / "compare",
         variants=build_variants(methods, args.ablations, lambdas),
         seeds=list(range(args.seeds)),
         tokenizer_args=[str(x) for x in config.get("tokenizer_args", [])],
+        method_args={method: [str(x) for x in flags] for method, flags in method_args.items()},
         recommender_args=[str(x) for x in config.get("recommender_args", [])],
         evaluate_args=[str(x) for x in config.get("evaluate_args", [])],
     )
@@ -71,6 +77,6 @@ def register(subparsers) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method (0 .. N-1)")
     parser.add_argument("--ablations", action="store_true", help="add the paper's Table 8 R3-VAE ablations")
     parser.add_argument("--lambdas", default="", help="comma-separated R3-VAE lambda values (Table 9), e.g. 0.001,0.1")
-    parser.add_argument("--config", help="JSON file with tokenizer_args / recommender_args / evaluate_args lists")
+    parser.add_argument("--config", help="JSON file with tokenizer_args / method_args / recommender_args / evaluate_args")
     parser.add_argument("--out", help="output directory (default: DATASET/compare)")
     parser.set_defaults(func=_run)
