@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--work", required=True, help="folder for the two trained models")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--name", default="training-quality")
+    parser.add_argument("--note", default="", help="a line for the report, e.g. what else ran on the machine")
     args = parser.parse_args()
 
     tokenizer = args.tokenizer or str(Path(args.dataset) / "tokenizer")
@@ -91,7 +92,8 @@ def main() -> int:
                          "valid_all_users": {k: v for k, v in valid.items() if k != "popularity"}}
     speedup = results["plain"]["train_seconds"] / results["genrec"]["train_seconds"]
     report = {"command": "python bench/training_quality.py " + shlex.join(sys.argv[1:]),
-              "config": read_json(args.config), "hardware": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
+              "config": read_json(args.config), "hardware": f"{platform.machine()}, {os.cpu_count()} cores, CPU only, "
+                                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}", "note": args.note,
               "variants": results, "wall_time_speedup": speedup,
               "curves": {name: [r for r in log if "valid" in r] for name, log in logs.items()}}
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ def main() -> int:
     plot(logs, out / f"{args.name}.png")
     keys = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
     lines = [f"# Training quality: plain loop vs genrec ({report['hardware']})", "", f"Command: `{report['command']}`",
-             "", f"Recipe: `{json.dumps(report['config'])}`", "",
+             "", *([args.note, ""] if args.note else []), f"Recipe: `{json.dumps(report['config'])}`", "",
              "| variant | extra flags | train s | steps | epochs | " + " | ".join(f"valid {k}" for k in keys) + " |",
              "|---|---|---|---|---|" + "---|" * len(keys)]
     for name, r in results.items():

@@ -47,7 +47,7 @@ def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, 
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                              logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
-                             past_key_values=cache)
+                             cache=cache)
     finally:
         model.generation_config = saved
     batch = input_ids.shape[0]
@@ -56,6 +56,15 @@ def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, 
     repeated = (rows[:, :, None] == rows[:, None, :]).tril(diagonal=-1).any(-1)
     dead = repeated | (scores < -1e8) | (rows < 0)  # generate marks impossible beams with about -1e9
     return rows.masked_fill(dead, -1), scores.masked_fill(dead, float("-inf"))
+
+
+def length_sorted_batches(rows: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """Index batches of ``rows`` in order of length, so each batch pads to about its own length.
+
+    Histories vary from a few to ``max_history`` items; random batches pad nearly every row to the
+    longest, and the encoder and cross-attention then spend most of their time on padding."""
+    order = np.argsort(np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows)), kind="stable")
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @torch.no_grad()
@@ -69,11 +78,12 @@ def recommend_items(model, builder: ExampleBuilder, table: SidPrefixTable, histo
     device = next(model.parameters()).device
     table = table.to(device)
     users = users or [0] * len(histories)
-    items_out, scores_out = [], []
-    for start in tqdm(range(0, len(histories), batch_size), desc="decode", disable=not progress, leave=False):
-        rows = [builder.encode_history(h, u) for h, u in zip(histories[start : start + batch_size], users[start : start + batch_size])]
-        ids, mask = pad_rows(rows, device)
+    rows = [builder.encode_history(h, u) for h, u in zip(histories, users)]
+    items_out = np.zeros((len(rows), num_beams), dtype=np.int64)
+    scores_out = np.zeros((len(rows), num_beams), dtype=np.float32)
+    for batch in tqdm(length_sorted_batches(rows, batch_size), desc="decode", disable=not progress, leave=False):
+        ids, mask = pad_rows([rows[i] for i in batch], device)
         item_rows, scores = constrained_beam_search(model, ids, mask, table, num_beams)
-        items_out.append((item_rows + 1).cpu().numpy())
-        scores_out.append(scores.float().cpu().numpy())
-    return np.concatenate(items_out), np.concatenate(scores_out)
+        items_out[batch] = (item_rows + 1).cpu().numpy()
+        scores_out[batch] = scores.float().cpu().numpy()
+    return items_out, scores_out

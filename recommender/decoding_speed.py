@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from recommender.data import ExampleBuilder
-from recommender.decoding import generate_reference, pad_rows
+from recommender.decoding import generate_reference, length_sorted_batches, pad_rows
 from recommender.fast_beam import SidPrefixTable, constrained_beam_search
 from recommender.constraint import prefix_states
 
@@ -65,8 +65,10 @@ def time_decoding(path: str, model, builder: ExampleBuilder, table: SidPrefixTab
     else:
         raise ValueError(f"unknown decoding path {path!r}")
     started = time.perf_counter()
-    rows = []
-    for start in range(0, len(histories), batch_size):
-        ids, mask = pad_rows([builder.encode_history(h) for h in histories[start : start + batch_size]], device)
-        rows.append(decode(ids, mask).cpu())
-    return time.perf_counter() - started, torch.cat(rows).numpy()
+    # Every path gets the same length-sorted batches (recommend_items batches this way).
+    encoded = [builder.encode_history(h) for h in histories]
+    rows = np.zeros((len(histories), beams), dtype=np.int64)
+    for batch in length_sorted_batches(encoded, batch_size):
+        ids, mask = pad_rows([encoded[i] for i in batch], device)
+        rows[batch] = decode(ids, mask).cpu().numpy()
+    return time.perf_counter() - started, rows

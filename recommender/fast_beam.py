@@ -109,8 +109,13 @@ def constrained_beam_search(
     # Additive padding mask for the source, broadcast over beams and heads: [batch, 1, 1, source].
     source_bias = ((1.0 - attention_mask[:, None, None, :].to(dtype)) * neg).to(dtype)
 
-    self_k: list[torch.Tensor | None] = [None] * len(blocks)
-    self_v: list[torch.Tensor | None] = [None] * len(blocks)
+    # Self-attention cache, one slot per SID position, rows = (user, beam): [batch * width, heads, length, hd].
+    # Contiguous rows make the per-step beam reorder one index_select (a gather over an expanded
+    # 5-d index, plus a cat to append, cost more than the decoder's matmuls).
+    length = table.length
+    self_k = [torch.zeros((batch, heads, length, head_dim), dtype=dtype, device=device) for _ in blocks]
+    self_v = [torch.zeros((batch, heads, length, head_dim), dtype=dtype, device=device) for _ in blocks]
+    row_base = torch.arange(batch, device=device)[:, None]
     tokens = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
     states = torch.zeros((batch, 1), dtype=torch.long, device=device)
     beam_scores = torch.zeros((batch, 1), dtype=torch.float32, device=device)
@@ -128,12 +133,14 @@ def constrained_beam_search(
             attn = layer.SelfAttention
             normed = layer.layer_norm(hidden)
             query = split_heads(attn.q(normed))  # [batch, width, heads, head_dim]
-            key = split_heads(attn.k(normed)).unsqueeze(3)
-            value = split_heads(attn.v(normed)).unsqueeze(3)
-            self_k[index] = key if self_k[index] is None else torch.cat([self_k[index], key], dim=3)
-            self_v[index] = value if self_v[index] is None else torch.cat([self_v[index], value], dim=3)
-            scores = torch.einsum("bwhd,bwhtd->bwht", query, self_k[index]) + position_bias
-            context = torch.einsum("bwht,bwhtd->bwhd", scores.softmax(dim=-1), self_v[index])
+            cache_k = self_k[index].view(batch, width, heads, length, head_dim)
+            cache_v = self_v[index].view(batch, width, heads, length, head_dim)
+            cache_k[:, :, :, step] = split_heads(attn.k(normed))
+            cache_v[:, :, :, step] = split_heads(attn.v(normed))
+            # At most L + 1 keys per beam: broadcast products beat batching thousands of tiny matmuls.
+            keys, values = cache_k[:, :, :, : step + 1], cache_v[:, :, :, : step + 1]
+            scores = (query.unsqueeze(3) * keys).sum(-1) + position_bias  # [batch, width, heads, step + 1]
+            context = (scores.softmax(dim=-1).unsqueeze(-1) * values).sum(3)  # [batch, width, heads, hd]
             hidden = hidden + attn.o(context.reshape(batch, width, -1))
             # Cross-attention: every beam of a user reads the same keys/values.
             layer = block.layer[1]
@@ -158,10 +165,10 @@ def constrained_beam_search(
         local = flat % size
         states = next_states.view(batch, -1).gather(1, flat)
         tokens = local + start
+        rows = (parent + row_base * width).view(-1)  # parent beam's row in the [batch * width] cache
         for index in range(len(blocks)):
-            gather_index = parent[:, :, None, None, None].expand(-1, -1, heads, step + 1, head_dim)
-            self_k[index] = self_k[index].gather(1, gather_index)
-            self_v[index] = self_v[index].gather(1, gather_index)
+            self_k[index] = self_k[index].index_select(0, rows)
+            self_v[index] = self_v[index].index_select(0, rows)
 
     dead = torch.isinf(beam_scores)
     items = states.masked_fill(dead, -1)
