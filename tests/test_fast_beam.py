@@ -71,6 +71,33 @@ def test_fast_path_matches_generate(overrides):
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4, atol=1e-4)
 
 
+def test_fast_path_matches_generate_on_a_trained_model():
+    """A trained model has peaked, structured distributions (unlike a random one): still identical."""
+    codes, sizes, offsets = make_catalog(num_items=40, sizes=(4, 4, 3), seed=4)
+    model = make_model(offsets[-1] + sizes[-1], seed=1).train()
+    sid_tokens = torch.tensor(codes) + torch.tensor(offsets)
+    rng = np.random.default_rng(0)
+    histories = torch.tensor(rng.integers(0, len(codes), size=(64, 3)))
+    input_ids = sid_tokens[histories].flatten(1)  # 3 items' SIDs, 12 tokens
+    targets = sid_tokens[(histories.sum(1) * 7) % len(codes)]  # next item: a fixed function of the history
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first_loss = None
+    for _ in range(120):
+        loss = model(input_ids=input_ids, labels=targets).loss
+        first_loss = first_loss if first_loss is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert loss.item() < 0.5 * first_loss  # it did learn
+    table = SidPrefixTable.from_codes(codes, offsets, sizes)
+    batch, mask = input_ids[:12], torch.ones_like(input_ids[:12])
+    ref_items, ref_scores = reference_beams(model, batch, mask, codes, offsets, 10)
+    items, scores = constrained_beam_search(model, batch, mask, table, 10)
+    np.testing.assert_array_equal(items.numpy(), ref_items)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4, atol=1e-4)
+
+
 def test_every_output_is_a_distinct_real_item():
     codes, sizes, offsets = make_catalog(num_items=200, sizes=(8, 8, 8), seed=3)
     model = make_model(offsets[-1] + sizes[-1], seed=5)
