@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genrec.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from genrec.core.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
 
 
 def run_stage(name: str, argv: list[str], env: dict, state: dict, state_file: Path) -> None:

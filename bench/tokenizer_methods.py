@@ -83,7 +83,7 @@ def main() -> int:
     header = (f"# Tokenizers on {args.name}\n\nMade by `{report['script']}` on {hardware}.\n"
               f"Per-variant commands are in {args.name}.json. Metric definitions: eval/sid_metrics.py.")
     results = ROOT / "bench" / "results" / "tokenizers"
-    from genrec.io import atomic_write_json, atomic_write_text
+    from genrec.core.io import atomic_write_json, atomic_write_text
 
     atomic_write_json(results / f"{args.name}.json", report)
     atomic_write_text(results / f"{args.name}.md", markdown(rows, header))

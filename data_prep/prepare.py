@@ -1,4 +1,4 @@
-"""``genrec prepare``: raw public data -> a processed dataset directory (layout in genrec.layout).
+"""``genrec prepare``: raw public data -> a processed dataset directory (layout in genrec.core.layout).
 
 Steps: read the preset's raw files (data_prep.presets / readers) -> per-user chronological sequences,
 optionally keeping a user's first interaction with each item (data_prep.interactions.build_sequences)
@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import genrec
-from data_prep.interactions import build_sequences, check_leave_one_out, k_core
-from data_prep.presets import load_raw
-from genrec.io import atomic_directory, atomic_write_json, sha256_file
-from genrec.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE, remember_current_dataset
+from genrec.data_prep.interactions import build_sequences, check_leave_one_out, k_core
+from genrec.data_prep.presets import load_raw
+from genrec.core.io import atomic_directory, atomic_write_json, sha256_file
+from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE, remember_current_dataset
 
 
 def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None = None,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from data_prep import download, item_text, readers
-from data_prep.interactions import Event
-from genrec.errors import GenrecError
+from genrec.data_prep import download, item_text, readers
+from genrec.data_prep.interactions import Event
+from genrec.core.errors import GenrecError
 
 AMAZON_CATEGORIES = {
     "amazon-beauty": "Beauty",
@@ -87,7 +87,7 @@ def _lastfm(raw_dir: Path, allow_download: bool) -> RawData:
 
 
 def _demo() -> RawData:
-    from data_prep.demo import generate_demo
+    from genrec.data_prep.demo import generate_demo
 
     events, meta = generate_demo()
     return RawData(events, meta, item_text.amazon_text, [], min_count=5)

@@ -14,8 +14,8 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from data_prep.interactions import Event
-from genrec.errors import GenrecError
+from genrec.data_prep.interactions import Event
+from genrec.core.errors import GenrecError
 
 
 def _require(path: Path, hint: str = "") -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.dataset import ProcessedDataset
-from eval.ranking_metrics import ranking_metrics
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.eval.ranking_metrics import ranking_metrics
 
 
 def popularity_metrics(dataset: ProcessedDataset, split: str, k: int = 30) -> dict[str, float]:

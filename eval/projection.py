@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eval.sid_metrics import cluster_centroids, preference_discrimination
+from genrec.eval.sid_metrics import cluster_centroids, preference_discrimination
 
 
 def pca_3d(vectors: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ another's caches or allocator):
   (recommender.decoding_speed), plus how often the fast path returns exactly the processor path's
   items for the same users;
 * train: samples/s of a training step fed by a plain padded DataLoader with torch's dropout vs
-  genrec's path, with one row per ingredient (recommender.throughput; genrec.allocator);
+  genrec's path, with one row per ingredient (recommender.throughput; genrec.core.allocator);
 * tokenizer: fit + SID assignment time and peak memory of R3-VAE and residual K-Means on the
   dataset's item embeddings (target: <= 2 minutes on 12k items), and optionally on synthetic
   catalogues of any size (memory bounded by the batch size).
@@ -90,7 +90,7 @@ def _peak_rss_mb() -> float:
 
 def _in_child(function, payload: dict, keep_freed_memory: bool) -> dict:
     """Runs in the fresh process: optional allocator tuning, the case, then its memory figures."""
-    from genrec.allocator import keep_freed_memory as tune
+    from genrec.core.allocator import keep_freed_memory as tune
 
     tuned = tune() if keep_freed_memory else False
     result = function(payload)
@@ -115,8 +115,8 @@ def run_isolated(function, payload: dict, keep_freed_memory: bool = False) -> di
 # ----- cases (module level so a spawned process can import them) -----
 
 def _load(settings: dict):
-    from data_prep.dataset import load_processed_dataset
-    from tokenizer.artifact import load_semantic_ids
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.tokenizer.artifact import load_semantic_ids
 
     return load_processed_dataset(settings["dataset"]), load_semantic_ids(settings["tokenizer"])
 
@@ -125,12 +125,12 @@ def _recommender(settings: dict, sids):
     """(model, builder, table): the trained model if given, else a fresh one of model_config."""
     import torch
 
-    from recommender.data import ExampleBuilder
-    from recommender.model import RecommenderConfig, build_model
-    from recommender.vocab import SidVocab
+    from genrec.recommender.data import ExampleBuilder
+    from genrec.recommender.model import RecommenderConfig, build_model
+    from genrec.recommender.vocab import SidVocab
 
     if settings["model"]:
-        from recommender.artifact import load_recommender
+        from genrec.recommender.artifact import load_recommender
 
         loaded = load_recommender(settings["model"], tokenizer=settings["tokenizer"])
         model, config, vocab = loaded.model, loaded.config, loaded.vocab
@@ -144,7 +144,7 @@ def _recommender(settings: dict, sids):
 
 
 def decode_case(payload: dict) -> dict:
-    from recommender.decoding_speed import time_decoding
+    from genrec.recommender.decoding_speed import time_decoding
 
     settings, path = payload["settings"], payload["path"]
     dataset, sids = _load(settings)
@@ -163,8 +163,8 @@ def decode_case(payload: dict) -> dict:
 
 
 def train_case(payload: dict) -> dict:
-    from recommender.model import RecommenderConfig
-    from recommender.throughput import training_throughput
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.throughput import training_throughput
 
     settings, variant = payload["settings"], payload["variant"]
     bucketing, fast_dropout, _ = TRAIN_VARIANTS[variant]
@@ -190,7 +190,7 @@ def synthetic_embeddings(n: int, d: int, seed: int = 0, clusters: int = 2000, ch
 
 def tokenizer_case(payload: dict) -> dict:
     """Fit + encode one method on the dataset's embeddings, or on ``items`` synthetic ones."""
-    from tokenizer.base import build_tokenizer
+    from genrec.tokenizer.base import build_tokenizer
 
     settings, method = payload["settings"], payload["method"]
     items, size = payload.get("items"), payload.get("codebook_size", 256)
@@ -205,7 +205,7 @@ def tokenizer_case(payload: dict) -> dict:
                        "epochs": 1, "max_steps": settings["synthetic_steps"], "kmeans_seeding": seeding}
         source = "synthetic"
     else:
-        from data_prep.embeddings import load_or_compute_item_embeddings
+        from genrec.data_prep.embeddings import load_or_compute_item_embeddings
 
         x = load_or_compute_item_embeddings(settings["dataset"], show_progress=False).vectors
         options, source = {"seed": settings["seed"]}, "dataset"

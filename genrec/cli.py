@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 # Modules that register subcommands, in the order they appear in --help.
 STAGE_MODULES = (

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.correlation import spearman
-from genrec.errors import GenrecError
-from genrec.io import atomic_write_json, atomic_write_text, read_json
+from genrec.eval.correlation import spearman
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json, atomic_write_text, read_json
 
 # SID metrics correlated with Recall@10 (paper Table 7). Name in tokenizer metrics.json -> label.
 SID_METRICS = {
@@ -231,9 +231,9 @@ def reference_projection(study: Study, out: Path) -> dict | None:
     """Paper Figure 2 and §4.7's PD before/after the reference projection, from the first R3-VAE run."""
     import torch
 
-    from data_prep.embeddings import load_or_compute_item_embeddings
-    from eval.projection import plot_projection, projection_report
-    from tokenizer.base import load_tokenizer
+    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
+    from genrec.eval.projection import plot_projection, projection_report
+    from genrec.tokenizer.base import load_tokenizer
 
     variant = next((v for v in study.variants if v.name == "r3vae"), None)
     if variant is None:

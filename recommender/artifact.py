@@ -15,11 +15,11 @@ from pathlib import Path
 from transformers import T5ForConditionalGeneration
 from transformers.utils import logging as transformers_logging
 
-from genrec.errors import GenrecError
-from genrec.io import read_json
-from recommender.model import RecommenderConfig
-from recommender.vocab import SidVocab
-from tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, SemanticIds, load_semantic_ids
+from genrec.core.errors import GenrecError
+from genrec.core.io import read_json
+from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.vocab import SidVocab
+from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, SemanticIds, load_semantic_ids
 
 META_FILE = "genrec.json"
 TOKENIZER_COPY = "tokenizer"

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from recommender.fast_beam import SidPrefixTable
-from recommender.vocab import EOS_TOKEN
+from genrec.recommender.fast_beam import SidPrefixTable
+from genrec.recommender.vocab import EOS_TOKEN
 
 
 class SidIndex:

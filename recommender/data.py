@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data_prep.dataset import ProcessedDataset
-from recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 
 
 @dataclass

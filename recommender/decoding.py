@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig, LogitsProcessorList
 
-from recommender.constraint import TrieLogitsProcessor, prefix_states
-from recommender.data import ExampleBuilder
-from recommender.fast_beam import SidPrefixTable, constrained_beam_search
-from recommender.vocab import PAD_TOKEN
+from genrec.recommender.constraint import TrieLogitsProcessor, prefix_states
+from genrec.recommender.data import ExampleBuilder
+from genrec.recommender.fast_beam import SidPrefixTable, constrained_beam_search
+from genrec.recommender.vocab import PAD_TOKEN
 
 
 def pad_rows(rows: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from recommender.data import ExampleBuilder
-from recommender.decoding import generate_reference, length_sorted_batches, pad_rows
-from recommender.fast_beam import SidPrefixTable, constrained_beam_search
-from recommender.constraint import prefix_states
+from genrec.recommender.data import ExampleBuilder
+from genrec.recommender.decoding import generate_reference, length_sorted_batches, pad_rows
+from genrec.recommender.fast_beam import SidPrefixTable, constrained_beam_search
+from genrec.recommender.constraint import prefix_states
 
 
 def prefix_function(codes: np.ndarray, offsets: tuple[int, ...], eos_token: int):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.dataset import ProcessedDataset
-from eval.ranking_metrics import DEFAULT_KS, ranking_metrics
-from recommender.data import ExampleBuilder, split_examples
-from recommender.decoding import recommend_items
-from recommender.fast_beam import SidPrefixTable
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
+from genrec.recommender.data import ExampleBuilder, split_examples
+from genrec.recommender.decoding import recommend_items
+from genrec.recommender.fast_beam import SidPrefixTable
 
 
 def evaluate_users(model, builder: ExampleBuilder, table: SidPrefixTable, dataset: ProcessedDataset, split: str,

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from transformers import T5Config, T5ForConditionalGeneration
 
-from recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
+from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 
 
 @dataclass

@@ -10,7 +10,7 @@ from the same initial weights; they differ in what the step is fed and how it ru
   (recommender.data.epoch_batches) cut to their own longest input (dynamic padding);
 * ``fast_dropout``: recommender.fast_dropout instead of torch's CPU dropout.
 
-(The third part of genrec's path, genrec.allocator, is process-wide: the caller sets it per process.)
+(The third part of genrec's path, genrec.core.allocator, is process-wide: the caller sets it per process.)
 
 Samples/s is examples per second of wall time over ``steps`` timed steps after ``warmup`` untimed
 ones, building each batch included. With bucketing, batch widths vary, so the timed batches are a
@@ -25,12 +25,12 @@ import time
 import numpy as np
 import torch
 
-from data_prep.dataset import ProcessedDataset
-from recommender.data import ExampleBuilder, TokenizedExamples, epoch_batches, training_examples
-from recommender.fast_dropout import use_fast_dropout
-from recommender.model import RecommenderConfig, build_model
-from recommender.vocab import PAD_TOKEN, SidVocab
-from tokenizer.artifact import SemanticIds
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.recommender.data import ExampleBuilder, TokenizedExamples, epoch_batches, training_examples
+from genrec.recommender.fast_dropout import use_fast_dropout
+from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.vocab import PAD_TOKEN, SidVocab
+from genrec.tokenizer.artifact import SemanticIds
 
 
 def _timed_steps(model, optimizer, batches, warmup: int) -> tuple[float, int, float]:

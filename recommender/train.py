@@ -26,17 +26,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from data_prep.dataset import ProcessedDataset
-from genrec.allocator import keep_freed_memory
-from genrec.errors import GenrecError
-from genrec.io import atomic_write_json, atomic_write_text, read_json
-from recommender.artifact import META_FILE, copy_tokenizer
-from recommender.data import ExampleBuilder, epoch_batches, training_examples
-from recommender.evaluation import evaluate_users
-from recommender.fast_dropout import use_fast_dropout
-from recommender.model import RecommenderConfig, build_model
-from recommender.vocab import SidVocab
-from tokenizer.artifact import SemanticIds
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.core.allocator import keep_freed_memory
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json, atomic_write_text, read_json
+from genrec.recommender.artifact import META_FILE, copy_tokenizer
+from genrec.recommender.data import ExampleBuilder, epoch_batches, training_examples
+from genrec.recommender.evaluation import evaluate_users
+from genrec.recommender.fast_dropout import use_fast_dropout
+from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.vocab import SidVocab
+from genrec.tokenizer.artifact import SemanticIds
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recommender.fast_beam import SidPrefixTable
-from tokenizer.artifact import SemanticIds
+from genrec.recommender.fast_beam import SidPrefixTable
+from genrec.tokenizer.artifact import SemanticIds
 
 PAD_TOKEN = 0
 EOS_TOKEN = 1

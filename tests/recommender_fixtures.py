@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokenizer.semantic_ids import add_collision_suffix
+from genrec.tokenizer.semantic_ids import add_collision_suffix
 
 
 def write_dataset(root: Path, num_users: int = 40, num_items: int = 30, seed: int = 0) -> Path:

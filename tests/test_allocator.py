@@ -1,4 +1,4 @@
-"""genrec.allocator: applied once per process on Linux/glibc, off with GENREC_KEEP_FREED_MEMORY=0."""
+"""genrec.core.allocator: applied once per process on Linux/glibc, off with GENREC_KEEP_FREED_MEMORY=0."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-CODE = "from genrec.allocator import keep_freed_memory as k; print(k(), k())"
+CODE = "from genrec.core.allocator import keep_freed_memory as k; print(k(), k())"
 
 
 def _run(env_value):

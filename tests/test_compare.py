@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 
-from data_prep import embeddings
-from data_prep.dataset import load_processed_dataset
+from genrec.data_prep import embeddings
+from genrec.data_prep.dataset import load_processed_dataset
 from genrec import compare
 from genrec.cli import main
 from tests.recommender_fixtures import write_dataset

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from eval.correlation import average_ranks, spearman
+from genrec.eval.correlation import average_ranks, spearman
 
 
 def brute_force_spearman(x, y):

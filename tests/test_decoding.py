@@ -5,13 +5,13 @@ import numpy as np
 import torch
 from transformers import GenerationConfig
 
-from recommender.data import ExampleBuilder
-from recommender.decoding import generate_reference, pad_rows, recommend_items
-from recommender.fast_beam import constrained_beam_search
-from recommender.model import RecommenderConfig, build_model
-from recommender.vocab import SidVocab
+from genrec.recommender.data import ExampleBuilder
+from genrec.recommender.decoding import generate_reference, pad_rows, recommend_items
+from genrec.recommender.fast_beam import constrained_beam_search
+from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.vocab import SidVocab
 from tests.recommender_fixtures import write_tokenizer
-from tokenizer.artifact import load_semantic_ids
+from genrec.tokenizer.artifact import load_semantic_ids
 
 TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=2, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                                max_history=5)

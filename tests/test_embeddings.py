@@ -11,19 +11,19 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-import genrec.layout
-from data_prep import embeddings
-from data_prep.embeddings import ItemEmbeddings, load_or_compute_item_embeddings
-from data_prep.prepare import prepare_dataset
+import genrec.core.layout
+from genrec.data_prep import embeddings
+from genrec.data_prep.embeddings import ItemEmbeddings, load_or_compute_item_embeddings
+from genrec.data_prep.prepare import prepare_dataset
 from genrec.cli import main
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 WORDS = ["[PAD]", "[UNK]", "</s>", "title", ":", "rose", "cream", "serum", "shampoo", "brush", "1", "2", "3"]
 
 
 @pytest.fixture(autouse=True)
 def private_data_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(genrec.layout, "DATA_ROOT", tmp_path / "data-root")
+    monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path / "data-root")
 
 
 def embed_dataset(root, items=("rose cream", "rose serum", "shampoo 1", "brush 2", "cream 3")):

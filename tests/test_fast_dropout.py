@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
-from recommender.fast_dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout
+from genrec.recommender.fast_dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

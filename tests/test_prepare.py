@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import genrec.layout
-from data_prep.dataset import load_processed_dataset
-from data_prep.interactions import Sequences, k_core
-from data_prep.item_text import amazon_text
-from data_prep.prepare import prepare_dataset
-from genrec.io import read_json, sha256_file
+import genrec.core.layout
+from genrec.data_prep.dataset import load_processed_dataset
+from genrec.data_prep.interactions import Sequences, k_core
+from genrec.data_prep.item_text import amazon_text
+from genrec.data_prep.prepare import prepare_dataset
+from genrec.core.io import read_json, sha256_file
 from tests.prepare_fixtures import (amazon_meta_for, random_reviews, write_amazon_meta, write_amazon_reviews,
                                     write_hetrec_lastfm, write_ml1m, write_p5_sequences)
 
@@ -22,7 +22,7 @@ from tests.prepare_fixtures import (amazon_meta_for, random_reviews, write_amazo
 @pytest.fixture(autouse=True)
 def private_data_root(tmp_path, monkeypatch):
     """prepare records the last dataset under DATA_ROOT; keep that out of the real data/ folder."""
-    monkeypatch.setattr(genrec.layout, "DATA_ROOT", tmp_path / "data-root")
+    monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path / "data-root")
 
 
 def brute_force_k_core(sequences: dict, k: int) -> dict:
@@ -110,7 +110,7 @@ def test_amazon_text_numbering_split_and_stats(tmp_path):
     assert stats["sources"] == {str(raw / name): sha256_file(raw / name)
                                 for name in ("reviews_Beauty_5.json.gz", "meta_Beauty.json.gz")}
     assert pq.read_table(tmp_path / "out" / "items.parquet").column_names[:4] == ["item_id", "raw_id", "title", "text"]
-    assert (genrec.layout.DATA_ROOT / ".current").read_text().strip() == str((tmp_path / "out").resolve())
+    assert (genrec.core.layout.DATA_ROOT / ".current").read_text().strip() == str((tmp_path / "out").resolve())
 
 
 def test_p5_file_keeps_p5_numbering_and_is_stable(tmp_path):

@@ -5,20 +5,20 @@ from collections import Counter, defaultdict
 
 import pytest
 
-import genrec.layout
-from data_prep.dataset import load_processed_dataset
-from data_prep.demo import generate_demo
-from data_prep.prepare import prepare_dataset
+import genrec.core.layout
+from genrec.data_prep.dataset import load_processed_dataset
+from genrec.data_prep.demo import generate_demo
+from genrec.data_prep.prepare import prepare_dataset
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    old_root, genrec.layout.DATA_ROOT = genrec.layout.DATA_ROOT, root / "data-root"
+    old_root, genrec.core.layout.DATA_ROOT = genrec.core.layout.DATA_ROOT, root / "data-root"
     try:
         prepare_dataset("demo", root / "a", root)
     finally:
-        genrec.layout.DATA_ROOT = old_root
+        genrec.core.layout.DATA_ROOT = old_root
     return load_processed_dataset(root / "a")
 
 

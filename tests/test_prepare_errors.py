@@ -8,14 +8,14 @@ import urllib.request
 
 import pytest
 
-import genrec.layout
+import genrec.core.layout
 from genrec.cli import main
 from tests.prepare_fixtures import write_amazon_meta, write_amazon_reviews, write_hetrec_lastfm, write_ml1m
 
 
 @pytest.fixture(autouse=True)
 def private_data_root(tmp_path, monkeypatch):
-    monkeypatch.setattr(genrec.layout, "DATA_ROOT", tmp_path / "data-root")
+    monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path / "data-root")
 
 
 def good_amazon(raw):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-import genrec.layout
-from data_prep.dataset import load_processed_dataset
-from data_prep.prepare import prepare_dataset
+import genrec.core.layout
+from genrec.data_prep.dataset import load_processed_dataset
+from genrec.data_prep.prepare import prepare_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -20,7 +20,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 def test_standard_counts(tmp_path, monkeypatch, name, expected):
     if not (SHARED / name).is_dir():
         pytest.skip(f"{SHARED / name} not present")
-    monkeypatch.setattr(genrec.layout, "DATA_ROOT", tmp_path / "data-root")
+    monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path / "data-root")
     stats = prepare_dataset(name, tmp_path / name, SHARED / name, allow_download=False)
     got = (stats["num_users"], stats["num_items"], stats["num_interactions"])
     assert got[:2] == expected[:2]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from data_prep.dataset import load_processed_dataset
-from eval.popularity import popularity_metrics
-from eval.ranking_metrics import ranking_metrics, target_ranks
+from genrec.data_prep.dataset import load_processed_dataset
+from genrec.eval.popularity import popularity_metrics
+from genrec.eval.ranking_metrics import ranking_metrics, target_ranks
 from tests.recommender_fixtures import write_dataset
 
 

@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.dataset import load_processed_dataset
+from genrec.data_prep.dataset import load_processed_dataset
 from genrec.cli import main
-from genrec.errors import GenrecError
-from recommender.artifact import load_recommender
-from recommender.constraint import prefix_states
-from recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
-from recommender.decoding import recommend_items
-from recommender.model import RecommenderConfig
-from recommender.train import TrainConfig, train_recommender
-from recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
+from genrec.core.errors import GenrecError
+from genrec.recommender.artifact import load_recommender
+from genrec.recommender.constraint import prefix_states
+from genrec.recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
+from genrec.recommender.decoding import recommend_items
+from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 from tests.recommender_fixtures import write_dataset, write_tokenizer
-from tokenizer.artifact import load_semantic_ids
+from genrec.tokenizer.artifact import load_semantic_ids
 
 TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                                dropout=0.1, max_history=5)
@@ -213,7 +213,7 @@ def test_missing_inputs_and_bad_options_are_clear_errors(tiny, capsys):
 
 
 def test_training_throughput_plain_pads_to_the_maximum_and_bucketing_samples_the_epoch_widths(tiny):
-    from recommender.throughput import stratified_batches, training_throughput
+    from genrec.recommender.throughput import stratified_batches, training_throughput
 
     dataset = load_processed_dataset(tiny / "data")
     sids = load_semantic_ids(tiny / "tok")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.sid_metrics import (cluster_centroids, compute_sid_metrics, format_metrics_table, gini, level_usage,
+from genrec.eval.sid_metrics import (cluster_centroids, compute_sid_metrics, format_metrics_table, gini, level_usage,
                               preference_discrimination, semantic_cohesion)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tokenizer.kmeans import balanced_assign, kmeans, nearest, residual_decode, residual_encode, residual_fit
+from genrec.tokenizer.kmeans import balanced_assign, kmeans, nearest, residual_decode, residual_encode, residual_fit
 
 
 @pytest.fixture(autouse=True, scope="module")

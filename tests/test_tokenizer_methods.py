@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from genrec.errors import GenrecError
-from tokenizer.artifact import load_semantic_ids
-from tokenizer.base import METHODS, build_tokenizer, load_tokenizer
+from genrec.core.errors import GenrecError
+from genrec.tokenizer.artifact import load_semantic_ids
+from genrec.tokenizer.base import METHODS, build_tokenizer, load_tokenizer
 
 SMALL = {"num_levels": 2, "codebook_size": 8}
 FAST = {"r3vae": {"epochs": 2, "batch_size": 64, "top_k": 2, "kmeans_iters": 5},
@@ -108,7 +108,7 @@ def test_bad_inputs_raise_genrec_error(tmp_path):
 
 @pytest.fixture
 def tiny_dataset(tmp_path, monkeypatch):
-    import data_prep.embeddings as embeddings_module
+    import genrec.data_prep.embeddings as embeddings_module
 
     dataset = tmp_path / "tiny"
     dataset.mkdir()

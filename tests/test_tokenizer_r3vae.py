@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from eval.sid_metrics import preference_discrimination, semantic_cohesion
-from tokenizer.quantize import ste_quantize
-from tokenizer.r3vae import R3VAE, R3VAEConfig
+from genrec.eval.sid_metrics import preference_discrimination, semantic_cohesion
+from genrec.tokenizer.quantize import ste_quantize
+from genrec.tokenizer.r3vae import R3VAE, R3VAEConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -128,7 +128,7 @@ def test_kmeans_initialization_is_on_each_layers_residuals():
     m.initialize(x)
     assert torch.allclose(m.reference, x.mean(0))
     _, e0 = m.project(x)
-    from tokenizer.kmeans import kmeans
+    from genrec.tokenizer.kmeans import kmeans
     first = kmeans(e0, 4, iters=5, seed=0).centroids
     assert torch.allclose(m.codebooks[0], first, atol=1e-5)
     residual = e0 - m.rate(0, e0)[0]

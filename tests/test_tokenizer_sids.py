@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tokenizer.semantic_ids import add_collision_suffix, sid_key, sid_maps
+from genrec.tokenizer.semantic_ids import add_collision_suffix, sid_key, sid_maps
 
 
 def test_suffix_numbers_items_in_a_bucket_by_item_order():

@@ -4,12 +4,12 @@ and 100% valid, distinct outputs from plain ``generate`` under wild random logit
 import numpy as np
 import torch
 
-from recommender.constraint import SidIndex, TrieLogitsProcessor, prefix_states
-from recommender.decoding import generate_reference
-from recommender.model import RecommenderConfig, build_model
-from recommender.vocab import EOS_TOKEN, SidVocab
+from genrec.recommender.constraint import SidIndex, TrieLogitsProcessor, prefix_states
+from genrec.recommender.decoding import generate_reference
+from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.vocab import EOS_TOKEN, SidVocab
 from tests.recommender_fixtures import write_tokenizer
-from tokenizer.artifact import load_semantic_ids
+from genrec.tokenizer.artifact import load_semantic_ids
 
 TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32)
 

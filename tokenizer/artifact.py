@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genrec.errors import GenrecError
-from genrec.io import read_json, sha256_file
+from genrec.core.errors import GenrecError
+from genrec.core.io import read_json, sha256_file
 
 SEMANTIC_IDS_FILE = "semantic_ids.npy"
 CONFIG_FILE = "config.json"

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from genrec.config import apply_overrides
-from genrec.errors import GenrecError
-from genrec.io import atomic_write_bytes, atomic_write_json, read_json
+from genrec.core.config import apply_overrides
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_bytes, atomic_write_json, read_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -179,10 +179,10 @@ class Tokenizer(ABC):
 # -- registry -------------------------------------------------------------------------------------
 def tokenizer_classes() -> dict[str, type[Tokenizer]]:
     # Imported lazily: the method modules import this one.
-    from tokenizer.opq import OPQTokenizer
-    from tokenizer.r3vae import R3VAETokenizer
-    from tokenizer.rkmeans import RKMeansTokenizer
-    from tokenizer.rqvae import RQVAETokenizer, VQVAETokenizer
+    from genrec.tokenizer.opq import OPQTokenizer
+    from genrec.tokenizer.r3vae import R3VAETokenizer
+    from genrec.tokenizer.rkmeans import RKMeansTokenizer
+    from genrec.tokenizer.rqvae import RQVAETokenizer, VQVAETokenizer
 
     return {cls.method: cls for cls in (R3VAETokenizer, RQVAETokenizer, RKMeansTokenizer, VQVAETokenizer,
                                          OPQTokenizer)}

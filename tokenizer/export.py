@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from genrec.io import atomic_directory, atomic_write_bytes, atomic_write_json
-from tokenizer.base import Tokenizer, TrainingHistory
-from tokenizer.semantic_ids import sid_maps
+from genrec.core.io import atomic_directory, atomic_write_bytes, atomic_write_json
+from genrec.tokenizer.base import Tokenizer, TrainingHistory
+from genrec.tokenizer.semantic_ids import sid_maps
 
 HISTORY_FILE = "training_history.json"
 CURVES_FILE = "training_curves.png"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenizer.base import Tokenizer, validate_common
-from tokenizer.kmeans import kmeans, nearest
+from genrec.tokenizer.base import Tokenizer, validate_common
+from genrec.tokenizer.kmeans import kmeans, nearest
 
 
 @dataclass
@@ -44,7 +44,7 @@ class OPQTokenizer(Tokenizer):
         started = time.perf_counter()
         self.rotation = torch.eye(x.shape[1])
         if x.shape[1] < cfg.num_levels:
-            from genrec.errors import GenrecError
+            from genrec.core.errors import GenrecError
 
             raise GenrecError(f"opq needs embedding dim >= num_levels ({cfg.num_levels}), got {x.shape[1]}")
         books: list = [None] * cfg.num_levels

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.sid_metrics import compute_sid_metrics
-from tokenizer.base import Tokenizer, build_tokenizer
-from tokenizer.semantic_ids import add_collision_suffix
+from genrec.eval.sid_metrics import compute_sid_metrics
+from genrec.tokenizer.base import Tokenizer, build_tokenizer
+from genrec.tokenizer.semantic_ids import add_collision_suffix
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tokenizer.kmeans import nearest
+from genrec.tokenizer.kmeans import nearest
 
 
 def ste_quantize(z: torch.Tensor, codebook: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

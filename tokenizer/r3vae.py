@@ -51,12 +51,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from eval.sid_metrics import preference_discrimination, semantic_cohesion
-from genrec.errors import GenrecError
-from tokenizer.base import Tokenizer, validate_common
-from tokenizer.kmeans import residual_fit
-from tokenizer.quantize import build_mlp, ste_quantize
-from tokenizer.training import train_module
+from genrec.eval.sid_metrics import preference_discrimination, semantic_cohesion
+from genrec.core.errors import GenrecError
+from genrec.tokenizer.base import Tokenizer, validate_common
+from genrec.tokenizer.kmeans import residual_fit
+from genrec.tokenizer.quantize import build_mlp, ste_quantize
+from genrec.tokenizer.training import train_module
 
 TEMPERATURE_DEFAULT = 0.05
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenizer.base import Tokenizer, validate_common
-from tokenizer.kmeans import residual_decode, residual_encode, residual_fit
+from genrec.tokenizer.base import Tokenizer, validate_common
+from genrec.tokenizer.kmeans import residual_decode, residual_encode, residual_fit
 
 
 @dataclass

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from genrec.errors import GenrecError
-from tokenizer.base import Tokenizer, validate_common
-from tokenizer.kmeans import kmeans, nearest, residual_fit
-from tokenizer.quantize import build_mlp, ste_quantize
-from tokenizer.training import train_module
+from genrec.core.errors import GenrecError
+from genrec.tokenizer.base import Tokenizer, validate_common
+from genrec.tokenizer.kmeans import kmeans, nearest, residual_fit
+from genrec.tokenizer.quantize import build_mlp, ste_quantize
+from genrec.tokenizer.training import train_module
 
 
 @dataclass

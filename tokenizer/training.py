@@ -12,7 +12,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from tokenizer.base import TrainingHistory
+from genrec.tokenizer.base import TrainingHistory
 
 
 def train_module(module: torch.nn.Module, x: torch.Tensor, *, epochs: int, batch_size: int, lr: float,

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 SECTIONS = ("decode", "train", "tokenizer")
 
@@ -26,10 +26,10 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from genrec.bench import TOKENIZER_METHODS, BenchSettings, render_markdown, run_bench
-    from genrec.config import load_config_file
-    from genrec.io import atomic_write_json, atomic_write_text
-    from genrec.layout import TOKENIZER_DIR, resolve_dataset_dir
-    from recommender.model import RecommenderConfig
+    from genrec.core.config import load_config_file
+    from genrec.core.io import atomic_write_json, atomic_write_text
+    from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from genrec.recommender.model import RecommenderConfig
 
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     unknown = [s for s in sections if s not in SECTIONS]

@@ -8,8 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from genrec.errors import GenrecError
-from genrec.layout import resolve_dataset_dir
+from genrec.core.errors import GenrecError
+from genrec.core.layout import resolve_dataset_dir
 
 METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
 
@@ -25,7 +25,7 @@ def _hardware() -> str:
 
 def _run(args: argparse.Namespace) -> int:
     from genrec.compare import Study, build_variants, run_study
-    from genrec.config import load_config_file
+    from genrec.core.config import load_config_file
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

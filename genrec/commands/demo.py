@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from genrec.errors import GenrecError
-from genrec.layout import default_dataset_dir
+from genrec.core.errors import GenrecError
+from genrec.core.layout import default_dataset_dir
 
 # Sized for 2 CPU cores: a few minutes end to end. The Beauty recipes are in the README.
 DEMO_TOKENIZER = ["--method", "r3vae", "--epochs", "30"]

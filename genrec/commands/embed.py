@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
-    from data_prep.embeddings import load_or_compute_item_embeddings
-    from genrec.layout import resolve_dataset_dir
+    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
+    from genrec.core.layout import resolve_dataset_dir
 
     dataset = resolve_dataset_dir(args.dataset)
     result = load_or_compute_item_embeddings(dataset, encoder=args.encoder, batch_size=args.batch_size,

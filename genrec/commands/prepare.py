@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep.presets import PRESETS
-from genrec.layout import default_dataset_dir
+from genrec.data_prep.presets import PRESETS
+from genrec.core.layout import default_dataset_dir
 
 
 def _run(args) -> int:
-    from data_prep.prepare import prepare_dataset
+    from genrec.data_prep.prepare import prepare_dataset
 
-    from genrec.errors import GenrecError
+    from genrec.core.errors import GenrecError
 
     if args.name not in PRESETS:
         raise GenrecError(f"unknown dataset {args.name!r}; choose one of: {', '.join(PRESETS)}")

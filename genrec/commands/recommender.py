@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from genrec.errors import GenrecError
-from genrec.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
+from genrec.core.errors import GenrecError
+from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
 
 
 def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
     """Train and model options: --config JSON (flat, or under "train" and "model"), then explicit
     CLI flags on top. Every key must name a field, so a typo is an error, not a silent default."""
-    from genrec.config import load_config_file
+    from genrec.core.config import load_config_file
 
     raw = load_config_file(args.config)
     train_names, model_names = {f.name for f in fields(train_cls)}, {f.name for f in fields(model_cls)}
@@ -42,12 +42,12 @@ def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
 
 
 def _train(args) -> int:
-    from data_prep.dataset import load_processed_dataset
-    from genrec.config import apply_overrides
-    from genrec.seeding import seed_everything
-    from recommender.model import RecommenderConfig
-    from recommender.train import CHECKPOINT_DIR, TrainConfig, train_recommender
-    from tokenizer.artifact import load_semantic_ids
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.core.config import apply_overrides
+    from genrec.core.seeding import seed_everything
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.train import CHECKPOINT_DIR, TrainConfig, train_recommender
+    from genrec.tokenizer.artifact import load_semantic_ids
 
     dataset_dir = resolve_dataset_dir(args.dataset)
     tokenizer_dir = Path(args.tokenizer) if args.tokenizer else dataset_dir / TOKENIZER_DIR
@@ -61,7 +61,7 @@ def _train(args) -> int:
         shutil.rmtree(out, ignore_errors=True)
     if (out / "genrec.json").is_file() and not (out / CHECKPOINT_DIR).exists():
         raise GenrecError(f"{out} holds a finished recommender; pass --restart to train a new one, or --out elsewhere")
-    from recommender.train import STATE_FILE
+    from genrec.recommender.train import STATE_FILE
 
     state_file = out / CHECKPOINT_DIR / STATE_FILE
     if state_file.is_file() and json.loads(state_file.read_text()).get("done") and (out / "genrec.json").is_file():
@@ -82,8 +82,8 @@ def _train(args) -> int:
 
 
 def _load(args):
-    from data_prep.dataset import load_processed_dataset
-    from recommender.artifact import load_recommender
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.artifact import load_recommender
 
     model_dir = Path(args.model) if args.model else None
     if model_dir is None:
@@ -97,15 +97,15 @@ def _load(args):
 
 
 def _builder(loaded):
-    from recommender.data import ExampleBuilder
+    from genrec.recommender.data import ExampleBuilder
 
     return ExampleBuilder(loaded.vocab.item_tokens(loaded.sids.codes), loaded.vocab, loaded.config.max_history)
 
 
 def _evaluate(args) -> int:
-    from eval.popularity import popularity_metrics
-    from genrec.io import atomic_write_json
-    from recommender.evaluation import evaluate_users
+    from genrec.eval.popularity import popularity_metrics
+    from genrec.core.io import atomic_write_json
+    from genrec.recommender.evaluation import evaluate_users
 
     if args.beams < 30:
         raise GenrecError("--beams must be at least 30 (the largest K evaluated)")
@@ -132,7 +132,7 @@ def _evaluate(args) -> int:
 
 
 def _recommend(args) -> int:
-    from recommender.decoding import recommend_items
+    from genrec.recommender.decoding import recommend_items
 
     if args.top_k < 1:
         raise GenrecError("--top-k must be at least 1")

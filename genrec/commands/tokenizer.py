@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from genrec.errors import GenrecError
+from genrec.core.errors import GenrecError
 
 METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
 
@@ -33,7 +33,7 @@ def _set_threads() -> None:
 
 def method_options(args: argparse.Namespace) -> dict:
     """The method config: --config file (flat, or its "tokenizer" section), then explicit flags."""
-    from genrec.config import load_config_file
+    from genrec.core.config import load_config_file
 
     data = load_config_file(args.config)
     options = dict(data.get("tokenizer", data))
@@ -50,17 +50,17 @@ def method_options(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from data_prep.embeddings import load_or_compute_item_embeddings
-    from eval.sid_metrics import format_metrics_table
-    from genrec.layout import TOKENIZER_DIR, resolve_dataset_dir
-    from tokenizer.export import write_artifact
-    from tokenizer.pipeline import train_tokenizer
+    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
+    from genrec.eval.sid_metrics import format_metrics_table
+    from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from genrec.tokenizer.export import write_artifact
+    from genrec.tokenizer.pipeline import train_tokenizer
 
     _set_threads()
     dataset = resolve_dataset_dir(args.dataset)
     out = Path(args.out) if args.out else dataset / TOKENIZER_DIR
     options = method_options(args)
-    from tokenizer.base import build_tokenizer
+    from genrec.tokenizer.base import build_tokenizer
 
     build_tokenizer(args.method, options)  # reject bad options before the (slow) embedding step
     embeddings = load_or_compute_item_embeddings(dataset, encoder=args.encoder)
@@ -78,13 +78,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from data_prep.embeddings import load_or_compute_item_embeddings
-    from eval.sid_metrics import format_metrics_table
-    from genrec.io import read_json
-    from genrec.layout import TOKENIZER_DIR, resolve_dataset_dir
-    from tokenizer.artifact import load_semantic_ids
-    from tokenizer.base import load_tokenizer
-    from tokenizer.pipeline import sid_metrics_for
+    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
+    from genrec.eval.sid_metrics import format_metrics_table
+    from genrec.core.io import read_json
+    from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from genrec.tokenizer.artifact import load_semantic_ids
+    from genrec.tokenizer.base import load_tokenizer
+    from genrec.tokenizer.pipeline import sid_metrics_for
 
     if args.tokenizer:
         folder = Path(args.tokenizer)

@@ -55,7 +55,7 @@ def _json_default(value: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    from genrec.errors import GenrecError
+    from genrec.core.errors import GenrecError
 
     path = Path(path)
     if not path.is_file():

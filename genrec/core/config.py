@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from genrec.errors import GenrecError
-from genrec.io import read_json
+from genrec.core.errors import GenrecError
+from genrec.core.io import read_json
 
 T = TypeVar("T")
 

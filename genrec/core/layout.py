@@ -39,14 +39,14 @@ def default_dataset_dir(name: str) -> Path:
 
 def remember_current_dataset(dataset_dir: Path) -> None:
     """Record the last prepared dataset so later commands can default to it."""
-    from genrec.io import atomic_write_text
+    from genrec.core.io import atomic_write_text
 
     atomic_write_text(DATA_ROOT / CURRENT_DATASET_FILE, str(Path(dataset_dir).resolve()) + "\n")
 
 
 def resolve_dataset_dir(dataset: str | None) -> Path:
     """``--dataset`` as given (a directory or a name under data/), else the last one prepared."""
-    from genrec.errors import GenrecError
+    from genrec.core.errors import GenrecError
 
     if dataset is None:
         marker = DATA_ROOT / CURRENT_DATASET_FILE
