@@ -233,7 +233,7 @@ def reference_projection(study: Study, out: Path) -> dict | None:
 
     from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.projection import plot_projection, projection_report
-    from genrec.tokenizer.base import load_tokenizer
+    from genrec.tokenizer.registry import load_tokenizer
 
     variant = next((v for v in study.variants if v.name == "r3vae"), None)
     if variant is None:

@@ -1,4 +1,5 @@
-"""SID metrics against brute-force reference code (eqs 8-10, collision rate, Gini, usage)."""
+"""SID metrics against brute-force reference code (eqs 8-10, collision rate, Gini, usage); SC and PD are
+the training regularizers of genrec.tokenizer.regularizers."""
 
 import itertools
 import math
@@ -7,19 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.eval.sid_metrics import (cluster_centroids, compute_sid_metrics, format_metrics_table, gini, level_usage,
-                              preference_discrimination, semantic_cohesion)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from genrec.eval.sid_metrics import cluster_centroids, compute_sid_metrics, format_metrics_table, gini, level_usage
+from genrec.tokenizer.regularizers import preference_discrimination, semantic_cohesion
+from tests.tokenizer_fixtures import single_thread  # noqa: F401  (autouse)
 
 
 def cos(a, b):

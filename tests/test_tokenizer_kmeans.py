@@ -1,23 +1,11 @@
-"""Shared K-Means and residual quantization."""
+"""Shared K-Means: separated clusters, nearest centroid, balanced assignment."""
 
 import math
 
-import numpy as np
-import pytest
 import torch
 
-from genrec.tokenizer.kmeans import balanced_assign, kmeans, nearest, residual_decode, residual_encode, residual_fit
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from genrec.tokenizer.kmeans import assign, balanced_assign, kmeans, nearest
+from tests.tokenizer_fixtures import single_thread  # noqa: F401  (autouse)
 
 
 def blobs(n_per=50, k=4, d=3, seed=0):
@@ -55,21 +43,14 @@ def test_balanced_assignment_respects_capacity():
     assert torch.bincount(balanced_assign(dist, 5), minlength=4).tolist() == [5, 5, 5, 5]
 
 
-def test_residual_encode_is_greedy_nearest_per_level():
-    x = torch.randn(60, 4)
-    books = [torch.randn(5, 4), torch.randn(5, 4) * 0.3]
-    codes, quantized = residual_encode(x, books)
-    r = x.clone()
-    for level, book in enumerate(books):
-        expect = ((r[:, None] - book[None]) ** 2).sum(-1).argmin(1)
-        assert torch.equal(codes[:, level], expect)
-        r = r - book[expect]
-    assert torch.allclose(quantized, residual_decode(codes, books), atol=1e-5)
-
-
-def test_residual_fit_shrinks_error_each_level():
-    x, _, _ = blobs(k=6, d=4)
-    books, _ = residual_fit(x, 3, 6, seed=0)
-    errors = [float(((x - residual_decode(residual_encode(x, books[:l])[0], books[:l])) ** 2).sum(1).mean())
-              for l in (1, 2, 3)]
-    assert errors[0] > errors[1] > errors[2]
+def test_assign_nearest_or_balanced_with_matching_distances():
+    x = torch.randn(30, 3)
+    c = torch.tensor([[0.0, 0, 0], [50.0, 50, 50], [-50.0, -50, -50]])  # everyone is nearest to c[0]
+    labels, dists = assign(x, c, capacity=None)
+    assert (labels == 0).all()
+    labels, dists = assign(x, c, capacity=10)
+    assert torch.bincount(labels, minlength=3).tolist() == [10, 10, 10]
+    assert torch.allclose(dists, ((x - c[labels]) ** 2).sum(1), rtol=1e-4)
+    # kmeans(balanced=True) ends on such an assignment: at most ceil(n / k) per cluster.
+    result = kmeans(blobs(n_per=20, k=3)[0], 4, seed=0, balanced=True)
+    assert torch.bincount(result.labels, minlength=4).max() <= 15

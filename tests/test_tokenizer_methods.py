@@ -1,14 +1,18 @@
 """Every method behind the one interface: fit/encode/decode, same seed -> same SIDs, save -> load,
-bad inputs -> GenrecError, and `genrec train-tokenizer` end to end on a tiny dataset."""
+the input left alone, R3-VAE's ablations, bad inputs -> GenrecError, and `genrec train-tokenizer`
+end to end on a tiny dataset."""
 
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from genrec.core.errors import GenrecError
 from genrec.tokenizer.artifact import load_semantic_ids
-from genrec.tokenizer.base import METHODS, build_tokenizer, load_tokenizer
+from genrec.tokenizer.base import TokenizerConfig
+from genrec.tokenizer.registry import METHODS, TOKENIZERS, build_tokenizer, load_tokenizer
+from tests.tokenizer_fixtures import clustered, single_thread  # noqa: F401  (single_thread: autouse)
 
 SMALL = {"num_levels": 2, "codebook_size": 8}
 FAST = {"r3vae": {"epochs": 2, "batch_size": 64, "top_k": 2, "kmeans_iters": 5},
@@ -17,22 +21,9 @@ FAST = {"r3vae": {"epochs": 2, "batch_size": 64, "top_k": 2, "kmeans_iters": 5},
         "rkmeans": {"kmeans_iters": 5},
         "opq": {"opq_iters": 2, "kmeans_iters": 3}}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread avoids waiting on a busy second core (2-core CI)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def clustered(n=240, d=12, k=6, seed=0):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(k, d)) * 3
-    return (centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
+# R3-VAE's ablations (paper Tables 8-9), each against the default config.
+R3VAE_ABLATIONS = ({"use_reference": False}, {"rating": "ste"}, {"use_sc": False}, {"use_pd": False},
+                   {"kmeans_init": False})
 
 
 def make(method, **extra):
@@ -63,6 +54,40 @@ def test_fit_encode_decode_save_load(method, tmp_path):
     assert np.allclose(loaded.decode(codes), decoded, atol=1e-6)
 
 
+def test_registry_names_every_method_once():
+    assert len(set(METHODS)) == len(METHODS) == 5
+    for method in METHODS:
+        tok = build_tokenizer(method)
+        assert type(tok) is TOKENIZERS[method] and tok.method == method
+        assert isinstance(tok.config, TokenizerConfig)
+
+
+def fitted_state(tok, x):
+    return tok.encode(x), {k: v.detach().clone() for k, v in tok.state_dict().items()}
+
+
+@pytest.mark.parametrize("method, flags", [*((m, {}) for m in METHODS), *(("r3vae", f) for f in R3VAE_ABLATIONS)])
+def test_fit_leaves_its_input_unchanged(method, flags):
+    # float32 and C-contiguous: check_embeddings hands this very buffer to the method, no copy.
+    x = clustered()
+    keep = x.copy()
+    make(method, **flags).fit(x, progress=False)
+    assert np.array_equal(x, keep)
+
+
+@pytest.mark.parametrize("flags", R3VAE_ABLATIONS, ids=lambda f: next(iter(f)))
+def test_every_r3vae_ablation_changes_the_result(flags):
+    x = clustered()
+    default = make("r3vae")
+    default.fit(x, progress=False)
+    codes, state = fitted_state(default, x)
+    ablated = make("r3vae", **flags)
+    ablated.fit(x, progress=False)
+    other_codes, other_state = fitted_state(ablated, x)
+    same_weights = state.keys() == other_state.keys() and all(torch.equal(state[k], other_state[k]) for k in state)
+    assert not (np.array_equal(codes, other_codes) and same_weights), f"{flags} changed nothing"
+
+
 def test_r3vae_options_change_behaviour():
     x = clustered()
     soft = make("r3vae")
@@ -71,11 +96,10 @@ def test_r3vae_options_change_behaviour():
     hard.fit(x, progress=False)
     # Same training (same seed); only the encode-time residual differs, and level 1 never depends on it.
     assert np.array_equal(soft.encode(x)[:, 0], hard.encode(x)[:, 0])
-    for flags in ({"use_reference": False}, {"rating": "ste"}, {"use_sc": False, "use_pd": False},
-                  {"decoder": "linear"}, {"decoder": "mlp"}, {"kmeans_init": False}):
-        tok = make("r3vae", **flags)
+    for decoder, kind in (("linear", torch.nn.Linear), ("mlp", torch.nn.Sequential)):
+        tok = make("r3vae", decoder=decoder)
         tok.fit(x, progress=False)
-        assert tok.encode(x).shape == (240, 2)
+        assert isinstance(tok.model.decoder, kind) and tok.encode(x).shape == (240, 2)
 
 
 def test_bad_inputs_raise_genrec_error(tmp_path):
@@ -141,9 +165,9 @@ def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):
                 "perplexity", "reconstruction_mse", "largest_bucket", "training_seconds"):
         assert key in metrics
     assert metrics["largest_bucket"] == sids.suffix_size
-    to_item = json.loads((out / "sid_to_item.json").read_text())
-    to_sid = json.loads((out / "item_to_sid.json").read_text())
-    assert all(to_item["-".join(map(str, to_sid[str(i)]))] == i for i in range(1, 241))
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
+                                                     "semantic_ids.npy", "training_curves.png",
+                                                     "training_history.json"]
     assert (out / "training_curves.png").stat().st_size > 1000
     # Same seed through the CLI again -> identical SIDs; the model reloads to the same codes.
     assert main([*args, "--out", str(dataset / "again")]) == 0

@@ -1,9 +1,11 @@
-"""Collision suffix: unique, deterministic, numbered by item order within a bucket."""
+"""Collision suffix: unique, deterministic, numbered by item order within a bucket; SIDs by item id."""
 
 import numpy as np
 import pytest
 
-from genrec.tokenizer.semantic_ids import add_collision_suffix, sid_key, sid_maps
+from genrec.core.errors import GenrecError
+from genrec.tokenizer.artifact import SemanticIds
+from genrec.tokenizer.semantic_ids import add_collision_suffix
 
 
 def test_suffix_numbers_items_in_a_bucket_by_item_order():
@@ -24,12 +26,17 @@ def test_suffix_makes_sids_unique_and_is_deterministic():
     assert sids[:, -1].tolist() == expected
 
 
-def test_maps_round_trip():
-    sids = add_collision_suffix(np.array([[1, 2], [1, 2]]))
-    to_item, to_sid = sid_maps(sids)
-    assert to_item == {"1-2-0": 1, "1-2-1": 2}
-    assert to_sid == {"1": [1, 2, 0], "2": [1, 2, 1]}
-    assert sid_key([4, 5, 0]) == "4-5-0"
+def test_codes_of_reads_the_row_of_each_1_based_item_id():
+    sids = SemanticIds(codes=add_collision_suffix(np.array([[1, 2], [1, 2], [0, 3]])), codebook_sizes=(4, 4),
+                       suffix_size=2, checksum="")
+    assert sids.codes_of(1).tolist() == [1, 2, 0]
+    assert sids.codes_of([3, 2]).tolist() == [[0, 3, 0], [1, 2, 1]]
+    assert sids.codes_of(np.array([[2], [1]])).shape == (2, 1, 3)
+    for bad in (0, 4, [1, -1]):  # 0 would otherwise read the last row
+        with pytest.raises(GenrecError, match="1..3"):
+            sids.codes_of(bad)
+    with pytest.raises(GenrecError, match="integers"):
+        sids.codes_of([1.0])
 
 
 def test_bad_codes():

@@ -1,4 +1,5 @@
-"""One faiss-like interface for every item tokenizer, and the registry that builds/loads them.
+"""One faiss-like interface for every item tokenizer (the registry that builds them by name is
+tokenizer.registry):
 
     tok = build_tokenizer("r3vae", {"num_levels": 3, "codebook_size": 256})
     history = tok.fit(embeddings)          # float32 [n, d]; returns the training curves
@@ -7,8 +8,7 @@
     tok.save(folder); tok = load_tokenizer(folder)
 
 ``save`` writes ``config.json`` (method, num_levels, codebook_sizes, embedding_dim, method_config)
-and ``model.safetensors``; tokenizer.export adds the Semantic IDs and metrics beside them, which
-makes the folder the artifact described in tokenizer.artifact.
+and ``model.safetensors``; tokenizer.artifact adds the Semantic IDs and metrics beside them.
 """
 
 from __future__ import annotations
@@ -22,13 +22,29 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_bytes, atomic_write_json, read_json
+from genrec.core.io import atomic_write_bytes, atomic_write_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+
+
+@dataclass
+class TokenizerConfig:
+    """The fields every method's config has; each method's dataclass adds its own (all defaulted)."""
+
+    num_levels: int = 3  # L, the SID length before the collision suffix
+    codebook_size: int = 256  # M, codewords per level
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise GenrecError on a bad value; methods extend it with their own checks."""
+        if self.num_levels < 1:
+            raise GenrecError(f"num_levels must be >= 1, got {self.num_levels}")
+        if self.codebook_size < 2:
+            raise GenrecError(f"codebook_size must be >= 2, got {self.codebook_size}")
+        if getattr(self, "kmeans_iters", 1) < 1:  # the methods that fit codebooks with K-Means have it
+            raise GenrecError(f"kmeans_iters must be >= 1, got {self.kmeans_iters}")
 
 
 @dataclass
@@ -85,14 +101,14 @@ def check_codes(codes: Any, codebook_sizes: tuple[int, ...]) -> np.ndarray:
 class Tokenizer(ABC):
     """Maps item embeddings to L discrete codes and back. Subclasses set ``method`` and ``config_class``.
 
-    Every config has ``num_levels``, ``codebook_size`` and ``seed``; ``fit`` seeds torch from
+    Every config is a TokenizerConfig (``num_levels``, ``codebook_size``, ``seed``); ``fit`` seeds torch from
     ``config.seed`` (and restores the global RNG afterwards), so the same seed gives the same codes.
     """
 
     method: ClassVar[str]
-    config_class: ClassVar[type]
+    config_class: ClassVar[type[TokenizerConfig]]
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: TokenizerConfig) -> None:
         self.config = config
         self.embedding_dim: int | None = None
         self.history = TrainingHistory()
@@ -174,52 +190,3 @@ class Tokenizer(ABC):
     def _check_fitted(self) -> None:
         if self.embedding_dim is None:
             raise GenrecError(f"{self.method} tokenizer is not trained yet: call fit() or load_tokenizer() first")
-
-
-# -- registry -------------------------------------------------------------------------------------
-def tokenizer_classes() -> dict[str, type[Tokenizer]]:
-    # Imported lazily: the method modules import this one.
-    from genrec.tokenizer.opq import OPQTokenizer
-    from genrec.tokenizer.r3vae import R3VAETokenizer
-    from genrec.tokenizer.rkmeans import RKMeansTokenizer
-    from genrec.tokenizer.rqvae import RQVAETokenizer, VQVAETokenizer
-
-    return {cls.method: cls for cls in (R3VAETokenizer, RQVAETokenizer, RKMeansTokenizer, VQVAETokenizer,
-                                         OPQTokenizer)}
-
-
-def build_tokenizer(method: str, config: dict[str, Any] | None = None) -> Tokenizer:
-    """A fresh tokenizer of ``method``, its dataclass config updated by ``config`` (unknown keys: error)."""
-    classes = tokenizer_classes()
-    if method not in classes:
-        raise GenrecError(f"unknown tokenizer method {method!r}; choose from {', '.join(METHODS)}")
-    cls = classes[method]
-    cfg = apply_overrides(cls.config_class(), dict(config or {}), source=f"{method} options")
-    cfg.validate()
-    return cls(cfg)
-
-
-def load_tokenizer(folder: str | Path) -> Tokenizer:
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise GenrecError(f"{folder}: tokenizer directory not found; run `genrec train-tokenizer` first")
-    if not (folder / WEIGHTS_FILE).is_file():
-        raise GenrecError(f"{folder}: no {WEIGHTS_FILE}; not a trained tokenizer")
-    info = read_json(folder / CONFIG_FILE)
-    tok = build_tokenizer(info["method"], info.get("method_config", {}))
-    tok.embedding_dim = int(info["embedding_dim"])
-    tok.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    return tok
-
-
-def validate_common(config: Any) -> None:
-    """Checks shared by every method's config; raises GenrecError."""
-    if config.num_levels < 1:
-        raise GenrecError(f"num_levels must be >= 1, got {config.num_levels}")
-    if config.codebook_size < 2:
-        raise GenrecError(f"codebook_size must be >= 2, got {config.codebook_size}")
-    for name in ("epochs", "batch_size", "kmeans_iters"):
-        if hasattr(config, name) and getattr(config, name) < 1:
-            raise GenrecError(f"{name} must be >= 1, got {getattr(config, name)}")

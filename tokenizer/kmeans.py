@@ -9,15 +9,15 @@
   choice for very large codebooks, e.g. M = 8192).
 * optional balanced assignment (every cluster holds at most ceil(n / k) points), used by
   balanced residual K-Means.
-* ``residual_fit`` / ``residual_encode``: the residual quantization loop (codebook l is fitted on
-  what codebooks 1..l-1 left over), reused by rkmeans, RQ-VAE's K-Means init and R3-VAE's init.
+
+The residual loops built on it (residual K-Means, K-Means codebook initialization) are in
+tokenizer.residual.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -120,6 +120,16 @@ def balanced_assign(dist: torch.Tensor, capacity: int, rounds: int = 16) -> torc
     return labels
 
 
+def assign(x: torch.Tensor, centroids: torch.Tensor, capacity: int | None,
+           chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and squared distances: nearest centroid, or balanced (at most ``capacity`` per cluster)."""
+    if capacity is None:
+        return nearest(x, centroids, chunk)
+    dist = squared_distances(x, centroids)  # balanced assignment needs all [n, k] distances
+    labels = balanced_assign(dist, capacity)
+    return labels, dist.gather(1, labels[:, None]).squeeze(1)
+
+
 def _reseed_empty(x: torch.Tensor, centroids: torch.Tensor, counts: torch.Tensor, dists: torch.Tensor) -> None:
     """Move empty centroids onto the points farthest from their current centroid."""
     empty = (counts == 0).nonzero().squeeze(1)
@@ -160,15 +170,10 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, init: str | torch.Tensor
         labels, dists = nearest(x, centroids, chunk)
         return KMeansResult(centroids, labels, float(dists.mean()))
 
-    capacity = math.ceil(n / k)
+    capacity = math.ceil(n / k) if balanced else None
     previous = math.inf
     for _ in range(max(iters, 1)):
-        if balanced:
-            dist = squared_distances(x, centroids)
-            labels = balanced_assign(dist, capacity)
-            dists = dist.gather(1, labels[:, None]).squeeze(1)
-        else:
-            labels, dists = nearest(x, centroids, chunk)
+        labels, dists = assign(x, centroids, capacity, chunk)
         inertia = float(dists.mean())
         counts = torch.bincount(labels, minlength=k).float()
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
@@ -178,61 +183,5 @@ def kmeans(x: torch.Tensor, k: int, *, iters: int = 20, init: str | torch.Tensor
         if previous - inertia <= tol * max(previous, 1e-12):
             break
         previous = inertia
-    if balanced:
-        dist = squared_distances(x, centroids)
-        labels = balanced_assign(dist, capacity)
-        dists = dist.gather(1, labels[:, None]).squeeze(1)
-    else:
-        labels, dists = nearest(x, centroids, chunk)
+    labels, dists = assign(x, centroids, capacity, chunk)
     return KMeansResult(centroids, labels, float(dists.mean()))
-
-
-ResidualStep = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def residual_fit(x: torch.Tensor, num_levels: int, codebook_size: int, step: ResidualStep | None = None,
-                 seed: int = 0, copy: bool = True, chunk: int = DEFAULT_CHUNK,
-                 **kmeans_kwargs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Residual K-Means: codebook l = K-Means centroids of the residuals left by levels 1..l-1.
-
-    ``step(level, residual_rows, centroids) -> next residual rows`` says how a level quantizes (it
-    is applied chunk by chunk); the default subtracts the nearest centroid (classic residual
-    K-Means / RQ). R3-VAE passes its rating rule so that layer l's codebook is initialized on the
-    residuals its own layer l-1 produces. The residual lives in one buffer updated in place, so the
-    memory is one copy of ``x`` (none with ``copy=False``, which overwrites ``x``) plus what K-Means
-    needs. Returns the codebooks and each level's labels.
-    """
-    codebooks, labels = [], []
-    residual = x.detach().float()
-    if copy:
-        residual = residual.clone()
-    for level in range(num_levels):
-        result = kmeans(residual, codebook_size, seed=seed + level, chunk=chunk, **kmeans_kwargs)
-        codebooks.append(result.centroids)
-        labels.append(result.labels)
-        if level == num_levels - 1:
-            break
-        with torch.no_grad():
-            for start in range(0, residual.shape[0], chunk):
-                rows = residual[start:start + chunk]
-                if step is None:
-                    rows -= result.centroids[result.labels[start:start + chunk]]
-                else:
-                    rows.copy_(step(level, rows, result.centroids))
-    return codebooks, labels
-
-
-def residual_encode(x: torch.Tensor, codebooks: list[torch.Tensor],
-                    chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest-codeword residual quantization: codes int64 [n, L] and the quantized sum [n, d]."""
-    residual = x.float()
-    codes = []
-    for codebook in codebooks:
-        idx, _ = nearest(residual, codebook, chunk)
-        codes.append(idx)
-        residual = residual - codebook[idx]
-    return torch.stack(codes, 1), x.float() - residual
-
-
-def residual_decode(codes: torch.Tensor, codebooks: list[torch.Tensor]) -> torch.Tensor:
-    return sum(codebook[codes[:, level]] for level, codebook in enumerate(codebooks))

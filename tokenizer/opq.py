@@ -15,21 +15,16 @@ from dataclasses import dataclass
 
 import torch
 
-from genrec.tokenizer.base import Tokenizer, validate_common
+from genrec.core.errors import GenrecError
+from genrec.tokenizer.base import Tokenizer, TokenizerConfig
 from genrec.tokenizer.kmeans import kmeans, nearest
 
 
 @dataclass
-class OPQConfig:
-    num_levels: int = 3  # number of sub-spaces
-    codebook_size: int = 256
+class OPQConfig(TokenizerConfig):  # num_levels = number of sub-spaces
     opq_iters: int = 8
     kmeans_iters: int = 10  # Lloyd iterations per OPQ iteration
     kmeans_batch_size: int | None = None
-    seed: int = 0
-
-    def validate(self) -> None:
-        validate_common(self)
 
 
 class OPQTokenizer(Tokenizer):
@@ -44,8 +39,6 @@ class OPQTokenizer(Tokenizer):
         started = time.perf_counter()
         self.rotation = torch.eye(x.shape[1])
         if x.shape[1] < cfg.num_levels:
-            from genrec.core.errors import GenrecError
-
             raise GenrecError(f"opq needs embedding dim >= num_levels ({cfg.num_levels}), got {x.shape[1]}")
         books: list = [None] * cfg.num_levels
         for step in range(cfg.opq_iters):

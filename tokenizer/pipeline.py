@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from genrec.eval.sid_metrics import compute_sid_metrics
-from genrec.tokenizer.base import Tokenizer, build_tokenizer
+from genrec.tokenizer.base import Tokenizer
+from genrec.tokenizer.registry import build_tokenizer
 from genrec.tokenizer.semantic_ids import add_collision_suffix
 
 

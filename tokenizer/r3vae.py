@@ -11,20 +11,9 @@ No straight-through estimator: codewords, r and the decoder get gradients throug
 weights. SC (eqs 8-9) is computed per batch on the residual entering each level, grouped by that
 level's code; PD (eq 10, t = 2) on each level's codewords; both averaged over levels.
 
-Choices the paper leaves open, each a config field. Defaults chosen by measurement on Beauty
-(12,101 items, bundled MiniLM 384-d, L=3, M=256, 40 epochs, seed 0; `hard rec` = ||x - decode(codes)||^2,
-`soft rec` = the training reconstruction of eq 11; usage was 1.00 on every level in every run;
-residual K-Means on the same data: CR 1.283, largest 20, SC 0.726, PD -1.566, hard rec 0.300):
-
-    temperature  top-K          encode  decoder   CR     largest  Gini   SC     PD      hard rec  soft rec
-    1.0          256 (raw w)    soft    identity  2.544  87       0.536  0.666  -1.821  18.8      0.466   <- eqs 4-5 literally
-    1.0          8              soft    identity  1.307  70       0.220  0.740  -1.992  1.55      0.146
-    0.1          8              soft    identity  1.157  12       0.125  0.764  -1.768  0.70      0.133
-    0.05         8              soft    identity  1.090  16       0.079  0.759  -1.856  0.49      0.167   <- default
-    0.02         8              soft    identity  1.131  22       0.110  0.752  -1.958  0.36      0.214
-    0.05         1              soft    identity  1.279  21       0.198  0.776  -1.966  0.24      0.238
-    0.05         8              hard    identity  1.108  15       0.092  0.763  -1.856  0.47      0.167
-    0.05         8              soft    linear    1.101  17       0.087  0.764  -1.937  0.50      0.156
+Choices the paper leaves open, each a config field. The defaults were chosen by measurement on
+Beauty (L=3, M=256, 40 epochs); the table and how it was measured are in
+bench/results/tokenizers/r3vae-options.md. Why each default:
 
   * temperature (eq 4 is softmax(s / temperature)). At 1.0 (eq 4 literally) the weights over 256
     codewords are nearly uniform: e_hat blurs the whole codebook, codewords grow to compensate
@@ -51,20 +40,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genrec.eval.sid_metrics import preference_discrimination, semantic_cohesion
 from genrec.core.errors import GenrecError
-from genrec.tokenizer.base import Tokenizer, validate_common
-from genrec.tokenizer.kmeans import residual_fit
 from genrec.tokenizer.quantize import build_mlp, ste_quantize
-from genrec.tokenizer.training import train_module
+from genrec.tokenizer.regularizers import preference_discrimination, semantic_cohesion
+from genrec.tokenizer.residual import ResidualOutput, codeword_sum, kmeans_fit, residual_fit, residual_quantize
+from genrec.tokenizer.training import GradientConfig, ModuleTokenizer
 
 TEMPERATURE_DEFAULT = 0.05
 
 
 @dataclass
-class R3VAEConfig:
-    num_levels: int = 3  # L
-    codebook_size: int = 256  # M
+class R3VAEConfig(GradientConfig):
     temperature: float = TEMPERATURE_DEFAULT  # softmax temperature over cosine ratings (eq 4)
     top_k: int = 8  # K in eq 5
     renormalize_top_k: bool = True  # rescale the K kept weights to sum to 1
@@ -81,15 +67,10 @@ class R3VAEConfig:
     kmeans_iters: int = 20
     kmeans_batch_size: int | None = None  # set for mini-batch K-Means init on very large catalogues
     kmeans_seeding: str = "kmeans++"  # kmeans++ | random (cheaper for very large codebooks)
-    lr: float = 5e-4  # AdamW, §3.5
-    weight_decay: float = 1e-5
-    epochs: int = 60
-    batch_size: int = 1024
-    max_steps: int | None = None
-    seed: int = 0
+    lr: float = 5e-4  # AdamW, §3.5 (the other training fields: GradientConfig's defaults)
 
     def validate(self) -> None:
-        validate_common(self)
+        super().validate()
         if self.temperature <= 0:
             raise GenrecError(f"temperature must be > 0, got {self.temperature}")
         if not 1 <= self.top_k <= self.codebook_size:
@@ -131,8 +112,7 @@ class R3VAE(torch.nn.Module):
         """One rating-quantization layer on residual ``e``: returns (e_hat, code, auxiliary loss)."""
         cfg, book = self.config, self.codebooks[level]
         if cfg.rating == "ste":
-            quantized, code, aux = ste_quantize(e, book, cfg.beta)
-            return quantized, code, aux
+            return ste_quantize(e, book, cfg.beta)
         scores = F.normalize(e, dim=-1) @ F.normalize(book, dim=-1).T  # eq 3
         weights = torch.softmax(scores / cfg.temperature, dim=-1)  # eq 4
         top_w, top_i = weights.topk(cfg.top_k, dim=-1)
@@ -145,17 +125,9 @@ class R3VAE(torch.nn.Module):
         quantized = torch.zeros_like(weights).scatter(1, top_i, top_w) @ book
         return quantized, code, e.new_zeros(())
 
-    def quantize(self, e: torch.Tensor, hard: bool = False):
-        """All L layers (eq 6 between them). Returns (sum e_hat, codes [n, L], aux loss, level inputs)."""
-        total, codes, inputs, aux = torch.zeros_like(e), [], [], e.new_zeros(())
-        for level in range(self.config.num_levels):
-            inputs.append(e)
-            quantized, code, level_aux = self.rate(level, e, hard)
-            total = total + quantized
-            e = e - quantized  # eq 6
-            codes.append(code)
-            aux = aux + level_aux
-        return total, torch.stack(codes, 1), aux, inputs
+    def quantize(self, e: torch.Tensor, hard: bool = False) -> ResidualOutput:
+        """All L layers with eq 6 between them: e^l = e^(l-1) - e_hat^(l) (gradients flow through every e^l)."""
+        return residual_quantize(e, self.config.num_levels, lambda level, residual: self.rate(level, residual, hard))
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
@@ -165,31 +137,33 @@ class R3VAE(torch.nn.Module):
         if cfg.use_reference:
             self.reference.copy_(x.mean(0))
         _, e0 = self.project(x)
+        if cfg.kmeans_init:
+            choose = kmeans_fit(cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters,
+                                batch_size=cfg.kmeans_batch_size, init=cfg.kmeans_seeding)
+        else:  # ablation: codewords are random residuals of the previous layer (no assignment)
+            def choose(level: int, residual: torch.Tensor):
+                return residual[torch.randperm(residual.shape[0])[:cfg.codebook_size]].clone(), None
 
-        def layer_step(level: int, residual: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-            self.codebooks[level] = centroids
-            return residual - self.rate(level, residual)[0]
+        def fit(level: int, residual: torch.Tensor):
+            codebook, code = choose(level, residual)
+            self.codebooks[level] = codebook  # the rating rule below quantizes with it
+            return codebook, code
 
-        if cfg.kmeans_init:  # e0 is a fresh tensor: let the residual buffer reuse it (copy=False)
-            books, _ = residual_fit(e0, cfg.num_levels, cfg.codebook_size, step=layer_step, seed=cfg.seed,
-                                    copy=False, iters=cfg.kmeans_iters, batch_size=cfg.kmeans_batch_size,
-                                    init=cfg.kmeans_seeding)
-            self.codebooks.copy_(torch.stack(books))
-        else:  # ablation: codewords are random residuals of the previous layer
-            residual = e0
-            for level in range(cfg.num_levels):
-                pick = torch.randperm(residual.shape[0])[:cfg.codebook_size]
-                residual = layer_step(level, residual, residual[pick].clone())
+        # residual_fit overwrites its buffer. It may reuse e0's memory only when e0 is a fresh tensor:
+        # without the reference vector, project returns x itself, the caller's embeddings.
+        residual_fit(e0, cfg.num_levels, fit, lambda level, rows: self.rate(level, rows), copy=e0 is x)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ResidualOutput, torch.Tensor]:
+        """Returns (x_hat of eq 11, the residual quantization of e0, alpha)."""
         alpha, e0 = self.project(x)
-        quantized, codes, aux, inputs = self.quantize(e0)
-        x_hat = self.decoder(alpha[:, None] * self.reference + quantized)
-        return x_hat, codes, aux, inputs, alpha
+        out = self.quantize(e0)
+        x_hat = self.decoder(alpha[:, None] * self.reference + out.quantized)
+        return x_hat, out, alpha
 
     def training_loss(self, x: torch.Tensor):
         cfg = self.config
-        x_hat, codes, aux, inputs, _ = self(x)
+        x_hat, out, _ = self(x)
+        codes, inputs = out.codes, out.inputs
         reconstruction = ((x - x_hat) ** 2).sum(-1).mean()  # eq 11, averaged over the batch
         parts = {"rec": reconstruction.detach()}
         metric = x.new_zeros(())
@@ -202,48 +176,28 @@ class R3VAE(torch.nn.Module):
             pd = torch.stack([preference_discrimination(book, cfg.pd_t) for book in self.codebooks]).mean()
             metric = metric + pd
             parts["pd"] = pd.detach()
-        loss = reconstruction + cfg.metric_weight * metric + aux  # eq 13
+        loss = reconstruction + cfg.metric_weight * metric + out.aux_loss  # eq 13
         return loss, parts, codes
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         _, e0 = self.project(x)
-        return self.quantize(e0, hard=self.config.encode_residual == "hard")[1]
+        return self.quantize(e0, hard=self.config.encode_residual == "hard").codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        chosen = sum(self.codebooks[level][codes[:, level]] for level in range(self.config.num_levels))
-        return self.decoder(self.alpha_mean * self.reference + chosen)
+        return self.decoder(self.alpha_mean * self.reference + codeword_sum(codes, self.codebooks))
 
 
-class R3VAETokenizer(Tokenizer):
+class R3VAETokenizer(ModuleTokenizer):
     method = "r3vae"
     config_class = R3VAEConfig
 
+    def _build_model(self, dim: int) -> R3VAE:
+        return R3VAE(dim, self.config)
+
     def _fit(self, x: torch.Tensor, progress: bool) -> None:
-        cfg = self.config
-        self.model = R3VAE(x.shape[1], cfg)
-        self.model.initialize(x)
-        train_module(self.model, x, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                     weight_decay=cfg.weight_decay, seed=cfg.seed, codebook_sizes=self.codebook_sizes,
-                     history=self.history, progress=progress, desc="train r3vae", max_steps=cfg.max_steps)
-        with torch.no_grad():
+        super()._fit(x, progress)
+        with torch.no_grad():  # decode(codes) has no alpha: it uses the training mean
             alphas = torch.cat([self.model.project(chunk)[0] for chunk in x.split(65536)])
             self.model.alpha_mean.fill_(float(alphas.mean()))
-
-    def _encode(self, x):
-        return self.model.encode(x)
-
-    def _decode(self, codes):
-        return self.model.decode(codes)
-
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, state):
-        self.model = R3VAE(self.embedding_dim, self.config)
-        self.model.load_state_dict(state)
-        self.model.eval()
-
-    def codebooks(self):
-        return [book.detach() for book in self.model.codebooks]

@@ -13,22 +13,16 @@ from dataclasses import dataclass
 
 import torch
 
-from genrec.tokenizer.base import Tokenizer, validate_common
-from genrec.tokenizer.kmeans import residual_decode, residual_encode, residual_fit
+from genrec.tokenizer.base import Tokenizer, TokenizerConfig
+from genrec.tokenizer.residual import codeword_sum, kmeans_fit, nearest_codeword, residual_fit, residual_quantize
 
 
 @dataclass
-class RKMeansConfig:
-    num_levels: int = 3
-    codebook_size: int = 256
+class RKMeansConfig(TokenizerConfig):
     kmeans_iters: int = 25
     init: str = "kmeans++"  # kmeans++ | random
     balanced: bool = False
     kmeans_batch_size: int | None = None  # mini-batch K-Means (bounded memory) when set
-    seed: int = 0
-
-    def validate(self) -> None:
-        validate_common(self)
 
 
 class RKMeansTokenizer(Tokenizer):
@@ -38,21 +32,22 @@ class RKMeansTokenizer(Tokenizer):
     def _fit(self, x: torch.Tensor, progress: bool) -> None:
         cfg = self.config
         started = time.perf_counter()
-        books, labels = residual_fit(x, cfg.num_levels, cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters,
-                                     init=cfg.init, balanced=cfg.balanced, batch_size=cfg.kmeans_batch_size)
+        fit = kmeans_fit(cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters, init=cfg.init,
+                         balanced=cfg.balanced, batch_size=cfg.kmeans_batch_size)
+        books, labels = residual_fit(x, cfg.num_levels, fit)
         self._books = books
         codes = torch.stack(labels, 1)
-        error = sum(float(((x[i:i + 65536] - residual_decode(codes[i:i + 65536], books)) ** 2).sum())
+        error = sum(float(((x[i:i + 65536] - codeword_sum(codes[i:i + 65536], books)) ** 2).sum())
                     for i in range(0, x.shape[0], 65536)) / x.shape[0]
         usage = [float(torch.bincount(l, minlength=cfg.codebook_size).gt(0).float().mean()) for l in labels]
         self.history.record(1, error, usage, {"rec": error})
         self.history.seconds = time.perf_counter() - started
 
     def _encode(self, x):
-        return residual_encode(x, self._books)[0]
+        return residual_quantize(x, self.num_levels, nearest_codeword(self._books)).codes
 
     def _decode(self, codes):
-        return residual_decode(codes, self._books)
+        return codeword_sum(codes, self._books)
 
     def state_dict(self):
         return {"codebooks": torch.stack(self._books)}

@@ -20,31 +20,24 @@ from dataclasses import dataclass, field
 import torch
 
 from genrec.core.errors import GenrecError
-from genrec.tokenizer.base import Tokenizer, validate_common
-from genrec.tokenizer.kmeans import kmeans, nearest, residual_fit
+from genrec.tokenizer.kmeans import kmeans, nearest
 from genrec.tokenizer.quantize import build_mlp, ste_quantize
-from genrec.tokenizer.training import train_module
+from genrec.tokenizer.residual import codeword_sum, kmeans_fit, nearest_codeword, residual_fit, residual_quantize
+from genrec.tokenizer.training import GradientConfig, ModuleTokenizer
 
 
 @dataclass
-class RQVAEConfig:
-    num_levels: int = 3
-    codebook_size: int = 256
+class RQVAEConfig(GradientConfig):
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256, 128])  # TIGER's encoder
     latent_dim: int = 32
     beta: float = 0.25  # commitment weight
     kmeans_init: bool = True  # TIGER: K-Means init of each codebook on the first latents' residuals
     kmeans_iters: int = 20
     kmeans_batch_size: int | None = None
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    epochs: int = 100
-    batch_size: int = 1024
-    max_steps: int | None = None
-    seed: int = 0
+    epochs: int = 100  # (lr and the other training fields: GradientConfig's defaults)
 
     def validate(self) -> None:
-        validate_common(self)
+        super().validate()
         if self.latent_dim < 1:
             raise GenrecError(f"latent_dim must be >= 1, got {self.latent_dim}")
 
@@ -75,16 +68,13 @@ class STEAutoencoder(torch.nn.Module):
         if self.shared:
             quantized, codes, loss = ste_quantize(z, self.codebooks[0], self.config.beta)
             return quantized, codes.view(-1, self.config.num_levels), loss
-        residual, total, codes, loss = z, torch.zeros_like(z), [], z.new_zeros(())
-        for book in self.codebooks:
-            quantized, code, level_loss = ste_quantize(residual, book, self.config.beta)
-            total = total + quantized
-            # As in residual VQ: the next level sees r_l - c_l; detaching the STE output keeps the
-            # commitment gradient of later levels flowing into the encoder.
-            residual = residual - quantized.detach()
-            codes.append(code)
-            loss = loss + level_loss
-        return total, torch.stack(codes, 1), loss
+        # As in residual VQ: the next level sees r_l - c_l; detaching the STE output keeps the
+        # commitment gradient of later levels flowing into the encoder.
+        out = residual_quantize(z, self.config.num_levels, self._ste_rule, detach_residual=True)
+        return out.quantized, out.codes, out.aux_loss
+
+    def _ste_rule(self, level: int, residual: torch.Tensor):
+        return ste_quantize(residual, self.codebooks[level], self.config.beta)
 
     def training_loss(self, x: torch.Tensor):
         quantized, codes, vq_loss = self.quantize(self.latents(x))
@@ -103,8 +93,9 @@ class STEAutoencoder(torch.nn.Module):
             self.codebooks[0] = kmeans(z, cfg.codebook_size, iters=cfg.kmeans_iters, seed=cfg.seed,
                                        batch_size=cfg.kmeans_batch_size).centroids
         else:
-            books, _ = residual_fit(z, cfg.num_levels, cfg.codebook_size, seed=cfg.seed, iters=cfg.kmeans_iters,
-                                    batch_size=cfg.kmeans_batch_size)
+            books, _ = residual_fit(z, cfg.num_levels, kmeans_fit(cfg.codebook_size, seed=cfg.seed,
+                                                                  iters=cfg.kmeans_iters,
+                                                                  batch_size=cfg.kmeans_batch_size))
             self.codebooks.copy_(torch.stack(books))
 
     @torch.no_grad()
@@ -112,49 +103,25 @@ class STEAutoencoder(torch.nn.Module):
         z = self.latents(x)
         if self.shared:
             return nearest(z, self.codebooks[0])[0].view(-1, self.config.num_levels)
-        codes = []
-        for book in self.codebooks:
-            code, _ = nearest(z, book)
-            codes.append(code)
-            z = z - book[code]
-        return torch.stack(codes, 1)
+        return residual_quantize(z, self.config.num_levels, nearest_codeword(self.codebooks)).codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         if self.shared:
             return self.decoder(self.codebooks[0][codes].reshape(codes.shape[0], -1))
-        return self.decoder(sum(book[codes[:, level]] for level, book in enumerate(self.codebooks)))
+        return self.decoder(codeword_sum(codes, self.codebooks))
 
 
-class RQVAETokenizer(Tokenizer):
+class RQVAETokenizer(ModuleTokenizer):
     method = "rqvae"
     config_class = RQVAEConfig
     shared_codebook = False
 
-    def _fit(self, x: torch.Tensor, progress: bool) -> None:
-        cfg = self.config
-        self.model = STEAutoencoder(x.shape[1], cfg, self.shared_codebook)
-        self.model.initialize(x)
-        train_module(self.model, x, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                     weight_decay=cfg.weight_decay, seed=cfg.seed, codebook_sizes=self.codebook_sizes,
-                     history=self.history, progress=progress, desc=f"train {self.method}", max_steps=cfg.max_steps)
-
-    def _encode(self, x):
-        return self.model.encode(x)
-
-    def _decode(self, codes):
-        return self.model.decode(codes)
-
-    def state_dict(self):
-        return self.model.state_dict()
-
-    def load_state_dict(self, state):
-        self.model = STEAutoencoder(self.embedding_dim, self.config, self.shared_codebook)
-        self.model.load_state_dict(state)
-        self.model.eval()
+    def _build_model(self, dim: int) -> STEAutoencoder:
+        return STEAutoencoder(dim, self.config, self.shared_codebook)
 
     def codebooks(self):
-        books = [book.detach() for book in self.model.codebooks]
+        books = super().codebooks()
         return books * self.num_levels if self.shared_codebook else books
 
 

@@ -23,15 +23,3 @@ def add_collision_suffix(codes: np.ndarray) -> np.ndarray:
     suffix = np.empty(len(codes), dtype=np.int64)
     suffix[order] = np.arange(len(codes)) - starts
     return np.concatenate([codes, suffix[:, None]], axis=1)
-
-
-def sid_key(sid) -> str:
-    """"c1-c2-..-cL-s": the key of sid_to_item.json."""
-    return "-".join(str(int(c)) for c in sid)
-
-
-def sid_maps(sids: np.ndarray) -> tuple[dict[str, int], dict[str, list[int]]]:
-    """(sid_to_item, item_to_sid) with item ids = row + 1."""
-    sid_to_item = {sid_key(row): i + 1 for i, row in enumerate(sids)}
-    item_to_sid = {str(i + 1): [int(c) for c in row] for i, row in enumerate(sids)}
-    return sid_to_item, item_to_sid

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from genrec.core.errors import GenrecError
 from genrec.core.layout import resolve_dataset_dir
-
-METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+from genrec.tokenizer.registry import METHODS
 
 
 def _hardware() -> str:

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-
-METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+from genrec.tokenizer.registry import METHODS
 
 # Flag -> (config key, value); flags a method's config lacks are rejected with the valid options.
 _SWITCHES = {
@@ -53,14 +52,14 @@ def _train(args: argparse.Namespace) -> int:
     from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.sid_metrics import format_metrics_table
     from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
-    from genrec.tokenizer.export import write_artifact
+    from genrec.tokenizer.artifact import write_artifact
     from genrec.tokenizer.pipeline import train_tokenizer
 
     _set_threads()
     dataset = resolve_dataset_dir(args.dataset)
     out = Path(args.out) if args.out else dataset / TOKENIZER_DIR
     options = method_options(args)
-    from genrec.tokenizer.base import build_tokenizer
+    from genrec.tokenizer.registry import build_tokenizer
 
     build_tokenizer(args.method, options)  # reject bad options before the (slow) embedding step
     embeddings = load_or_compute_item_embeddings(dataset, encoder=args.encoder)
@@ -83,7 +82,7 @@ def _metrics(args: argparse.Namespace) -> int:
     from genrec.core.io import read_json
     from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
     from genrec.tokenizer.artifact import load_semantic_ids
-    from genrec.tokenizer.base import load_tokenizer
+    from genrec.tokenizer.registry import load_tokenizer
     from genrec.tokenizer.pipeline import sid_metrics_for
 
     if args.tokenizer:
