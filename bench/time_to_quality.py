@@ -1,58 +1,124 @@
 """CPU time-to-quality: the whole pipeline on one dataset under a wall-clock budget (issue 5).
 
-    python bench/time_to_quality.py --raw-dir ../shared/datasets/amazon-beauty \
-        --config bench/configs/beauty-cpu-60min.json --work /tmp/ttq --out bench/results --name beauty-cpu-60min
+Run from the repository root:
 
-Runs, each as the `genrec` command a user would type, in a fresh data folder (so nothing is cached:
-the item texts are embedded again), timing every stage:
+    python -m bench.time_to_quality --raw-dir ../shared/datasets/amazon-beauty \
+        --config bench/configs/beauty-cpu-60min.json --work /tmp/ttq --name beauty-cpu-60min
 
-    genrec prepare NAME --raw-dir RAW
-    genrec embed
-    genrec train-tokenizer [tokenizer options from the config]
-    genrec train-recommender --config CONFIG
-    genrec evaluate --split test
+Runs the stages in this process through ``genrec.pipeline``, in a fresh data folder under --work
+(so nothing is cached: the item texts are embedded again), timing every stage:
+
+    prepare(PrepareConfig(NAME, raw_dir=RAW))
+    embed(EmbedConfig(...))
+    train_tokenizer(TokenizerTrainingConfig(method=..., options=...))   config "tokenizer": {"method": ..., options}
+    train_recommender(RecommenderTrainingConfig(train=..., model=...))   config "train" and "model"
+    evaluate(EvaluateConfig(split="test"))
 
 Writes NAME.json (stage times, test metrics, the validation curve), NAME.md and NAME.png (validation
-NDCG@10 on the periodic sample of users against pipeline wall time). Rerunning after an interruption
-skips finished stages (train-recommender resumes from its checkpoint); the report then sums the
-stage times of all attempts.
+NDCG@10 on the periodic sample of users against pipeline wall time) into --out, which defaults to
+the --work folder: nothing goes into the repository unless asked. To update the committed results,
+pass ``--out bench/results`` on purpose.
+
+Rerunning after an interruption skips finished stages (recorded in WORK/time_to_quality_state.json;
+train_recommender resumes from its checkpoint by itself); the report then sums the stage times of
+all attempts.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.common import markdown_table, run_script, script_parser, write_report
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json, read_json
 
-from genrec.core.io import atomic_write_json, atomic_write_text, read_json  # noqa: E402
+STATE_FILE = "time_to_quality_state.json"
+CONFIG_KEYS = ("tokenizer", "train", "model")
+TEST_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
 
-def run_stage(name: str, argv: list[str], env: dict, state: dict, state_file: Path) -> None:
+def main(argv: list[str] | None = None) -> int:
+    return run_script("bench.time_to_quality", build_parser(), _run, argv)
+
+
+def read_config(path: str | Path) -> dict:
+    """The run's options: "tokenizer" ({"method": ..., method options}), "train" and "model"
+    (recommender.train.TrainConfig / recommender.model.RecommenderConfig fields)."""
+    from genrec.core.config import load_config_file
+
+    config = load_config_file(path)
+    if "tokenizer_args" in config:
+        raise GenrecError(f"{path}: \"tokenizer_args\" (CLI flags) is gone; write the options as a dict, e.g. "
+                          "\"tokenizer\": {\"method\": \"r3vae\", \"codebook_size\": 256}")
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise GenrecError(f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(CONFIG_KEYS)}")
+    return config
+
+
+def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict) -> list[tuple[str, object, object]]:
+    """(stage name, pipeline function, its config) in order."""
+    from genrec import pipeline as gp
+
+    tokenizer = dict(config.get("tokenizer", {}))
+    method = tokenizer.pop("method", "r3vae")
+    data = str(dataset)
+    return [
+        ("prepare", gp.prepare, gp.PrepareConfig(dataset_name, out=data, raw_dir=raw_dir)),
+        ("embed", gp.embed, gp.EmbedConfig(data, progress=False)),
+        ("train-tokenizer", gp.train_tokenizer,
+         gp.TokenizerTrainingConfig(data, method=method, options=tokenizer, progress=False)),
+        ("train-recommender", gp.train_recommender,
+         gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})), model=dict(config.get("model", {})),
+                                      progress=False)),
+        ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),
+    ]
+
+
+def load_state(state_file: Path) -> dict:
+    state = read_json(state_file) if state_file.is_file() else {}
+    for key, empty in (("done", []), ("seconds", {}), ("calls", {})):
+        state.setdefault(key, empty)
+    return state
+
+
+def describe_call(function, config) -> str:
+    """``function(Config(...))`` with the required fields and those that differ from the defaults."""
+    def default(f):
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return f.default
+
+    shown = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+                      if getattr(config, f.name) != default(f))
+    return f"{function.__name__}({type(config).__name__}({shown}))"
+
+
+def run_stage(name: str, function, config, state: dict, state_file: Path) -> None:
+    """Run one stage unless an earlier attempt finished it; its time is added up across attempts
+    (also when it fails or is interrupted) and saved in ``state_file``."""
     if name in state["done"]:
         print(f"[{name}] done in an earlier attempt ({state['seconds'][name]:.0f} s)")
         return
-    print(f"[{name}] $ genrec {shlex.join(argv)}", flush=True)
+    call = describe_call(function, config) if dataclasses.is_dataclass(config) else f"{function.__name__}({config!r})"
+    print(f"[{name}] {call}", flush=True)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "genrec.cli", *argv], env=env, cwd=ROOT)
-    state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - started
-    atomic_write_json(state_file, state)
-    if result.returncode:
-        raise SystemExit(f"stage {name} failed with exit code {result.returncode}; rerun to continue")
+    try:
+        function(config)
+    finally:
+        state["seconds"][name] = state["seconds"].get(name, 0.0) + time.perf_counter() - started
+        state["calls"][name] = call
+        atomic_write_json(state_file, state)
     state["done"].append(name)
-    state["commands"][name] = "genrec " + shlex.join(argv)
     atomic_write_json(state_file, state)
 
 
-def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict, path: Path) -> None:
+def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict, title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,7 +135,7 @@ def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict
     for name, seconds in stage_ends.items():
         axis.axvline(seconds / 60, color="grey", lw=0.6, ls=":")
         axis.text(seconds / 60, axis.get_ylim()[1] * 0.98, name, rotation=90, va="top", ha="right", fontsize=7)
-    axis.set(xlabel="pipeline wall time (minutes)", ylabel="metric", title="Beauty on 2 CPU cores: quality vs wall time")
+    axis.set(xlabel="pipeline wall time (minutes)", ylabel="metric", title=title)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -77,75 +143,70 @@ def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset-name", default="amazon-beauty")
-    parser.add_argument("--raw-dir", required=True)
-    parser.add_argument("--config", required=True, help="train-recommender config (may hold a \"tokenizer_args\" list)")
-    parser.add_argument("--work", required=True, help="scratch folder for the data (GENREC_DATA)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    parser.add_argument("--name", default="time-to-quality")
-    args = parser.parse_args()
+def plot_title(dataset_name: str, hardware: dict) -> str:
+    where = hardware["gpu"] or f"{hardware['cores']} CPU cores"
+    return f"{dataset_name} on {where}: quality vs wall time"
 
+
+def build_parser():
+    parser = script_parser("bench.time_to_quality", __doc__)
+    parser.add_argument("--dataset-name", default="amazon-beauty", help="dataset preset (genrec prepare NAME)")
+    parser.add_argument("--raw-dir", required=True)
+    parser.add_argument("--config", required=True, help="JSON with \"tokenizer\", \"train\" and \"model\" options")
+    parser.add_argument("--work", required=True, help="scratch data root (datasets, state file; the report too unless --out)")
+    parser.add_argument("--out", help="report folder (default: --work; pass bench/results to update the repo's)")
+    parser.add_argument("--name", default="time-to-quality")
+    return parser
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """Run (or skip) every stage, then write the report from what they left on disk."""
+    import genrec.core.layout as layout
+    from genrec.core.hardware import hardware, hardware_line
+
+    config = read_config(args.config)
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GENREC_DATA": str(work)}
-    config = read_json(args.config)
-    tokenizer_args = [str(x) for x in config.pop("tokenizer_args", [])]
-    recommender_config = work / "recommender_config.json"
-    atomic_write_json(recommender_config, config)  # train-recommender's own keys only
+    layout.DATA_ROOT = work  # the "last prepared dataset" marker goes here, not into ./data
     dataset = work / args.dataset_name
-    state_file = work / "time_to_quality_state.json"
-    state = read_json(state_file) if state_file.is_file() else {"done": [], "seconds": {}, "commands": {}}
-
-    stages = [
-        ("prepare", ["prepare", args.dataset_name, "--raw-dir", str(Path(args.raw_dir).resolve())]),
-        ("embed", ["embed", "--dataset", str(dataset)]),
-        ("train-tokenizer", ["train-tokenizer", "--dataset", str(dataset), "--no-progress", *tokenizer_args]),
-        ("train-recommender", ["train-recommender", "--dataset", str(dataset), "--config", str(recommender_config),
-                               "--no-progress"]),
-        ("evaluate", ["evaluate", "--dataset", str(dataset), "--model", str(dataset / "recommender"), "--split", "test"]),
-    ]
-    for name, argv in stages:
-        run_stage(name, argv, env, state, state_file)
+    state_file = work / STATE_FILE
+    state = load_state(state_file)
+    stages = pipeline_stages(args.dataset_name, str(Path(args.raw_dir).resolve()), dataset, config)
+    for name, function, stage_config in stages:
+        run_stage(name, function, stage_config, state, state_file)
 
     ends, total = {}, 0.0
-    for name, _ in stages:
+    for name, _, _ in stages:
         total += state["seconds"][name]
         ends[name] = total
     train_start = ends["train-tokenizer"]
-    log = [json.loads(line) for line in (dataset / "recommender" / "metrics.jsonl").read_text().splitlines()]
-    test = read_json(dataset / "recommender" / "eval_test.json")
-    meta = read_json(dataset / "recommender" / "genrec.json")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    model = dataset / "recommender"
+    log = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    test, meta = read_json(model / "eval_test.json"), read_json(model / "genrec.json")
+    info = hardware()
     report = {
-        "command": "python bench/time_to_quality.py " + shlex.join(sys.argv[1:]),
-        "config": read_json(args.config),
-        "hardware": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
-        "stage_seconds": state["seconds"], "stage_commands": state["commands"], "total_seconds": total,
+        "command": command, "config": config, "hardware": info,
+        "stage_seconds": state["seconds"], "stage_calls": state["calls"], "total_seconds": total,
         "test": {k: v for k, v in test.items() if k != "popularity"}, "popularity_test": test["popularity"],
         "recommender": {k: meta[k] for k in ("best_step", "best_valid_ndcg@10", "steps", "epochs", "train_seconds")},
         "validation_curve": [{"pipeline_seconds": round(train_start + r["seconds"], 1), "step": r["step"], **r["valid"]}
                              for r in log if "valid" in r],
     }
-    atomic_write_json(out / f"{args.name}.json", report)
-    plot_curve(log, train_start, ends, test, out / f"{args.name}.png")
-    lines = [f"# Time to quality: {args.dataset_name} on {report['hardware']}", "",
-             f"Command: `{report['command']}`", "", "| stage | command | seconds |", "|---|---|---|"]
-    lines += [f"| {n} | `{state['commands'][n]}` | {state['seconds'][n]:.0f} |" for n, _ in stages]
-    lines += [f"| **total** | | **{total:.0f}** ({total / 60:.1f} min) |", "",
-              "| test (all users, full catalog) | Recall@5 | Recall@10 | Recall@20 | NDCG@5 | NDCG@10 | NDCG@20 | MRR |",
-              "|---|---|---|---|---|---|---|---|",
-              "| genrec | " + " | ".join(f"{test[k]:.4f}" for k in ("recall@5", "recall@10", "recall@20", "ndcg@5",
-                                                                      "ndcg@10", "ndcg@20", "mrr")) + " |",
-              "| popularity | " + " | ".join(f"{test['popularity'][k]:.4f}" for k in (
-                  "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")) + " |", "",
-              f"Recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, best "
+    out = Path(args.out) if args.out else work
+    out.mkdir(parents=True, exist_ok=True)
+    plot_curve(log, train_start, ends, test, plot_title(args.dataset_name, info), out / f"{args.name}.png")
+    lines = [f"# Time to quality: {args.dataset_name} on {hardware_line(info)}", "", f"Command: `{command}`", ""]
+    lines += markdown_table(["stage", "pipeline call", "seconds"],
+                            [[n, f"`{state['calls'][n]}`", f"{state['seconds'][n]:.0f}"] for n, _, _ in stages]
+                            + [["**total**", "", f"**{total:.0f}** ({total / 60:.1f} min)"]])
+    lines += [""] + markdown_table(["test (all users, full catalog)", *(k.replace("recall", "Recall").replace(
+        "ndcg", "NDCG").replace("mrr", "MRR") for k in TEST_KEYS)], [
+        ["genrec", *(f"{test[k]:.4f}" for k in TEST_KEYS)],
+        ["popularity", *(f"{test['popularity'][k]:.4f}" for k in TEST_KEYS)]])
+    lines += ["", f"Recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, best "
               f"validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']}.", "",
               f"![validation NDCG@10 against wall time]({args.name}.png)", ""]
-    atomic_write_text(out / f"{args.name}.md", "\n".join(lines))
-    print("\n".join(lines))
+    write_report(out, args.name, report, "\n".join(lines))
     return 0
 
 

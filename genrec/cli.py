@@ -20,7 +20,6 @@ STAGE_MODULES = (
     "genrec.commands.tokenizer",
     "genrec.commands.recommender",
     "genrec.commands.compare",
-    "genrec.commands.bench",
     "genrec.commands.demo",
 )
 

@@ -1,29 +1,45 @@
-"""``genrec bench`` end to end on a tiny dataset: every decode path and training variant runs in its
-own process, ratios are against the baseline of the same run, and the fast path agrees with generate."""
+"""The benchmarks in bench/ (run from the repo root): the speed suite end to end on a tiny dataset
+(every decode path and training variant in its own process, ratios against the baseline of the
+same run, the fast path agreeing with generate), and the pipeline scripts' config, resume and
+report logic without training anything."""
 
 import json
 
 import numpy as np
 import pytest
 
-from genrec.bench import synthetic_embeddings, tokenizer_case
-from genrec.cli import main
+import bench.time_to_quality as ttq
+from bench.__main__ import main as bench_main
+from bench.common import markdown_table
+from bench.tokenizer_methods import VARIANTS as TOKENIZER_VARIANTS
+from bench.tokenizer_methods import variant_options
+from bench.tokenizer_speed import synthetic_embeddings, tokenizer_case
+from bench.training_quality import VARIANTS as TRAINING_VARIANTS
+from genrec.core.config import apply_overrides
+from genrec.core.errors import GenrecError
 from tests.recommender_fixtures import write_dataset, write_tokenizer
 
 TINY = {"num_encoder_layers": 1, "num_decoder_layers": 1, "d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32,
         "max_history": 5}
 
 
-def test_bench_decode_and_train_sections(tmp_path, capsys):
+def test_bench_decode_and_train_sections(tmp_path, monkeypatch, capsys):
+    import bench.suite
+
+    # Every case is a fresh process (~4 s of imports each): time the baseline and genrec's path, not
+    # the two intermediate variants (same code with other flags).
+    assert list(bench.suite.TRAIN_VARIANTS) == ["plain", "bucketing", "bucketing+fast-dropout", "genrec"]
+    monkeypatch.setattr(bench.suite, "TRAIN_VARIANTS", {k: bench.suite.TRAIN_VARIANTS[k] for k in ("plain", "genrec")})
     write_dataset(tmp_path / "data", num_users=30)
     write_tokenizer(tmp_path / "tok")
     (tmp_path / "model.json").write_text(json.dumps(TINY))
-    code = main(["bench", "--dataset", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok"),
-                 "--model-config", str(tmp_path / "model.json"), "--sections", "decode,train", "--beams", "5",
-                 "--decode-users", "20", "--plain-users", "12", "--batch-size", "8", "--train-steps", "3",
-                 "--plain-train-steps", "2", "--out", str(tmp_path / "out"), "--name", "tiny"])
+    code = bench_main(["--dataset", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok"),
+                       "--model-config", str(tmp_path / "model.json"), "--sections", "decode,train", "--beams", "5",
+                       "--decode-users", "20", "--plain-users", "12", "--batch-size", "8", "--train-steps", "3",
+                       "--plain-train-steps", "2", "--out", str(tmp_path / "out"), "--name", "tiny"])
     assert code == 0
     report = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert report["command"].startswith("python -m bench --dataset ")
     runs = report["decode"]["runs"]
     assert runs["fast"]["users"] == 20 and runs["plain"]["users"] == runs["processor"]["users"] == 12
     assert report["decode"]["fast_equals_processor"] == 1.0
@@ -32,12 +48,14 @@ def test_bench_decode_and_train_sections(tmp_path, capsys):
             run["users_per_second"] / runs["plain"]["users_per_second"])
         assert run["peak_rss_mb"] > 0
     train = report["train"]["runs"]
-    assert set(train) == {"plain", "bucketing", "bucketing+fast-dropout", "genrec"}
+    assert set(train) == {"plain", "genrec"}
     assert train["plain"]["mean_input_width"] == 5 * 4 + 1 > train["genrec"]["mean_input_width"]
     assert train["genrec"]["keep_freed_memory"] and not train["plain"]["keep_freed_memory"]
     assert report["train"]["speedup_vs_plain"]["plain"] == 1.0
+    assert report["hardware"]["cores"] >= 1 and "torch" in report["hardware"]
     markdown = (tmp_path / "out" / "tiny.md").read_text()
-    assert "## Decoding" in markdown and "## Training step" in markdown and report["hardware"]["cores"] >= 1
+    assert "## Decoding" in markdown and "## Training step" in markdown
+    assert "| fast | 20 |" in markdown and "| plain | 2 | 21.0 |" in markdown
 
 
 def test_tokenizer_case_on_synthetic_items():
@@ -45,16 +63,105 @@ def test_tokenizer_case_on_synthetic_items():
     for method in ("rkmeans", "r3vae"):
         row = tokenizer_case({"settings": settings, "method": method, "items": 600, "codebook_size": 8})
         assert row["items"] == 600 and len(row["usage"]) == 3 and row["fit_seconds"] > 0
+        assert all(0 < u <= 1 for u in row["usage"])
     x = synthetic_embeddings(50, 12, seed=1)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
 
 
 def test_bench_rejects_bad_options(tmp_path, capsys):
     write_dataset(tmp_path / "data")
-    assert main(["bench", "--dataset", str(tmp_path / "data"), "--sections", "decode,fly"]) == 2
+    assert bench_main(["--dataset", str(tmp_path / "data"), "--sections", "decode,fly"]) == 2
     assert "unknown fly" in capsys.readouterr().err
-    assert main(["bench", "--dataset", str(tmp_path / "data"), "--sections", "decode"]) == 2
+    assert bench_main(["--dataset", str(tmp_path / "data"), "--sections", "decode"]) == 2
     assert "no tokenizer artifact" in capsys.readouterr().err
     write_tokenizer(tmp_path / "data" / "tokenizer")
-    assert main(["bench", "--dataset", str(tmp_path / "data"), "--synthetic-items", "1e6"]) == 2
+    assert bench_main(["--dataset", str(tmp_path / "data"), "--synthetic-items", "1e6"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [[1, "x"], [2.5, ""]]) == ["| a | b |", "|---|---|", "| 1 | x |", "| 2.5 |  |"]
+    assert markdown_table(["only"], []) == ["| only |", "|---|"]
+
+
+def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
+    from genrec.pipeline import TokenizerTrainingConfig
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.train import TrainConfig
+
+    config = ttq.read_config("bench/configs/beauty-cpu-60min.json")
+    stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
+    assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate"]
+    tokenizer = stages[2][2]
+    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "r3vae" and tokenizer.options == {}
+    for path in ("bench/configs/beauty-cpu-60min.json", "bench/configs/training-quality.json"):
+        config = json.loads(open(path).read())
+        apply_overrides(TrainConfig(), config["train"])
+        apply_overrides(RecommenderConfig(), config["model"])
+    for overrides, _ in TRAINING_VARIANTS.values():
+        apply_overrides(TrainConfig(), overrides)
+    (tmp_path / "old.json").write_text(json.dumps({"tokenizer_args": ["--method", "r3vae"], "train": {}}))
+    with pytest.raises(GenrecError, match="tokenizer_args"):
+        ttq.read_config(tmp_path / "old.json")
+
+
+def test_every_tokenizer_variant_is_a_valid_method_config():
+    from genrec.tokenizer.registry import build_tokenizer
+
+    for variant in TOKENIZER_VARIANTS:
+        method, options = variant_options(variant, seed=3, extra={"codebook_size": 8})
+        assert options["seed"] == 3 and options["codebook_size"] == 8
+        build_tokenizer(method, options)  # an option name the method lacks raises
+    with pytest.raises(GenrecError, match="unknown variant"):
+        variant_options("r3vae-typo", 0, {})
+
+
+def _fake_stages(dataset, attempts):
+    """Stages that write what the report reads; train-recommender is interrupted on its first attempt."""
+    def prepare(config):
+        dataset.mkdir(parents=True)
+
+    def train_recommender(config):
+        attempts.append(config)
+        if len(attempts) == 1:
+            raise KeyboardInterrupt
+        model = dataset / "recommender"
+        model.mkdir()
+        lines = [{"step": s, "seconds": 10.0 * s, "valid": {"ndcg@10": 0.01 * s, "recall@10": 0.02 * s}}
+                 for s in (1, 2)]
+        (model / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+        (model / "genrec.json").write_text(json.dumps({"best_step": 2, "best_valid_ndcg@10": 0.02, "steps": 2,
+                                                       "epochs": 1.0, "train_seconds": 20.0}))
+
+    def evaluate(config):
+        metrics = {k: 0.1 for k in ttq.TEST_KEYS}
+        (dataset / "recommender" / "eval_test.json").write_text(json.dumps({**metrics, "popularity": metrics}))
+
+    nothing = lambda config: None  # noqa: E731
+    return [("prepare", prepare, "p"), ("embed", nothing, "e"), ("train-tokenizer", nothing, "t"),
+            ("train-recommender", train_recommender, "r"), ("evaluate", evaluate, "v")]
+
+
+def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monkeypatch, capsys):
+    import genrec.core.layout as layout
+
+    attempts = []
+    monkeypatch.setattr(ttq, "pipeline_stages", lambda name, raw, dataset, config: _fake_stages(dataset, attempts))
+    monkeypatch.setattr(layout, "DATA_ROOT", layout.DATA_ROOT)  # the script points it at --work; undo after
+    work = tmp_path / "work"
+    argv = ["--dataset-name", "ml-1m", "--raw-dir", str(tmp_path), "--config", "bench/configs/beauty-cpu-60min.json",
+            "--work", str(work), "--name", "run"]
+    assert ttq.main(argv) == 130  # interrupted in train-recommender
+    state = json.loads((work / ttq.STATE_FILE).read_text())
+    assert state["done"] == ["prepare", "embed", "train-tokenizer"] and "train-recommender" in state["seconds"]
+    assert layout.DATA_ROOT == work.resolve()
+    assert ttq.main(argv) == 0  # prepare would fail if run again (its folder exists): finished stages are skipped
+    assert len(attempts) == 2
+    report = json.loads((work / "run.json").read_text())
+    assert set(report["stage_seconds"]) == {name for name, _, _ in _fake_stages(work, [])}
+    assert report["total_seconds"] == pytest.approx(sum(report["stage_seconds"].values()))
+    assert report["command"].startswith("python -m bench.time_to_quality ")
+    assert [r["step"] for r in report["validation_curve"]] == [1, 2]
+    assert (work / "run.md").is_file() and (work / "run.png").is_file()
+    assert "# Time to quality: ml-1m on" in (work / "run.md").read_text()
+    assert ttq.plot_title("ml-1m", {"gpu": None, "cores": 2}).startswith("ml-1m on 2 CPU cores")

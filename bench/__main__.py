@@ -1,15 +1,21 @@
-"""``genrec bench``: decoding, training and tokenizer speed against plain baselines (genrec.bench)."""
+"""``python -m bench``: decoding, training and tokenizer speed against plain baselines (bench.suite).
+
+Run from the repository root, e.g.
+
+    python -m bench --dataset data/amazon-beauty --out bench/results --name beauty-cpu --synthetic-items 1000000
+    python -m bench --dataset data/amazon-beauty --sections decode --out bench/results --name beauty-cpu-decode
+
+Without --out the results go to DATASET/bench; ``--out bench/results`` updates the committed ones.
+"""
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-
-SECTIONS = ("decode", "train", "tokenizer")
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
@@ -22,12 +28,10 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return values
 
 
-def _run(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
-    from genrec.bench import TOKENIZER_METHODS, BenchSettings, render_markdown, run_bench
+def settings_from(args: argparse.Namespace):
+    """(BenchSettings, sections, dataset dir) from the flags; every mistake is a GenrecError."""
+    from bench.suite import SECTIONS, TOKENIZER_METHODS, BenchSettings
     from genrec.core.config import load_config_file
-    from genrec.core.io import atomic_write_json, atomic_write_text
     from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
     from genrec.recommender.model import RecommenderConfig
 
@@ -49,9 +53,9 @@ def _run(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.tokenizer_methods.split(",") if m.strip())
     if set(methods) - set(TOKENIZER_METHODS):
         raise GenrecError(f"--tokenizer-methods: choose from {', '.join(TOKENIZER_METHODS)}")
-    for flag in ("beams", "decode_users", "plain_users", "train_steps", "plain_train_steps", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise GenrecError(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag in COUNTS:
+        if getattr(args, flag[2:].replace("-", "_")) < 1:
+            raise GenrecError(f"{flag} must be at least 1")
     settings = BenchSettings(
         dataset=str(dataset), tokenizer=str(tokenizer), model=args.model, model_config=model_config,
         beams=args.beams, decode_users=args.decode_users, plain_users=min(args.plain_users, args.decode_users),
@@ -59,36 +63,56 @@ def _run(args: argparse.Namespace) -> int:
         tokenizer_methods=methods, synthetic_items=_ints(args.synthetic_items, "--synthetic-items"),
         synthetic_codebook_sizes=_ints(args.synthetic_codebook_sizes, "--synthetic-codebook-sizes"),
     )
-    command = "genrec " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "genrec bench"
-    report = run_bench(settings, sections)
-    report["command"] = command
-    out = Path(args.out) if args.out else dataset / "bench"
-    name = args.name or dataset.name
-    atomic_write_json(out / f"{name}.json", report)
-    markdown = render_markdown(report, command)
-    atomic_write_text(out / f"{name}.md", markdown)
-    print(markdown)
-    print(f"wrote {out / name}.json and {out / name}.md")
-    return 0
+    return settings, sections, dataset
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("bench", help="speed of decoding, training and tokenizers vs plain baselines",
-                                   description=(__doc__ or "").splitlines()[0])
+# flag -> (default, help) of the positive integer options
+COUNTS = {
+    "--beams": (20, "beam width (items per user)"),
+    "--decode-users": (2048, "users decoded by the fast path"),
+    "--plain-users": (128, "users decoded by the (slow) generate paths"),
+    "--batch-size": (256, "training batch size"),
+    "--train-steps": (30, "timed steps with bucketing (widths vary)"),
+    "--plain-train-steps": (8, "timed steps of the plain padded loop"),
+}
+
+
+def build_parser():
+    from bench.common import script_parser
+
+    parser = script_parser("bench", __doc__)
     parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
     parser.add_argument("--tokenizer", help="tokenizer artifact (default DATASET/tokenizer)")
     parser.add_argument("--model", help="trained recommender to decode with (default: a fresh model, --model-config)")
     parser.add_argument("--model-config", help="JSON of recommender model options (default: TIGER's size)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: decode,train,tokenizer")
-    parser.add_argument("--beams", type=int, default=20)
-    parser.add_argument("--decode-users", type=int, default=2048, help="users decoded by the fast path")
-    parser.add_argument("--plain-users", type=int, default=128, help="users decoded by the (slow) generate paths")
-    parser.add_argument("--batch-size", type=int, default=256, help="training batch size")
-    parser.add_argument("--train-steps", type=int, default=30, help="timed steps with bucketing (widths vary)")
-    parser.add_argument("--plain-train-steps", type=int, default=8, help="timed steps of the plain padded loop")
+    parser.add_argument("--sections", default="decode,train,tokenizer", help="comma-separated: decode,train,tokenizer")
+    for flag, (default, text) in COUNTS.items():
+        parser.add_argument(flag, type=int, default=default, help=f"{text} (default {default})")
     parser.add_argument("--tokenizer-methods", default="r3vae,rkmeans")
     parser.add_argument("--synthetic-items", default="", help="also time tokenizers on synthetic catalogues, e.g. 1000000")
     parser.add_argument("--synthetic-codebook-sizes", default="256", help="codebook sizes for the synthetic cases")
     parser.add_argument("--out", help="output folder (default DATASET/bench)")
     parser.add_argument("--name", help="file name stem (default: the dataset's name)")
-    parser.set_defaults(func=_run)
+    return parser
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    from bench.common import write_report
+    from bench.suite import render_markdown, run_bench
+
+    settings, sections, dataset = settings_from(args)
+    report = run_bench(settings, sections)
+    report["command"] = command
+    write_report(Path(args.out) if args.out else dataset / "bench", args.name or dataset.name, report,
+                 render_markdown(report, command))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.common import run_script
+
+    return run_script("bench", build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

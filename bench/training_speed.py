@@ -1,4 +1,4 @@
-"""Training throughput of one way of feeding and running the T5 recommender (bench code).
+"""Training throughput of one way of feeding and running the T5 recommender.
 
 Every variant runs the same step (``model(**batch).loss``, backward, AdamW) on the same model size
 from the same initial weights; they differ in what the step is fed and how it runs:
@@ -8,9 +8,9 @@ from the same initial weights; they differ in what the step is fed and how it ru
   plain HF training script does;
 * ``bucketing=True``: genrec's precomputed token arrays in length-bucketed batches
   (recommender.data.epoch_batches) cut to their own longest input (dynamic padding);
-* ``fast_dropout``: recommender.fast_dropout instead of torch's CPU dropout.
-
-(The third part of genrec's path, genrec.core.allocator, is process-wide: the caller sets it per process.)
+* ``fast_dropout``: recommender.fast_dropout instead of torch's CPU dropout;
+* keep freed memory (genrec.core.allocator): process-wide, so the suite runs every variant in its
+  own process and sets it there.
 
 Samples/s is examples per second of wall time over ``steps`` timed steps after ``warmup`` untimed
 ones, building each batch included. With bucketing, batch widths vary, so the timed batches are a
@@ -25,12 +25,21 @@ import time
 import numpy as np
 import torch
 
+from bench.common import load_inputs
 from genrec.data_prep.dataset import ProcessedDataset
 from genrec.recommender.data import ExampleBuilder, TokenizedExamples, epoch_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.vocab import PAD_TOKEN, SidVocab
 from genrec.tokenizer.artifact import SemanticIds
+
+# name -> (bucketing, fast dropout, keep freed memory); the first is the baseline.
+TRAIN_VARIANTS = {
+    "plain": (False, False, False),
+    "bucketing": (True, False, False),
+    "bucketing+fast-dropout": (True, True, False),
+    "genrec": (True, True, True),
+}
 
 
 def _timed_steps(model, optimizer, batches, warmup: int) -> tuple[float, int, float]:
@@ -96,3 +105,15 @@ def training_throughput(dataset: ProcessedDataset, sids: SemanticIds, model_conf
             "warmup": warmup, "batch_size": batch_size, "mean_input_width": width,
             "epoch_mean_input_width": float(epoch_widths.mean()), "examples_per_epoch": len(train),
             "threads": torch.get_num_threads()}
+
+
+def train_case(payload: dict) -> dict:
+    """One variant (run in its own process by the suite, with the variant's allocator setting)."""
+    settings, variant = payload["settings"], payload["variant"]
+    bucketing, fast_dropout, _ = TRAIN_VARIANTS[variant]
+    dataset, sids = load_inputs(settings)
+    steps = settings["train_steps"] if bucketing else settings["plain_train_steps"]
+    result = training_throughput(dataset, sids, RecommenderConfig(**settings["model_config"]), bucketing=bucketing,
+                                 fast_dropout=fast_dropout, batch_size=settings["batch_size"], steps=steps,
+                                 warmup=settings["warmup_steps"], seed=settings["seed"])
+    return {"variant": variant, **result}
