@@ -35,6 +35,19 @@ class ProcessedDataset:
     def num_items(self) -> int:
         return len(self.item_raw_ids)
 
+    def history(self, user_id: int) -> list[int]:
+        """User ``user_id``'s whole sequence, oldest first (what a recommendation conditions on)."""
+        return self.sequences[user_id - 1]
+
+    def item_raw_id(self, item_id: int) -> str:
+        return self.item_raw_ids[item_id - 1]
+
+    def item_title(self, item_id: int) -> str:
+        return self.item_titles[item_id - 1]
+
+    def user_raw_id(self, user_id: int) -> str:
+        return self.user_raw_ids[user_id - 1]
+
     def train_sequence(self, user_id: int) -> list[int]:
         """Leave-one-out training part: everything but the last two items."""
         return self.sequences[user_id - 1][:-2]
@@ -53,20 +66,32 @@ class ProcessedDataset:
         text = str(user)
         if text.isdigit() and 1 <= int(text) <= self.num_users:
             return int(text)
-        lookup = {raw: index + 1 for index, raw in enumerate(self.user_raw_ids)}
-        if text in lookup:
-            return lookup[text]
+        found = _raw_id_index(self, "user_raw_ids").get(text)
+        if found:
+            return found[0][0]
         raise GenrecError(f"unknown user {user!r}: expected 1..{self.num_users} or a raw user id")
 
     def item_id_for(self, item: str | int) -> int:
         """Accept a dataset item number (1..M) or a raw item id (e.g. an ASIN)."""
         text = str(item)
-        lookup = {raw: index + 1 for index, raw in enumerate(self.item_raw_ids)}
-        if text in lookup:
-            return lookup[text]
+        found = _raw_id_index(self, "item_raw_ids").get(text)
+        if found:
+            return found[0][0]
         if text.isdigit() and 1 <= int(text) <= self.num_items:
             return int(text)
         raise GenrecError(f"unknown item {item!r}: expected 1..{self.num_items} or a raw item id")
+
+
+def _raw_id_index(dataset: ProcessedDataset, field_name: str):
+    """raw id -> 1-based id, as a marisa-trie (built once per dataset and field; a catalogue of
+    millions of ids stays a few MB, where a dict of str would take hundreds)."""
+    import marisa_trie
+
+    cache = dataset.__dict__.setdefault("_raw_id_indexes", {})
+    if field_name not in cache:
+        raw_ids = getattr(dataset, field_name)
+        cache[field_name] = marisa_trie.RecordTrie("<i", zip(raw_ids, ((i + 1,) for i in range(len(raw_ids)))))
+    return cache[field_name]
 
 
 def load_processed_dataset(path: str | Path) -> ProcessedDataset:

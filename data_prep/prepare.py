@@ -47,6 +47,7 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
         "num_items": len(item_ids),
         "num_interactions": data.num_interactions,
         "items_without_metadata": missing_meta,
+        "items_without_title": sum(1 for title in titles if not title),
         "parameters": {"min_count_user": k, "min_count_item": k, "dedup_user_item": raw.dedup,
                        "split": "leave-one-out (last = test, second-to-last = valid)"},
         "sources": {str(path): sha256_file(path) for path in raw.sources},

@@ -9,15 +9,16 @@ interrupted study resumes where it stopped.
 from __future__ import annotations
 
 import math
-import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from genrec import pipeline
+
 from genrec.eval.correlation import spearman
-from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text, read_json
 
 # SID metrics correlated with Recall@10 (paper Table 7). Name in tokenizer metrics.json -> label.
@@ -32,53 +33,53 @@ RANKING_KEYS = ("recall@10", "recall@20", "recall@30", "ndcg@10", "ndcg@20", "nd
 
 @dataclass(frozen=True)
 class Variant:
-    """A tokenizer configuration in the study: a method plus extra train-tokenizer flags."""
+    """A tokenizer configuration in the study: a method plus options on top of the study's."""
 
     name: str
     method: str
-    tokenizer_args: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()  # (config field, value) pairs: hashable, ordered
 
 
-# Paper Table 8 ablations and Table 9 lambda sweep, as extra train-tokenizer flags on r3vae.
+# Paper Table 8 ablations and Table 9 lambda sweep, as R3-VAE config fields.
 ABLATIONS = {
-    "r3vae-no-ref": ("--no-reference-vector",),
-    "r3vae-ste": ("--rating", "ste"),
-    "r3vae-no-sc": ("--no-sc",),
-    "r3vae-no-pd": ("--no-pd",),
+    "r3vae-no-ref": (("use_reference", False),),
+    "r3vae-ste": (("rating", "ste"),),
+    "r3vae-no-sc": (("use_sc", False),),
+    "r3vae-no-pd": (("use_pd", False),),
 }
 
 
 def build_variants(methods: list[str], ablations: bool, lambdas: list[float]) -> list[Variant]:
     variants = [Variant(method, method) for method in methods]
     if ablations:
-        variants += [Variant(name, "r3vae", args) for name, args in ABLATIONS.items()]
+        variants += [Variant(name, "r3vae", options) for name, options in ABLATIONS.items()]
     for value in lambdas:
-        variants.append(Variant(f"r3vae-lambda{value:g}", "r3vae", ("--metric-weight", f"{value:g}")))
+        variants.append(Variant(f"r3vae-lambda{value:g}", "r3vae", (("metric_weight", value),)))
     return variants
 
 
 @dataclass
 class Study:
+    """The shared recipe. Options are config fields: ``tokenizer`` for every method,
+    ``method_options`` per method (K-Means has no epochs), ``train``/``model`` for the recommender
+    (recommender.train.TrainConfig / recommender.model.RecommenderConfig), ``evaluate`` for
+    pipeline.EvaluateConfig (e.g. beams)."""
+
     dataset: Path
     out: Path
     variants: list[Variant]
     seeds: list[int]
-    tokenizer_args: list[str] = field(default_factory=list)  # shared by every run
-    method_args: dict[str, list[str]] = field(default_factory=dict)  # per method, e.g. {"r3vae": ["--epochs", "60"]}
-    recommender_args: list[str] = field(default_factory=list)
-    evaluate_args: list[str] = field(default_factory=list)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    evaluate: dict[str, Any] = field(default_factory=dict)
 
     def run_dir(self, variant: Variant, seed: int) -> Path:
         return self.out / "runs" / f"{variant.name}-seed{seed}"
 
-
-def _call(argv: list[str]) -> None:
-    from genrec.cli import main
-
-    print("$ genrec " + shlex.join(argv), flush=True)
-    code = main(argv)
-    if code:
-        raise GenrecError(f"`genrec {shlex.join(argv)}` failed with exit code {code}")
+    def tokenizer_options(self, variant: Variant, seed: int) -> dict[str, Any]:
+        return {**self.tokenizer, **self.method_options.get(variant.method, {}), **dict(variant.options), "seed": seed}
 
 
 def run_one(study: Study, variant: Variant, seed: int) -> dict:
@@ -90,30 +91,25 @@ def run_one(study: Study, variant: Variant, seed: int) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir, recommender_dir = run_dir / "tokenizer", run_dir / "recommender"
     started = time.perf_counter()
+    options = study.tokenizer_options(variant, seed)
     if not (tokenizer_dir / "metrics.json").is_file():
-        _call(
-            ["train-tokenizer", "--dataset", str(study.dataset), "--method", variant.method, "--seed", str(seed),
-             "--out", str(tokenizer_dir), *study.tokenizer_args, *study.method_args.get(variant.method, []),
-             *variant.tokenizer_args]
-        )
+        pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(study.dataset, method=variant.method,
+                                                                  options=options, out=tokenizer_dir, progress=False))
     tokenizer_seconds = time.perf_counter() - started
-    # train-recommender resumes from its own checkpoints if a previous attempt was interrupted.
-    _call(
-        ["train-recommender", "--dataset", str(study.dataset), "--tokenizer", str(tokenizer_dir),
-         "--out", str(recommender_dir), "--seed", str(seed), *study.recommender_args]
-    )
-    evaluation_file = run_dir / "test_metrics.json"
-    _call(
-        ["evaluate", "--dataset", str(study.dataset), "--model", str(recommender_dir), "--split", "test",
-         "--output", str(evaluation_file), *study.evaluate_args]
-    )
+    # train_recommender resumes from its own checkpoints if a previous attempt was interrupted.
+    pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+        study.dataset, tokenizer=tokenizer_dir, out=recommender_dir, train={**study.train, "seed": seed},
+        model=study.model, progress=False))
+    ranking = pipeline.evaluate(pipeline.EvaluateConfig(study.dataset, model=recommender_dir, split="test",
+                                                        output=run_dir / "test_metrics.json", progress=False,
+                                                        **study.evaluate))
     result = {
         "variant": variant.name,
         "method": variant.method,
         "seed": seed,
-        "tokenizer_args": list(variant.tokenizer_args),
+        "tokenizer_options": options,
         "sid_metrics": read_json(tokenizer_dir / "metrics.json"),
-        "ranking": read_json(evaluation_file),
+        "ranking": ranking,
         "wall_seconds": time.perf_counter() - started,
         "tokenizer_seconds": tokenizer_seconds,
     }

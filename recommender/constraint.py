@@ -1,34 +1,17 @@
-"""The trie constraint for ``model.generate``: a vectorized LogitsProcessor, plus a marisa-trie
-index of all full SIDs for compact storage, validity checks and SID -> item lookups."""
+"""The trie constraint for ``model.generate``: a vectorized LogitsProcessor over the dense
+per-position trie tables (``SidPrefixTable``).
+
+The tables, not a marisa-trie, hold the SID trie: masking must be a tensor gather per step over
+all beams, which a string trie cannot give. marisa-trie keeps the raw-id lookups
+(``data_prep.dataset``)."""
 
 from __future__ import annotations
 
-import marisa_trie
-import numpy as np
 import torch
 from transformers import LogitsProcessor
 
 from genrec.recommender.fast_beam import SidPrefixTable
 from genrec.recommender.vocab import EOS_TOKEN
-
-
-class SidIndex:
-    """Every item's full SID in a marisa RecordTrie: key "c1-c2-...-s" -> item row (id - 1)."""
-
-    def __init__(self, codes: np.ndarray):
-        keys = ["-".join(map(str, row)) for row in np.asarray(codes).tolist()]
-        self.trie = marisa_trie.RecordTrie("<i", zip(keys, ((i,) for i in range(len(keys)))))
-
-    def item_row(self, codes) -> int | None:
-        values = self.trie.get("-".join(str(int(c)) for c in codes))
-        return values[0][0] if values else None
-
-    def is_valid(self, codes) -> bool:
-        return self.item_row(codes) is not None
-
-    def has_prefix(self, codes) -> bool:
-        prefix = "-".join(str(int(c)) for c in codes)
-        return next(iter(self.trie.iterkeys(prefix)), None) is not None
 
 
 class TrieLogitsProcessor(LogitsProcessor):
@@ -60,7 +43,7 @@ class TrieLogitsProcessor(LogitsProcessor):
 
 def prefix_states(table: SidPrefixTable, tokens: torch.Tensor) -> torch.Tensor:
     """Trie state of each row of generated SID tokens ``[n, d]`` (d <= L + 1), -1 where the row
-    has left the trie. After all L + 1 tokens the state is the item row (item id - 1).
+    has left the trie. After all L + 1 tokens the state is the item id.
 
     One gather per position over all rows at once. A dead beam (possible when a catalog has fewer
     items than beams, so generate keeps -inf hypotheses) may hold any token; it stays at -1.

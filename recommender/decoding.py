@@ -23,14 +23,14 @@ def pad_rows(rows: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor
 
 
 def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, num_beams: int):
-    """Plain HF beam search with the trie LogitsProcessor: item rows (item id - 1, -1 = no item)
-    and scores ``[batch, num_beams]``, best first.
+    """Plain HF beam search with the trie LogitsProcessor: item ids (0 = no item) and scores
+    ``[batch, num_beams]``, best first.
 
     Settings are explicit, and the model's own ``generation_config`` (e.g. a saved
     ``generation_config.json``) is swapped out for the call: transformers 5 fills every setting
     left unset from it (repetition penalty, n-gram blocking, ...), which would silently change
     decoding. When the catalog has fewer items than beams, generate pads with near -inf
-    hypotheses that may repeat an item; those slots become misses (-1).
+    hypotheses that may repeat an item; those slots become misses (0).
     """
     length = table.length
     config = GenerationConfig(num_beams=num_beams, num_return_sequences=num_beams, do_sample=False,
@@ -51,11 +51,11 @@ def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, 
     finally:
         model.generation_config = saved
     batch = input_ids.shape[0]
-    rows = prefix_states(table, out.sequences[:, 1 : 1 + length]).view(batch, num_beams)
+    items = prefix_states(table, out.sequences[:, 1 : 1 + length]).view(batch, num_beams)
     scores = out.sequences_scores.view(batch, num_beams)
-    repeated = (rows[:, :, None] == rows[:, None, :]).tril(diagonal=-1).any(-1)
-    dead = repeated | (scores < -1e8) | (rows < 0)  # generate marks impossible beams with about -1e9
-    return rows.masked_fill(dead, -1), scores.masked_fill(dead, float("-inf"))
+    repeated = (items[:, :, None] == items[:, None, :]).tril(diagonal=-1).any(-1)
+    dead = repeated | (scores < -1e8) | (items <= 0)  # generate marks impossible beams with about -1e9
+    return items.masked_fill(dead, 0), scores.masked_fill(dead, float("-inf"))
 
 
 def length_sorted_batches(rows: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
@@ -83,7 +83,7 @@ def recommend_items(model, builder: ExampleBuilder, table: SidPrefixTable, histo
     scores_out = np.zeros((len(rows), num_beams), dtype=np.float32)
     for batch in tqdm(length_sorted_batches(rows, batch_size), desc="decode", disable=not progress, leave=False):
         ids, mask = pad_rows([rows[i] for i in batch], device)
-        item_rows, scores = constrained_beam_search(model, ids, mask, table, num_beams)
-        items_out[batch] = (item_rows + 1).cpu().numpy()
+        items, scores = constrained_beam_search(model, ids, mask, table, num_beams)
+        items_out[batch] = items.cpu().numpy()
         scores_out[batch] = scores.float().cpu().numpy()
     return items_out, scores_out

@@ -31,7 +31,7 @@ class SidPrefixTable:
     Position ``d`` has ``sizes[d]`` possible tokens, global ids ``offsets[d] .. offsets[d] + sizes[d] - 1``.
     ``next_state[d][s, j]`` is the state reached from prefix-state ``s`` (a distinct prefix of
     length ``d``) by local token ``j``, or -1 if no item has that prefix. At the last position
-    the "state" is the item's row in the SID table (item id - 1).
+    the "state" is the item id (1..M, the dataset's numbering), so decoding returns item ids.
     """
 
     offsets: tuple[int, ...]
@@ -56,7 +56,7 @@ class SidPrefixTable:
         for d in range(1, length):
             _, inverse = np.unique(codes[:, :d], axis=0, return_inverse=True)
             state_of.append(inverse.reshape(-1))
-        state_of.append(np.arange(num_items, dtype=np.int64))
+        state_of.append(np.arange(1, num_items + 1, dtype=np.int64))  # item ids
         tables = []
         for d in range(length):
             table = np.full((int(state_of[d].max()) + 1, sizes[d]), -1, dtype=np.int64)
@@ -80,8 +80,8 @@ def constrained_beam_search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_beams`` items per user, best first.
 
-    Returns ``(item_rows, scores)``, both ``[batch, num_beams]``: item row = item id - 1 (-1 where
-    the trie has fewer than ``num_beams`` items, with score -inf), scores = summed log-probabilities.
+    Returns ``(items, scores)``, both ``[batch, num_beams]``: item ids (0 where the trie has fewer
+    than ``num_beams`` items, with score -inf), scores = summed log-probabilities.
     """
     config = model.config
     device = input_ids.device
@@ -171,9 +171,9 @@ def constrained_beam_search(
             self_v[index] = self_v[index].index_select(0, rows)
 
     dead = torch.isinf(beam_scores)
-    items = states.masked_fill(dead, -1)
+    items = states.masked_fill(dead, 0)
     if items.shape[1] < num_beams:  # fewer (prefix, token) pairs than beams: pad with misses
         pad = num_beams - items.shape[1]
-        items = F.pad(items, (0, pad), value=-1)
+        items = F.pad(items, (0, pad), value=0)
         beam_scores = F.pad(beam_scores, (0, pad), value=float("-inf"))
     return items, beam_scores

@@ -30,11 +30,10 @@ from genrec.data_prep.dataset import ProcessedDataset
 from genrec.core.allocator import keep_freed_memory
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text, read_json
-from genrec.recommender.artifact import META_FILE, copy_tokenizer
-from genrec.recommender.data import ExampleBuilder, epoch_batches, training_examples
-from genrec.recommender.evaluation import evaluate_users
+from genrec.recommender.data import epoch_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.recommender import Recommender
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import SemanticIds
 
@@ -124,18 +123,17 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
                               cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
     set_seed(config.seed)
     vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
-    builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, model_config.max_history)
-    train = builder.build(training_examples(dataset))
+    model = build_model(model_config, vocab)
+    recommender = Recommender(model, sids, model_config)  # the validation decoder, sharing the weights
+    train = recommender.builder.build(training_examples(dataset))
     if len(train) == 0:
         raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
-    table = vocab.prefix_table(sids.codes)
     eval_users = np.arange(1, dataset.num_users + 1)
     if config.eval_users and config.eval_users < len(eval_users):
         eval_users = np.sort(np.random.default_rng(config.seed).choice(eval_users, config.eval_users, replace=False))
     batches_per_epoch = len(epoch_batches(train.lengths, config.batch_size, config.seed, 0, config.sort_window))
     steps = total_steps(config, batches_per_epoch)
 
-    model = build_model(model_config, vocab)
     if config.fast_dropout:
         use_fast_dropout(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -193,10 +191,10 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         accelerator.wait_for_everyone()
 
     def validate() -> dict:
-        unwrapped = accelerator.unwrap_model(model)
         result = [None]
         if accelerator.is_main_process:
-            result[0] = evaluate_users(unwrapped, builder, table, dataset, "valid", eval_users, config.eval_beams)
+            recommender.model = accelerator.unwrap_model(model)
+            result[0] = recommender.evaluate(dataset, "valid", eval_users, config.eval_beams)
         if accelerator.num_processes > 1:
             broadcast_object_list(result)
         return result[0]
@@ -241,6 +239,11 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
                 else:
                     state["bad_evals"] += 1
                 bar.set_postfix(loss=last_loss, **last_eval)
+                if not progress:  # a log line per evaluation instead of the bar (quiet runs, log files)
+                    accelerator.print(f"step {state['step']:,}/{steps:,} loss {last_loss} valid R@10 "
+                                      f"{metrics['recall@10']:.4f} NDCG@10 {metrics['ndcg@10']:.4f} (best "
+                                      f"{state['best_ndcg@10']:.4f} at {state['best_step']:,}), "
+                                      f"{time.perf_counter() - started:.0f} s", flush=True)
                 if finished or state["bad_evals"] >= config.patience:
                     state["done"] = True
                 save_checkpoint()
@@ -254,23 +257,25 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
             state["batch_in_epoch"] = 0
     bar.close()
     if accelerator.is_main_process:
-        finalize(out, checkpoint, sids, dataset, state, log)
+        finalize(out, checkpoint, sids, model_config, dataset, state, log)
+        # The finished artifact holds the best model and genrec.json the run's summary; the resume
+        # checkpoint (optimizer state, last weights: several times the model's size) has no use left.
+        shutil.rmtree(checkpoint)
     accelerator.wait_for_everyone()
     return state
 
 
-def finalize(out: Path, checkpoint: Path, sids: SemanticIds, dataset: ProcessedDataset, state: dict, log: list) -> None:
-    """Best model + tokenizer copy + metadata into ``out``; genrec.json is written last, so its
-    presence means the artifact is complete."""
-    for item in (checkpoint / "best").iterdir():
-        shutil.copy2(item, out / f".{item.name}.tmp")
-        os.replace(out / f".{item.name}.tmp", out / item.name)
-    copy_tokenizer(sids, out)
+def finalize(out: Path, checkpoint: Path, sids: SemanticIds, model_config: RecommenderConfig,
+             dataset: ProcessedDataset, state: dict, log: list) -> None:
+    """The best model, its tokenizer copy and metadata into ``out`` (Recommender.save writes
+    genrec.json last, so its presence means the artifact is complete)."""
+    from transformers import T5ForConditionalGeneration
+
+    best = T5ForConditionalGeneration.from_pretrained(checkpoint / "best")
     plot_curves(log, out / "training_curves.png")
-    atomic_write_json(out / META_FILE, {
+    Recommender(best, sids, model_config).save(out, meta={
         "dataset": str(Path(dataset.path).resolve()),
         "tokenizer": str(Path(sids.path).resolve()) if sids.path else None,
-        "tokenizer_checksum": sids.checksum,
         "best_step": state["best_step"],
         "best_valid_ndcg@10": state["best_ndcg@10"],
         "steps": state["step"],
@@ -278,4 +283,6 @@ def finalize(out: Path, checkpoint: Path, sids: SemanticIds, dataset: ProcessedD
         "train_seconds": round(state["train_seconds"], 1),
         "train_config": state["train_config"],
         "model_config": state["model_config"],
+        "examples": state["examples"],
+        "total_steps": state["total_steps"],
     })

@@ -6,6 +6,8 @@
     ..                     SID level 2 codes, ..., level L codes
     ..                     collision suffix    (suffix_size tokens)
     ..                     hashed user tokens  (num_user_buckets tokens, 0 = off)
+    ..                     the anonymous-user token (only with user buckets): a history with no
+                           known user, so it never shares a real user's bucket
 
 Position d of a Semantic ID (0-based; d = L is the suffix) with local code c is token
 ``offsets[d] + c``. Every range is disjoint, so a token alone says which position it encodes.
@@ -44,8 +46,12 @@ class SidVocab:
         return FIRST_CODE_TOKEN + sum(self.position_sizes)
 
     @property
-    def vocab_size(self) -> int:
+    def anonymous_user_token(self) -> int:
         return self.user_offset + self.num_user_buckets
+
+    @property
+    def vocab_size(self) -> int:
+        return self.user_offset + self.num_user_buckets + (1 if self.num_user_buckets else 0)
 
     @classmethod
     def for_semantic_ids(cls, sids: SemanticIds, num_user_buckets: int = 0) -> "SidVocab":
@@ -60,7 +66,10 @@ class SidVocab:
         return np.asarray(tokens, dtype=np.int64) - np.asarray(self.offsets, dtype=np.int64)[None, :]
 
     def user_token(self, user_id: int) -> int:
-        """Hashed user token (TIGER's optional user id), only when num_user_buckets > 0."""
+        """Hashed user token (TIGER's optional user id), only when num_user_buckets > 0; user 0
+        (a history given without a user) gets the anonymous token."""
+        if user_id <= 0:
+            return self.anonymous_user_token
         return self.user_offset + (user_id * 2654435761 % 2**32) % self.num_user_buckets
 
     def prefix_table(self, codes: np.ndarray) -> SidPrefixTable:

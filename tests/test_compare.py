@@ -12,12 +12,11 @@ from genrec.cli import main
 from tests.recommender_fixtures import write_dataset
 
 RECIPE = {
-    "tokenizer_args": ["--codebook-size", "8", "--kmeans-iters", "3", "--no-progress"],
-    "method_args": {"r3vae": ["--epochs", "2"]},  # residual K-Means has no epochs
-    "recommender_args": ["--d-model", "16", "--d-ff", "32", "--num-heads", "2", "--d-kv", "8", "--encoder-layers", "1",
-                         "--decoder-layers", "1", "--max-steps", "4", "--eval-every", "2", "--eval-users", "0",
-                         "--batch-size", "16", "--warmup-steps", "1", "--no-progress"],
-    "evaluate_args": ["--beams", "30"],
+    "tokenizer": {"codebook_size": 8, "kmeans_iters": 3},
+    "method_options": {"r3vae": {"epochs": 2}},  # residual K-Means has no epochs
+    "model": {"d_model": 16, "d_ff": 32, "num_heads": 2, "d_kv": 8, "num_encoder_layers": 1, "num_decoder_layers": 1},
+    "train": {"max_steps": 4, "eval_every": 2, "eval_users": 0, "batch_size": 16, "warmup_steps": 1},
+    "evaluate": {"beams": 30},
 }
 
 
@@ -57,7 +56,8 @@ def test_compare_runs_every_method_and_seed_then_resumes(tmp_path, monkeypatch, 
     assert "| r3vae | 2 |" in markdown and "Spearman" in markdown and "Reference-vector projection" in markdown
 
     calls = []
-    monkeypatch.setattr(compare, "_call", lambda args: calls.append(args))
+    for stage in ("train_tokenizer", "train_recommender", "evaluate"):
+        monkeypatch.setattr(compare.pipeline, stage, lambda config, stage=stage: calls.append(stage))
     assert main(argv) == 0  # every run has its result.json: nothing is trained again
     assert calls == []
     assert json.loads((study / "compare.json").read_text())["table"] == report["table"]

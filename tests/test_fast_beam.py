@@ -34,7 +34,7 @@ def make_model(vocab_size, seed=0, **overrides):
 
 def reference_beams(model, input_ids, attention_mask, codes, offsets, num_beams):
     """Plain HF generate, constrained by a straightforward prefix function."""
-    sids = {tuple(int(c) + o for c, o in zip(row, offsets)): i for i, row in enumerate(codes)}
+    sids = {tuple(int(c) + o for c, o in zip(row, offsets)): i + 1 for i, row in enumerate(codes)}  # item ids
     prefixes = {}
     for sid in sids:
         for d in range(len(sid)):
@@ -106,7 +106,7 @@ def test_every_output_is_a_distinct_real_item():
     table = SidPrefixTable.from_codes(codes, offsets, sizes)
     input_ids = torch.randint(2, offsets[-1], (16, 10))
     items, scores = constrained_beam_search(model, input_ids, torch.ones_like(input_ids), table, num_beams=30)
-    assert (items >= 0).all() and torch.isfinite(scores).all()
+    assert ((items >= 1) & (items <= 200)).all() and torch.isfinite(scores).all()  # item ids
     for row in items.tolist():
         assert len(set(row)) == len(row)
     assert (scores[:, :-1] >= scores[:, 1:]).all()
@@ -119,8 +119,8 @@ def test_fewer_items_than_beams_pads_with_misses():
     input_ids = torch.randint(2, offsets[-1], (2, 4))
     items, scores = constrained_beam_search(model, input_ids, torch.ones_like(input_ids), table, num_beams=10)
     for row, row_scores in zip(items.tolist(), scores.tolist()):
-        assert sorted(r for r in row if r >= 0) == list(range(6))
-        assert all(np.isinf(s) for r, s in zip(row, row_scores) if r < 0)
+        assert sorted(item for item in row if item > 0) == list(range(1, 7))
+        assert row.count(0) == 4 and all(np.isinf(s) for item, s in zip(row, row_scores) if item == 0)
 
 
 def test_duplicate_full_sid_is_rejected():

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import random
 from collections import Counter, defaultdict
 
@@ -92,8 +93,9 @@ def test_amazon_text_numbering_split_and_stats(tmp_path):
     # every user reviews every item, written newest first in the file: order must come from the times
     reviews = [(f"U{u}", f"A{i}", 1000 * i + u) for u in range(6) for i in reversed(range(5))]
     write_amazon_reviews(raw / "reviews_Beauty_5.json.gz", reviews)
-    write_amazon_meta(raw / "meta_Beauty.json.gz", amazon_meta_for([f"A{i}" for i in range(5)]) +
-                      [{"asin": "NOT-REVIEWED", "title": "ignored"}])
+    meta = amazon_meta_for([f"A{i}" for i in range(5)])
+    meta[3].pop("title")  # an item with metadata but no title
+    write_amazon_meta(raw / "meta_Beauty.json.gz", meta + [{"asin": "NOT-REVIEWED", "title": "ignored"}])
     stats = prepare_dataset("amazon-beauty", tmp_path / "out", raw, allow_download=False)
     data = load_processed_dataset(tmp_path / "out")
     assert data.item_raw_ids == ["A0", "A1", "A2", "A3", "A4"] and data.user_raw_ids == [f"U{u}" for u in range(6)]
@@ -106,6 +108,12 @@ def test_amazon_text_numbering_split_and_stats(tmp_path):
     assert data.item_texts[1] == "Title: Rose & Oud Cream A1; Categories: Beauty, Skin Care, Face"  # no brand, price
     assert data.user_id_for("U3") == 4 and data.item_id_for("A4") == 5
     assert (stats["num_users"], stats["num_items"], stats["num_interactions"]) == (6, 5, 30)
+    assert stats["items_without_metadata"] == 0 and stats["items_without_title"] == 1
+    assert data.item_title(4) == "" and data.item_raw_id(5) == "A4" and data.history(2) == data.sequences[1]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [tmp_path / "out", *(tmp_path / "out").iterdir()]:  # outputs follow the umask, not 0600/0700
+        assert path.stat().st_mode & 0o777 == (0o777 if path.is_dir() else 0o666) & ~umask, path
     assert stats["parameters"]["min_count_user"] == 5 and stats["genrec_version"]
     assert stats["sources"] == {str(raw / name): sha256_file(raw / name)
                                 for name in ("reviews_Beauty_5.json.gz", "meta_Beauty.json.gz")}

@@ -168,3 +168,10 @@ def test_failed_prepare_keeps_the_previous_output(tmp_path, capsys):
     gz_lines(raw / "meta_Beauty.json.gz", ["broken"])
     assert main(["prepare", "amazon-beauty", "--raw-dir", str(raw), "--out", str(out), "--no-download"]) == 2
     assert (out / "sequences.parquet").read_bytes() == before
+
+
+def test_no_dataset_yet_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("genrec.core.layout.DATA_ROOT", tmp_path / "elsewhere")
+    assert main(["embed"]) == 2
+    err = capsys.readouterr().err
+    assert str((tmp_path / "elsewhere").resolve()) in err and "--dataset" in err and "GENREC_DATA" in err

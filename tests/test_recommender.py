@@ -15,11 +15,10 @@ import torch
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.cli import main
 from genrec.core.errors import GenrecError
-from genrec.recommender.artifact import load_recommender
 from genrec.recommender.constraint import prefix_states
 from genrec.recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
-from genrec.recommender.decoding import recommend_items
-from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.recommender import Recommender
 from genrec.recommender.train import TrainConfig, train_recommender
 from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 from tests.recommender_fixtures import write_dataset, write_tokenizer
@@ -35,7 +34,7 @@ def test_vocab_ranges_are_disjoint_and_round_trip():
     assert all(not (a & b) for a, b in itertools.combinations(ranges, 2))
     assert min(min(r) for r in ranges) == 2 and PAD_TOKEN == 0 and EOS_TOKEN == 1
     assert vocab.offsets == (2, 7, 11, 14)
-    assert vocab.user_offset == 2 + 14 and vocab.vocab_size == 2 + 14 + 7
+    assert vocab.user_offset == 2 + 14 and vocab.vocab_size == 2 + 14 + 7 + 1  # + the anonymous token
     codes = np.array([[4, 3, 2, 1], [0, 0, 0, 0]])
     np.testing.assert_array_equal(vocab.item_tokens(codes), [[6, 10, 13, 15], [2, 7, 11, 14]])
     np.testing.assert_array_equal(vocab.token_codes(vocab.item_tokens(codes)), codes)
@@ -48,8 +47,8 @@ def test_item_to_tokens_to_item_round_trip(tmp_path):
     builder = ExampleBuilder(vocab.item_tokens(sids.codes), vocab, max_history=20)
     item_ids = np.arange(1, 51)
     tokens = builder.table[item_ids]  # item id -> its L + 1 tokens
-    rows = prefix_states(vocab.prefix_table(sids.codes), torch.from_numpy(tokens))  # tokens -> item row
-    np.testing.assert_array_equal(rows.numpy() + 1, item_ids)
+    found = prefix_states(vocab.prefix_table(sids.codes), torch.from_numpy(tokens))  # tokens -> item id
+    np.testing.assert_array_equal(found.numpy(), item_ids)
 
 
 def test_examples_are_every_training_prefix_and_leave_one_out(tmp_path):
@@ -119,40 +118,71 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny):
     assert saved["step"] == 8 and saved["epoch"] * saved["batches_per_epoch"] + saved["batch_in_epoch"] == 8
     final = _train(tiny, tiny / "resumed")
     assert final["step"] == 12 and (tiny / "resumed" / "genrec.json").is_file()
-    a = load_recommender(tiny / "full").model.state_dict()
-    b = load_recommender(tiny / "resumed").model.state_dict()
+    assert not (tiny / "resumed" / "checkpoint").exists()  # a finished run keeps no resume state
+    a = Recommender.load(tiny / "full").model.state_dict()
+    b = Recommender.load(tiny / "resumed").model.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
 
 
 def test_saved_model_reloads_to_identical_recommendations(tiny):
     _train(tiny, tiny / "model", max_steps=8)
-    first = load_recommender(tiny / "model")
-    second = load_recommender(tiny / "model")
-    builder = ExampleBuilder(first.vocab.item_tokens(first.sids.codes), first.vocab, first.config.max_history)
-    table = first.vocab.prefix_table(first.sids.codes)
+    first = Recommender.load(tiny / "model")
+    first.save(tiny / "copy")  # save and load are inverses: the copy answers exactly as the original
+    second = Recommender.load(tiny / "copy")
     histories = [[1, 2, 3], [5, 6], [20, 21, 22, 23]]
-    items_a, scores_a = recommend_items(first.model, builder, table, histories, 10)
-    items_b, scores_b = recommend_items(second.model, builder, table, histories, 10)
+    items_a, scores_a = first.recommend(histories, 10)
+    items_b, scores_b = second.recommend(histories, 10)
     np.testing.assert_array_equal(items_a, items_b)
     np.testing.assert_allclose(scores_a, scores_b)
-    assert (items_a > 0).all()
+    assert (items_a > 0).all() and items_a.shape == (3, 10)
+    dataset = load_processed_dataset(tiny / "data")
+    assert first.evaluate(dataset, "valid", beams=10) == second.evaluate(dataset, "valid", beams=10)
+
+
+def test_exclude_seen_drops_history_items_and_keeps_the_order_of_the_rest(tiny):
+    sids = load_semantic_ids(tiny / "tok")
+    config = RecommenderConfig(**{**vars(TINY_MODEL), "dropout": 0.0})
+    torch.manual_seed(0)
+    recommender = Recommender(build_model(config, SidVocab.for_semantic_ids(sids)), sids, config)
+    history = [1, 2, 3, 4]
+    # The beam is widened by the history length, so the reference is the same-width beam, filtered.
+    wide, wide_scores = recommender.recommend([history], top_k=10 + len(history))
+    unseen, scores = recommender.recommend([history], top_k=10, exclude_seen=True)
+    keep = ~np.isin(wide[0], history)
+    assert unseen[0].tolist() == wide[0][keep][:10].tolist() and not set(unseen[0]) & set(history)
+    np.testing.assert_allclose(scores[0], wide_scores[0][keep][:10])
+    assert (unseen > 0).all()
+    with pytest.raises(GenrecError, match="item ids in 1.."):
+        recommender.recommend([[0, 1]])
+
+
+def test_a_history_without_a_user_gets_its_own_token_not_a_real_users_bucket():
+    vocab = SidVocab((4, 4, 2), num_user_buckets=3)
+    buckets = {vocab.user_token(user) for user in range(1, 500)}
+    assert buckets == set(range(vocab.user_offset, vocab.user_offset + 3))
+    assert vocab.user_token(0) == vocab.anonymous_user_token == vocab.vocab_size - 1
+    assert vocab.user_token(0) not in buckets
 
 
 def test_mismatched_tokenizer_and_bad_inputs_are_clear_errors(tiny, capsys):
     _train(tiny, tiny / "model", max_steps=4)
     other = write_tokenizer(tiny / "other", seed=5)
     with pytest.raises(GenrecError, match="not the one this recommender was trained on"):
-        load_recommender(tiny / "model", tokenizer=other)
+        Recommender.load(tiny / "model", tokenizer=other)
     with pytest.raises(GenrecError, match="not a trained recommender"):
-        load_recommender(tiny / "nowhere")
+        Recommender.load(tiny / "nowhere")
     model, data = str(tiny / "model"), str(tiny / "data")
     assert main(["recommend", "--model", model, "--dataset", data, "--user", "999"]) == 2
     assert "unknown user" in capsys.readouterr().err
     assert main(["recommend", "--model", model, "--dataset", data, "--history", "I1", "NOPE"]) == 2
     assert "unknown item" in capsys.readouterr().err
     assert main(["recommend", "--model", model, "--dataset", data, "--user", "U3", "--json"]) == 0
-    assert '"recommendations"' in capsys.readouterr().out
+    shown = json.loads(capsys.readouterr().out)
+    dataset = load_processed_dataset(tiny / "data")
+    assert [row["item_id"] for row in shown["history"]] == dataset.history(3)
+    assert shown["history"][0]["title"] == dataset.item_title(dataset.history(3)[0]) != ""
+    assert len(shown["recommendations"]) == 10
     assert main(["evaluate", "--model", model, "--dataset", data, "--split", "valid"]) == 0
     assert "recall@10" in capsys.readouterr().out
 
@@ -186,8 +216,8 @@ def test_killed_cli_training_continues_where_it_stopped(tiny):
     assert 10 <= killed_at < 40 and not (tiny / "killed" / "genrec.json").exists()
     assert main(args) == 0
     assert json.loads((tiny / "killed" / "genrec.json").read_text())["steps"] == 40
-    a = load_recommender(tiny / "full").model.state_dict()
-    b = load_recommender(tiny / "killed").model.state_dict()
+    a = Recommender.load(tiny / "full").model.state_dict()
+    b = Recommender.load(tiny / "killed").model.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
     assert main(args) == 0  # a finished run is not repeated
@@ -210,20 +240,3 @@ def test_missing_inputs_and_bad_options_are_clear_errors(tiny, capsys):
     assert "not a trained recommender" in capsys.readouterr().err
     assert main(["recommend", "--model", str(tiny / "nowhere"), "--dataset", str(tiny / "data"), "--user", "1"]) == 2
     assert "not a trained recommender" in capsys.readouterr().err
-
-
-def test_training_throughput_plain_pads_to_the_maximum_and_bucketing_samples_the_epoch_widths(tiny):
-    from genrec.recommender.throughput import stratified_batches, training_throughput
-
-    dataset = load_processed_dataset(tiny / "data")
-    sids = load_semantic_ids(tiny / "tok")
-    plain = training_throughput(dataset, sids, TINY_MODEL, bucketing=False, fast_dropout=False, batch_size=8, steps=3,
-                                warmup=1)
-    ours = training_throughput(dataset, sids, TINY_MODEL, bucketing=True, fast_dropout=True, batch_size=8, steps=3,
-                               warmup=1)
-    assert plain["mean_input_width"] == TINY_MODEL.max_history * 4 + 1  # padded to the maximum
-    assert ours["mean_input_width"] < plain["mean_input_width"]
-    assert plain["steps"] == ours["steps"] == 3 and plain["samples_per_second"] > 0 < ours["samples_per_second"]
-    widths = np.arange(100) % 37
-    picked = stratified_batches(list(range(100)), widths, 10)
-    assert len(set(picked)) == 10 and abs(widths[picked].mean() - widths.mean()) < 2

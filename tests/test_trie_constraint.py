@@ -1,10 +1,10 @@
-"""The SID trie: marisa index, the vectorized LogitsProcessor against a brute-force prefix set,
+"""The SID trie: the vectorized LogitsProcessor against a brute-force prefix set,
 and 100% valid, distinct outputs from plain ``generate`` under wild random logits."""
 
 import numpy as np
 import torch
 
-from genrec.recommender.constraint import SidIndex, TrieLogitsProcessor, prefix_states
+from genrec.recommender.constraint import TrieLogitsProcessor, prefix_states
 from genrec.recommender.decoding import generate_reference
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.vocab import EOS_TOKEN, SidVocab
@@ -18,14 +18,6 @@ def catalog(tmp_path, num_items=60, sizes=(5, 5, 5), seed=0):
     sids = load_semantic_ids(write_tokenizer(tmp_path / "tok", num_items=num_items, sizes=sizes, seed=seed))
     vocab = SidVocab.for_semantic_ids(sids)
     return sids, vocab, vocab.prefix_table(sids.codes)
-
-
-def test_marisa_index_finds_every_item_and_rejects_others(tmp_path):
-    sids, _, _ = catalog(tmp_path)
-    index = SidIndex(sids.codes)
-    assert [index.item_row(row) for row in sids.codes] == list(range(sids.num_items))
-    assert not index.is_valid([99, 0, 0, 0]) and not index.is_valid([*sids.codes[0][:-1], 7])
-    assert index.has_prefix(sids.codes[5][:2]) and not index.has_prefix([42])
 
 
 def test_processor_allows_exactly_the_trie_continuations(tmp_path):
@@ -51,28 +43,26 @@ def test_processor_allows_exactly_the_trie_continuations(tmp_path):
             else:
                 assert got == allowed_after.get(tuple(prefix), set()), (step, prefix)
     full = torch.from_numpy(tokens)
-    np.testing.assert_array_equal(prefix_states(table, full).numpy(), np.arange(len(tokens)))
+    np.testing.assert_array_equal(prefix_states(table, full).numpy(), np.arange(1, len(tokens) + 1))  # item ids
 
 
 def test_generate_with_random_logits_gives_only_valid_distinct_items(tmp_path):
     sids, vocab, table = catalog(tmp_path)
-    index = SidIndex(sids.codes)
     torch.manual_seed(0)
     model = build_model(TINY_MODEL, vocab).eval()
     with torch.no_grad():
         model.lm_head.weight.normal_(0, 30)  # wild logits: most mass on invalid tokens
     input_ids = torch.randint(2, vocab.vocab_size, (6, 12))
-    rows, scores = generate_reference(model, input_ids, torch.ones_like(input_ids), table, num_beams=30)
-    assert (rows >= 0).all() and torch.isfinite(scores).all()
-    for row in rows.tolist():
-        assert len(set(row)) == len(row) == 30
-        assert all(index.is_valid(sids.codes[r]) for r in row)
+    items, scores = generate_reference(model, input_ids, torch.ones_like(input_ids), table, num_beams=30)
+    assert torch.isfinite(scores).all()
+    for row in items.tolist():  # an item id is only reached by a full walk of the trie
+        assert len(set(row)) == len(row) == 30 and all(1 <= item <= sids.num_items for item in row)
 
 
 def test_generate_with_fewer_items_than_beams_returns_every_item_then_misses(tmp_path):
     sids, vocab, table = catalog(tmp_path, num_items=6, sizes=(3, 2, 2), seed=2)
     model = build_model(TINY_MODEL, vocab).eval()
     input_ids = torch.randint(2, vocab.vocab_size, (2, 5))
-    rows, _ = generate_reference(model, input_ids, torch.ones_like(input_ids), table, num_beams=10)
-    for row in rows.tolist():
-        assert sorted(r for r in row if r >= 0) == list(range(6))
+    items, _ = generate_reference(model, input_ids, torch.ones_like(input_ids), table, num_beams=10)
+    for row in items.tolist():
+        assert sorted(item for item in row if item > 0) == list(range(1, 7))

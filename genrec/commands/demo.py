@@ -1,8 +1,8 @@
 """``genrec demo``: the whole pipeline on the built-in demo shop, offline, in a few minutes on a CPU.
 
 prepare demo -> embed -> train-tokenizer (R3-VAE) -> train-recommender (a small T5) -> evaluate
-(test split, with the popularity baseline) -> recommend for two users. Each step is the same
-command a user would run; rerunning the demo reuses finished steps (delete data/demo to start over).
+(test split, with the popularity baseline) -> recommend for a user and for a new history. Each step
+is one call of genrec.pipeline; rerunning the demo reuses finished steps (delete data/demo to start over).
 """
 
 from __future__ import annotations
@@ -10,41 +10,51 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from genrec.core.errors import GenrecError
+from genrec import pipeline
 from genrec.core.layout import default_dataset_dir
 
 # Sized for 2 CPU cores: a few minutes end to end. The Beauty recipes are in the README.
-DEMO_TOKENIZER = ["--method", "r3vae", "--epochs", "30"]
-DEMO_RECOMMENDER = ["--d-model", "64", "--d-ff", "256", "--num-heads", "4", "--encoder-layers", "2",
-                    "--decoder-layers", "2", "--dropout", "0.1", "--batch-size", "128", "--lr", "4e-3",
-                    "--warmup-steps", "30", "--max-steps", "400", "--eval-every", "100", "--eval-users", "400",
-                    "--patience", "3"]
+DEMO_TOKENIZER = {"epochs": 30}
+DEMO_MODEL = {"d_model": 64, "d_ff": 256, "num_heads": 4, "num_encoder_layers": 2, "num_decoder_layers": 2,
+              "dropout": 0.1}
+DEMO_TRAIN = {"batch_size": 128, "lr": 4e-3, "warmup_steps": 30, "max_steps": 400, "eval_every": 100,
+              "eval_users": 400, "patience": 3}
 
 
-def _step(title: str, argv: list[str]) -> None:
-    from genrec.cli import main
-
-    print(f"\n=== {title}: genrec {' '.join(argv)}", flush=True)
+def _step(title: str, run):
+    print(f"\n=== {title}", flush=True)
     started = time.perf_counter()
-    code = main(argv)
-    if code:
-        raise GenrecError(f"demo step `genrec {' '.join(argv)}` failed (exit code {code})")
+    result = run()
     print(f"=== {title} done in {time.perf_counter() - started:.0f} s", flush=True)
+    return result
+
+
+def _show(recommendations: pipeline.Recommendations) -> None:
+    who = f"user {recommendations.user}" if recommendations.user else "a new user"
+    print(f"{who}, last item: {recommendations.history[-1]['title']}")
+    for row in recommendations.items:
+        print(f"{row['rank']:>3}. [{row['raw_id']}] {row['title'][:70]}  ({row['score']:.3f})")
 
 
 def _run(args) -> int:
     data = Path(args.out) if args.out else default_dataset_dir("demo")
     started = time.perf_counter()
-    progress = [] if args.progress else ["--no-progress"]
+    progress = bool(args.progress)
     if not (data / "stats.json").is_file():
-        _step("1/6 prepare", ["prepare", "demo", "--out", str(data)])
-    _step("2/6 embed", ["embed", "--dataset", str(data)])
+        _step("1/6 prepare", lambda: pipeline.prepare(pipeline.PrepareConfig("demo", out=data)))
+    _step("2/6 embed", lambda: pipeline.embed(pipeline.EmbedConfig(data, progress=progress)))
     if not (data / "tokenizer" / "semantic_ids.npy").is_file():
-        _step("3/6 train-tokenizer", ["train-tokenizer", "--dataset", str(data), *DEMO_TOKENIZER, *progress])
-    _step("4/6 train-recommender", ["train-recommender", "--dataset", str(data), *DEMO_RECOMMENDER, *progress])
-    _step("5/6 evaluate", ["evaluate", "--dataset", str(data), "--split", "test"])
-    _step("6/6 recommend", ["recommend", "--dataset", str(data), "--user", "1", "--top-k", "5"])
-    _step("6/6 recommend (new user)", ["recommend", "--dataset", str(data), "--history", "D00001", "D00002", "--top-k", "5"])
+        _step("3/6 train-tokenizer (r3vae)", lambda: pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(
+            data, method="r3vae", options=DEMO_TOKENIZER, progress=progress)))
+    trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+        data, train=DEMO_TRAIN, model=DEMO_MODEL, progress=progress)))
+    print(f"best valid NDCG@10 {trained.state['best_ndcg@10']:.4f} at step {trained.state['best_step']}")
+    result = _step("5/6 evaluate", lambda: pipeline.evaluate(pipeline.EvaluateConfig(data, split="test",
+                                                                                      progress=progress)))
+    for key in ("recall@10", "ndcg@10", "mrr"):
+        print(f"test {key}: {result[key]:.4f} (popularity {result['popularity'][key]:.4f})")
+    _show(_step("6/6 recommend", lambda: pipeline.recommend(pipeline.RecommendConfig(data, user="1", top_k=5))))
+    _show(pipeline.recommend(pipeline.RecommendConfig(data, history=["D00001", "D00002"], top_k=5)))
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; artifacts in {data}/")
     return 0
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 
 def _run(args) -> int:
-    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
-    from genrec.core.layout import resolve_dataset_dir
+    import sys
 
-    dataset = resolve_dataset_dir(args.dataset)
-    result = load_or_compute_item_embeddings(dataset, encoder=args.encoder, batch_size=args.batch_size,
-                                             device=args.device)
+    from genrec.pipeline import EmbedConfig, embed
+
+    result = embed(EmbedConfig(args.dataset, encoder=args.encoder, batch_size=args.batch_size, device=args.device,
+                               progress=not args.no_progress and sys.stderr.isatty()))
     print(f"embeddings: {result.vectors.shape[0]:,} items x {result.vectors.shape[1]} dims, "
           f"encoder {result.encoder} -> {result.path}")
     return 0
@@ -22,4 +22,5 @@ def register(subparsers) -> None:
                                           "(default sentence-transformers/sentence-t5-base, bundled MiniLM if offline)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", help="cpu, cuda, ... (default: automatic)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     parser.set_defaults(func=_run)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from genrec.data_prep.presets import PRESETS
-from genrec.core.layout import default_dataset_dir
 
 
 def _run(args) -> int:
-    from genrec.data_prep.prepare import prepare_dataset
+    from genrec.pipeline import PrepareConfig, prepare
 
-    from genrec.core.errors import GenrecError
-
-    if args.name not in PRESETS:
-        raise GenrecError(f"unknown dataset {args.name!r}; choose one of: {', '.join(PRESETS)}")
-    out = Path(args.out) if args.out else default_dataset_dir(args.name)
-    raw_dir = Path(args.raw_dir) if args.raw_dir else Path("data") / "raw" / args.name
-    if args.raw_dir and not raw_dir.is_dir():
-        raise GenrecError(f"--raw-dir {raw_dir}: no such directory")
-    if args.min_count is not None and args.min_count < 1:
-        raise GenrecError(f"--min-count must be at least 1, got {args.min_count}")
-    stats = prepare_dataset(
-        args.name, out, raw_dir, min_count=args.min_count, allow_download=not args.no_download,
-        interactions=Path(args.interactions) if args.interactions else None,
-        items=Path(args.items) if args.items else None,
-        user_col=args.user_column, item_col=args.item_column, time_col=args.time_column, id_col=args.item_id_column,
-    )
-    print(f"prepared {args.name} -> {out}: {stats['num_users']:,} users, {stats['num_items']:,} items, "
+    result = prepare(PrepareConfig(
+        args.name, out=args.out, raw_dir=args.raw_dir, min_count=args.min_count, allow_download=not args.no_download,
+        interactions=args.interactions, items=args.items, user_column=args.user_column,
+        item_column=args.item_column, time_column=args.time_column, item_id_column=args.item_id_column))
+    stats = result.stats
+    print(f"prepared {args.name} -> {result.path}: {stats['num_users']:,} users, {stats['num_items']:,} items, "
           f"{stats['num_interactions']:,} interactions ({stats['seconds']} s)")
     return 0
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import fields
-from pathlib import Path
-
-import numpy as np
 
 from genrec.core.errors import GenrecError
-from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
 
 
 def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
@@ -42,128 +39,95 @@ def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
 
 
 def _train(args) -> int:
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.core.config import apply_overrides
-    from genrec.core.seeding import seed_everything
+    from genrec.pipeline import RecommenderTrainingConfig, train_recommender
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import CHECKPOINT_DIR, TrainConfig, train_recommender
-    from genrec.tokenizer.artifact import load_semantic_ids
+    from genrec.recommender.train import TrainConfig
 
-    dataset_dir = resolve_dataset_dir(args.dataset)
-    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else dataset_dir / TOKENIZER_DIR
-    out = Path(args.out) if args.out else dataset_dir / RECOMMENDER_DIR
     train_options, model_options = _options(args, TrainConfig, RecommenderConfig)
-    train_config = apply_overrides(TrainConfig(), train_options, "train options")
-    model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
-    if args.restart:
-        import shutil
-
-        shutil.rmtree(out, ignore_errors=True)
-    if (out / "genrec.json").is_file() and not (out / CHECKPOINT_DIR).exists():
-        raise GenrecError(f"{out} holds a finished recommender; pass --restart to train a new one, or --out elsewhere")
-    from genrec.recommender.train import STATE_FILE
-
-    state_file = out / CHECKPOINT_DIR / STATE_FILE
-    if state_file.is_file() and json.loads(state_file.read_text()).get("done") and (out / "genrec.json").is_file():
-        print(f"{out}: training already finished; pass --restart to train again")
-        return 0
-    seed_everything(train_config.seed)
-    dataset = load_processed_dataset(dataset_dir)
-    sids = load_semantic_ids(tokenizer_dir)
-    if sids.num_items != dataset.num_items:
-        raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} has {dataset.num_items}")
     started = time.perf_counter()
-    state = train_recommender(dataset, sids, out, model_config, train_config, progress=not args.no_progress)
+    result = train_recommender(RecommenderTrainingConfig(
+        dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
+        restart=args.restart, progress=not args.no_progress))
+    if result.already_done:
+        print(f"{result.path}: training already finished; pass --restart to train again")
+        return 0
     if os.environ.get("RANK", "0") != "0":
         return 0  # accelerate launch: only the main process reports
+    state = result.state
     print(f"trained {state['step']} steps in {time.perf_counter() - started:.0f} s; best valid NDCG@10 "
-          f"{state['best_ndcg@10']:.4f} at step {state['best_step']} -> {out}")
+          f"{state['best_ndcg@10']:.4f} at step {state['best_step']} -> {result.path}")
     return 0
-
-
-def _load(args):
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.artifact import load_recommender
-
-    model_dir = Path(args.model) if args.model else None
-    if model_dir is None:
-        model_dir = resolve_dataset_dir(args.dataset) / RECOMMENDER_DIR
-    loaded = load_recommender(model_dir, tokenizer=getattr(args, "tokenizer", None))
-    dataset_dir = Path(args.dataset) if args.dataset else Path(loaded.meta["dataset"])
-    dataset = load_processed_dataset(resolve_dataset_dir(str(dataset_dir)))
-    if dataset.num_items != loaded.sids.num_items:
-        raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on {loaded.sids.num_items}")
-    return loaded, dataset
-
-
-def _builder(loaded):
-    from genrec.recommender.data import ExampleBuilder
-
-    return ExampleBuilder(loaded.vocab.item_tokens(loaded.sids.codes), loaded.vocab, loaded.config.max_history)
 
 
 def _evaluate(args) -> int:
-    from genrec.eval.popularity import popularity_metrics
-    from genrec.core.io import atomic_write_json
-    from genrec.recommender.evaluation import evaluate_users
+    from genrec.pipeline import EvaluateConfig, evaluate
 
-    if args.beams < 30:
-        raise GenrecError("--beams must be at least 30 (the largest K evaluated)")
-    loaded, dataset = _load(args)
-    started = time.perf_counter()
-    users = np.arange(1, dataset.num_users + 1)
-    metrics = evaluate_users(loaded.model, _builder(loaded), loaded.vocab.prefix_table(loaded.sids.codes), dataset,
-                             args.split, users, args.beams, batch_size=args.batch_size, progress=True)
-    seconds = time.perf_counter() - started
-    popularity = popularity_metrics(dataset, args.split)
-    result = {**metrics, "split": args.split, "num_users": int(len(users)), "beams": args.beams,
-              "decode_seconds": round(seconds, 2), "users_per_second": round(len(users) / seconds, 1),
-              "popularity": popularity}
-    out = Path(args.output) if args.output else loaded.path / f"eval_{args.split}.json"
-    atomic_write_json(out, result)
-    print(f"{args.split}: {len(users):,} users, full catalog ({dataset.num_items:,} items), beam {args.beams}, "
-          f"{result['users_per_second']} users/s")
+    result = evaluate(EvaluateConfig(dataset=args.dataset, model=args.model, tokenizer=args.tokenizer,
+                                     split=args.split, beams=args.beams, batch_size=args.batch_size,
+                                     output=args.output, progress=_show_progress(args)))
+    popularity = result["popularity"]
+    print(f"{args.split}: {result['num_users']:,} users, full catalog ({result['num_items']:,} items), "
+          f"beam {args.beams}, {result['users_per_second']} users/s")
     print(f"{'metric':<10} {'genrec':>8} {'popularity':>11}")
     for key in [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 30)] + ["mrr"]:
-        print(f"{key:<10} {metrics[key]:>8.4f} {popularity[key]:>11.4f}")
-    print(f"{'invalid':<10} {metrics['invalid_rate']:>8.4f}")
-    print(f"wrote {out}")
+        print(f"{key:<10} {result[key]:>8.4f} {popularity[key]:>11.4f}")
+    print(f"{'invalid':<10} {result['invalid_rate']:>8.4f}")
+    print(f"wrote {result['output']}")
     return 0
+
+
+def _show_progress(args) -> bool:
+    """Bars only on a terminal (a log file gets no carriage-return noise), unless --no-progress."""
+    return not getattr(args, "no_progress", False) and sys.stderr.isatty()
 
 
 def _recommend(args) -> int:
-    from genrec.recommender.decoding import recommend_items
+    from genrec.pipeline import RecommendConfig, recommend
 
     if args.top_k < 1:
         raise GenrecError("--top-k must be at least 1")
-    loaded, dataset = _load(args)
-    if args.history:
-        history = [dataset.item_id_for(item) for item in args.history]
-        user_id = 0
-    elif args.user is not None:
-        user_id = dataset.user_id_for(args.user)
-        history = dataset.sequences[user_id - 1]
-    else:
-        raise GenrecError("give --user USER or --history ITEM [ITEM ...]")
-    beams = max(args.top_k, args.beams)
-    items, scores = recommend_items(loaded.model, _builder(loaded), loaded.vocab.prefix_table(loaded.sids.codes),
-                                    [history], beams, users=[user_id])
-    rows = []
-    for rank, (item, score) in enumerate(zip(items[0][: args.top_k], scores[0][: args.top_k]), start=1):
-        if item <= 0:
-            break
-        rows.append({"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_ids[item - 1],
-                     "title": dataset.item_titles[item - 1], "sid": loaded.sids.codes[item - 1].tolist(),
-                     "score": float(score)})
+    result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
+                                       top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen))
     if args.json:
-        print(json.dumps({"user": user_id or None, "history": history, "recommendations": rows}, indent=2))
+        print(json.dumps({"user": result.user or None, "user_raw_id": result.user_raw_id,
+                          "history": result.history, "recommendations": result.items}, indent=2))
         return 0
-    who = f"user {user_id} ({dataset.user_raw_ids[user_id - 1]})" if user_id else "the given history"
-    print(f"top {len(rows)} for {who}, history of {len(history)} items; last: {dataset.item_titles[history[-1] - 1][:70]}")
-    for row in rows:
+    who = f"user {result.user} ({result.user_raw_id})" if result.user else "the given history"
+    print(f"top {len(result.items)} for {who}, history of {len(result.history)} items; "
+          f"last: {result.history[-1]['title'][:70]}")
+    for row in result.items:
         sid = "-".join(map(str, row["sid"]))
-        print(f"{row['rank']:>3}. [{row['item_id']:>6} {row['raw_id']}] {row['title'][:60]:<60} sid {sid:<15} {row['score']:.3f}")
+        print(f"{row['rank']:>3}. [{row['item_id']:>6} {row['raw_id']}] {row['title'][:60]:<60} sid {sid:<15} "
+              f"{row['score']:.3f}")
     return 0
+
+
+def _recommend_all(args) -> int:
+    """``genrec recommend --all --out FILE.parquet``: every user's top-K in one batched run."""
+    from genrec.pipeline import RecommendAllConfig, recommend_all
+
+    if args.user is not None or args.history:
+        raise GenrecError("--all recommends for every user; drop --user / --history (or drop --all)")
+    if not args.out:
+        raise GenrecError("--all needs --out FILE.parquet")
+    if args.json:
+        raise GenrecError("--json does not apply to --all (the output is the --out parquet file)")
+    if args.top_k < 1:
+        raise GenrecError("--top-k must be at least 1")
+    result = recommend_all(RecommendAllConfig(
+        out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
+        exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args)))
+    print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
+          f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
+    return 0
+
+
+def _recommend_or_all(args) -> int:
+    if args.all:
+        return _recommend_all(args)
+    if args.out:
+        raise GenrecError("--out is for --all (every user to a parquet file); drop it, or add --all")
+    return _recommend(args)
 
 
 def register(subparsers) -> None:
@@ -206,6 +170,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--beams", type=int, default=30)
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
     recommend = subparsers.add_parser("recommend", help="top-K items for a user or a list of items")
@@ -213,7 +178,14 @@ def register(subparsers) -> None:
     recommend.add_argument("--history", nargs="+", metavar="ITEM", help="recommend for a new user with these items")
     recommend.add_argument("--top-k", type=int, default=10)
     recommend.add_argument("--beams", type=int, default=20)
+    recommend.add_argument("--exclude-seen", action="store_true", help="never recommend an item from the history")
     recommend.add_argument("--json", action="store_true")
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
-    recommend.set_defaults(func=_recommend)
+    recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out)")
+    recommend.add_argument("--out", metavar="FILE.parquet",
+                           help="with --all: parquet file, one row per (user, rank): user_id, user_raw_id, "
+                                "rank, item_id, item_raw_id, score")
+    recommend.add_argument("--batch-size", type=int, default=256, help="with --all: histories decoded together")
+    recommend.add_argument("--no-progress", action="store_true", help="with --all: no progress bar")
+    recommend.set_defaults(func=_recommend_or_all)

@@ -49,30 +49,17 @@ def method_options(args: argparse.Namespace) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.sid_metrics import format_metrics_table
-    from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
-    from genrec.tokenizer.artifact import write_artifact
-    from genrec.tokenizer.pipeline import train_tokenizer
+    from genrec.pipeline import TokenizerTrainingConfig, train_tokenizer
 
     _set_threads()
-    dataset = resolve_dataset_dir(args.dataset)
-    out = Path(args.out) if args.out else dataset / TOKENIZER_DIR
     options = method_options(args)
-    from genrec.tokenizer.registry import build_tokenizer
-
-    build_tokenizer(args.method, options)  # reject bad options before the (slow) embedding step
-    embeddings = load_or_compute_item_embeddings(dataset, encoder=args.encoder)
-    print(f"{args.method}: {embeddings.vectors.shape[0]:,} items x {embeddings.vectors.shape[1]} dims "
-          f"({embeddings.encoder}), options {options or 'default'}")
-    started = time.perf_counter()
-    result = train_tokenizer(embeddings.vectors, args.method, options, progress=not args.no_progress)
-    result.metrics["total_seconds"] = time.perf_counter() - started
-    result.metrics["encoder"] = embeddings.encoder
+    print(f"{args.method}: options {options or 'default'}", flush=True)
+    result = train_tokenizer(TokenizerTrainingConfig(dataset=args.dataset, method=args.method, options=options,
+                                                     out=args.out, encoder=args.encoder,
+                                                     progress=not args.no_progress))
     print(format_metrics_table(result.metrics))
-    write_artifact(out, result.tokenizer, result.sids, result.metrics, embeddings.encoder,
-                   extra={"dataset": str(dataset)})
-    print(f"wrote {out} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")
+    print(f"wrote {result.path} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")
     return 0
 
 
@@ -83,7 +70,7 @@ def _metrics(args: argparse.Namespace) -> int:
     from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
     from genrec.tokenizer.artifact import load_semantic_ids
     from genrec.tokenizer.registry import load_tokenizer
-    from genrec.tokenizer.pipeline import sid_metrics_for
+    from genrec.pipeline import sid_metrics_for
 
     if args.tokenizer:
         folder = Path(args.tokenizer)

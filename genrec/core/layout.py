@@ -51,7 +51,9 @@ def resolve_dataset_dir(dataset: str | None) -> Path:
     if dataset is None:
         marker = DATA_ROOT / CURRENT_DATASET_FILE
         if not marker.is_file():
-            raise GenrecError("no --dataset given and no dataset prepared yet: run `genrec prepare demo` first")
+            raise GenrecError(f"no --dataset given and no dataset prepared in {DATA_ROOT.resolve()} (looked for "
+                              f"{marker}; the data folder is ./data or $GENREC_DATA): pass --dataset DIR, or run "
+                              "`genrec prepare NAME` first")
         path = Path(marker.read_text().strip())
     else:
         path = Path(dataset)

@@ -1,0 +1,381 @@
+"""The typed pipeline: one function per stage, each taking a dataclass config.
+
+The CLI, ``genrec demo``, ``genrec compare`` and the benchmarks all call these; nothing chains
+stages by building command lines.
+
+    from genrec import pipeline as gp
+
+    data = gp.prepare(gp.PrepareConfig("demo", out="data/demo"))
+    gp.embed(gp.EmbedConfig(data.path))
+    tok = gp.train_tokenizer(gp.TokenizerTrainingConfig(data.path, method="rkmeans"))
+    rec = gp.train_recommender(gp.RecommenderTrainingConfig(data.path, train={"max_steps": 200}))
+    print(gp.evaluate(gp.EvaluateConfig(data.path, split="test"))["recall@10"])
+    print(gp.recommend(gp.RecommendConfig(data.path, user="1", top_k=5)).items)
+
+Each stage reads and writes the on-disk layout in ``genrec.core.layout``, so any stage can also be
+run alone on what an earlier one left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genrec.core.config import apply_overrides
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json, read_json
+from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, resolve_dataset_dir
+
+
+def _path(value: str | os.PathLike | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+# -- prepare --------------------------------------------------------------------------------------
+@dataclass
+class PrepareConfig:
+    name: str  # a preset: amazon-beauty, ml-1m, lastfm, demo, custom, ...
+    out: str | Path | None = None  # default data/NAME
+    raw_dir: str | Path | None = None  # default data/raw/NAME (downloaded there if missing)
+    min_count: int | None = None  # k-core threshold (default: the preset's)
+    allow_download: bool = True
+    interactions: str | Path | None = None  # custom preset only
+    items: str | Path | None = None
+    user_column: str = "user"
+    item_column: str = "item"
+    time_column: str = "timestamp"
+    item_id_column: str = "id"
+
+
+@dataclass
+class PreparedDataset:
+    path: Path
+    stats: dict
+
+
+def prepare(config: PrepareConfig) -> PreparedDataset:
+    from genrec.data_prep.prepare import prepare_dataset
+    from genrec.data_prep.presets import PRESETS
+
+    if config.name not in PRESETS:
+        raise GenrecError(f"unknown dataset {config.name!r}; choose one of: {', '.join(PRESETS)}")
+    if config.min_count is not None and config.min_count < 1:
+        raise GenrecError(f"min_count (--min-count) must be at least 1, got {config.min_count}")
+    raw_dir = _path(config.raw_dir)
+    if raw_dir is not None and not raw_dir.is_dir():
+        raise GenrecError(f"--raw-dir {raw_dir}: no such directory")
+    out = _path(config.out) or default_dataset_dir(config.name)
+    stats = prepare_dataset(
+        config.name, out, raw_dir or Path("data") / "raw" / config.name, min_count=config.min_count,
+        allow_download=config.allow_download, interactions=_path(config.interactions), items=_path(config.items),
+        user_col=config.user_column, item_col=config.item_column, time_col=config.time_column,
+        id_col=config.item_id_column)
+    return PreparedDataset(out, stats)
+
+
+# -- embed ----------------------------------------------------------------------------------------
+@dataclass
+class EmbedConfig:
+    dataset: str | Path | None = None  # default: the last prepared dataset
+    encoder: str | None = None  # default Sentence-T5, bundled MiniLM (with a warning) when offline
+    batch_size: int = 64
+    device: str | None = None
+    progress: bool = True
+
+
+def embed(config: EmbedConfig):
+    """Item embeddings (cached per encoder and item texts): a ``data_prep.embeddings.ItemEmbeddings``."""
+    from genrec.data_prep.embeddings import load_or_compute_item_embeddings
+
+    return load_or_compute_item_embeddings(resolve_dataset_dir(_str(config.dataset)), encoder=config.encoder,
+                                           batch_size=config.batch_size, device=config.device,
+                                           show_progress=config.progress)
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+# -- train-tokenizer ------------------------------------------------------------------------------
+@dataclass
+class TokenizerTrainingConfig:
+    dataset: str | Path | None = None
+    method: str = "r3vae"
+    options: dict[str, Any] = field(default_factory=dict)  # the method's config fields
+    out: str | Path | None = None  # default DATASET/tokenizer
+    encoder: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class FittedTokenizer:
+    tokenizer: Any  # a genrec.tokenizer.base.Tokenizer
+    sids: Any  # int64 [items, L + 1]: codes plus the collision suffix
+    metrics: dict
+
+
+def sid_metrics_for(tokenizer, embeddings, codes) -> dict:
+    """SID quality (eval.sid_metrics) of ``codes`` [items, L] made by ``tokenizer`` from ``embeddings``."""
+    from genrec.eval.sid_metrics import compute_sid_metrics
+
+    return compute_sid_metrics(codes, embeddings, tokenizer.codebooks(), tokenizer.codebook_sizes,
+                               reconstruction=tokenizer.decode(codes))
+
+
+def fit_tokenizer(embeddings, method: str, options: dict[str, Any] | None = None,
+                  progress: bool = True) -> FittedTokenizer:
+    """Fit on ``embeddings`` [items, d], encode every item, add collision suffixes, measure SIDs."""
+    from genrec.tokenizer.registry import build_tokenizer
+    from genrec.tokenizer.semantic_ids import add_collision_suffix
+
+    tokenizer = build_tokenizer(method, options)
+    started = time.perf_counter()
+    tokenizer.fit(embeddings, progress=progress)
+    fit_seconds = time.perf_counter() - started
+    codes = tokenizer.encode(embeddings)
+    metrics = sid_metrics_for(tokenizer, embeddings, codes)
+    metrics["training_seconds"] = fit_seconds
+    metrics["method"] = method
+    return FittedTokenizer(tokenizer, add_collision_suffix(codes), metrics)
+
+
+@dataclass
+class TrainedTokenizerArtifact:
+    path: Path
+    metrics: dict
+    encoder: str
+
+
+def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact:
+    from genrec.tokenizer.artifact import write_artifact
+    from genrec.tokenizer.registry import build_tokenizer
+
+    dataset = resolve_dataset_dir(_str(config.dataset))
+    out = _path(config.out) or dataset / TOKENIZER_DIR
+    build_tokenizer(config.method, config.options)  # reject bad options before the (slow) embedding step
+    embeddings = embed(EmbedConfig(dataset, encoder=config.encoder, progress=config.progress))
+    started = time.perf_counter()
+    result = fit_tokenizer(embeddings.vectors, config.method, config.options, progress=config.progress)
+    result.metrics["total_seconds"] = time.perf_counter() - started
+    result.metrics["encoder"] = embeddings.encoder
+    write_artifact(out, result.tokenizer, result.sids, result.metrics, embeddings.encoder,
+                   extra={"dataset": str(dataset)})
+    return TrainedTokenizerArtifact(out, result.metrics, embeddings.encoder)
+
+
+# -- train-recommender ----------------------------------------------------------------------------
+@dataclass
+class RecommenderTrainingConfig:
+    dataset: str | Path | None = None
+    tokenizer: str | Path | None = None  # default DATASET/tokenizer
+    out: str | Path | None = None  # default DATASET/recommender
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.train.TrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
+    restart: bool = False  # discard checkpoints in ``out``
+    progress: bool = True
+
+
+@dataclass
+class TrainedRecommender:
+    path: Path
+    state: dict  # step, best_step, best_ndcg@10, train_seconds, ...
+    already_done: bool = False  # the run had finished before this call
+
+
+def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
+    """Train (resuming from ``out``'s checkpoint if one is there) and write the recommender."""
+    from genrec.core.seeding import seed_everything
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.recommender import META_FILE
+    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train import train_recommender as run_training
+    from genrec.tokenizer.artifact import load_semantic_ids
+
+    dataset_dir = resolve_dataset_dir(_str(config.dataset))
+    tokenizer_dir = _path(config.tokenizer) or dataset_dir / TOKENIZER_DIR
+    out = _path(config.out) or dataset_dir / RECOMMENDER_DIR
+    train_config = apply_overrides(TrainConfig(), config.train, "train options")
+    model_config = apply_overrides(RecommenderConfig(), config.model, "model options")
+    if config.restart:
+        shutil.rmtree(out, ignore_errors=True)
+    if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
+        meta = read_json(out / META_FILE)
+        return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
+                                        "best_ndcg@10": meta["best_valid_ndcg@10"]}, already_done=True)
+    seed_everything(train_config.seed)
+    dataset = load_processed_dataset(dataset_dir)
+    sids = load_semantic_ids(tokenizer_dir)
+    if sids.num_items != dataset.num_items:
+        raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
+                          f"has {dataset.num_items}")
+    state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress)
+    return TrainedRecommender(out, state)
+
+
+# -- evaluate and recommend -----------------------------------------------------------------------
+def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None):
+    """(Recommender, ProcessedDataset): ``model`` or DATASET/recommender, and the dataset it was
+    trained on unless ``dataset`` names another one with the same items."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.recommender import Recommender
+
+    model_dir = _path(model) or resolve_dataset_dir(_str(dataset)) / RECOMMENDER_DIR
+    recommender = Recommender.load(model_dir, tokenizer=tokenizer)
+    data = load_processed_dataset(resolve_dataset_dir(_str(dataset) or recommender.meta.get("dataset")))
+    if data.num_items != recommender.num_items:
+        raise GenrecError(f"{data.path} has {data.num_items} items; the recommender was trained on "
+                          f"{recommender.num_items}")
+    return recommender, data
+
+
+@dataclass
+class EvaluateConfig:
+    dataset: str | Path | None = None  # default: the one the model was trained on
+    model: str | Path | None = None  # default DATASET/recommender
+    tokenizer: str | Path | None = None  # check the model against this artifact
+    split: str = "test"
+    beams: int = 30
+    batch_size: int = 256
+    output: str | Path | None = None  # default MODEL/eval_SPLIT.json
+    progress: bool = True
+
+
+def evaluate(config: EvaluateConfig) -> dict:
+    """Metrics over all users (full catalogue) plus the popularity baseline, written to ``output``."""
+    from genrec.eval.popularity import popularity_metrics
+
+    if config.beams < 30:
+        raise GenrecError("beams must be at least 30 (the largest K evaluated)")
+    if config.split not in ("valid", "test"):
+        raise GenrecError(f"unknown split {config.split!r}: use valid or test")
+    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer)
+    started = time.perf_counter()
+    metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
+                                   progress=config.progress)
+    seconds = time.perf_counter() - started
+    result = {**metrics, "split": config.split, "num_users": dataset.num_users, "num_items": dataset.num_items,
+              "beams": config.beams, "decode_seconds": round(seconds, 2),
+              "users_per_second": round(dataset.num_users / seconds, 1),
+              "popularity": popularity_metrics(dataset, config.split),
+              # which checkpoint these numbers belong to (the best by validation NDCG@10, not the last)
+              "model": {key: recommender.meta.get(key) for key in ("best_step", "steps", "epochs",
+                                                                   "best_valid_ndcg@10")}}
+    output = _path(config.output) or recommender.path / f"eval_{config.split}.json"
+    atomic_write_json(output, result)
+    result["output"] = str(output)
+    return result
+
+
+@dataclass
+class RecommendConfig:
+    dataset: str | Path | None = None
+    model: str | Path | None = None
+    user: str | None = None  # dataset user number (1..N) or raw user id
+    history: list[str] | None = None  # item numbers or raw item ids, for a history without a user
+    top_k: int = 10
+    beams: int = 20
+    exclude_seen: bool = False
+
+
+@dataclass
+class Recommendations:
+    user: int  # 0 for a given history
+    user_raw_id: str | None
+    history: list[dict]  # item_id, raw_id, title, oldest first
+    items: list[dict]  # rank, item_id, raw_id, title, sid, score
+
+
+def recommend(config: RecommendConfig) -> Recommendations:
+    recommender, dataset = load_trained(config.dataset, config.model)
+    if config.history:
+        history, user = [dataset.item_id_for(item) for item in config.history], 0
+    elif config.user is not None:
+        user = dataset.user_id_for(config.user)
+        history = dataset.history(user)
+    else:
+        raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
+    items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
+                                          exclude_seen=config.exclude_seen)
+    rows = [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(item),
+             "title": dataset.item_title(item), "sid": recommender.sids.codes_of([item])[0].tolist(),
+             "score": float(score)}
+            for rank, (item, score) in enumerate(zip(items[0], scores[0]), start=1) if item > 0]
+    return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history), rows)
+
+
+def describe_history(dataset, history: list[int]) -> list[dict]:
+    """Item id, raw id and title of each history item (for JSON output and the web page)."""
+    return [{"item_id": int(item), "raw_id": dataset.item_raw_id(item), "title": dataset.item_title(item)}
+            for item in history]
+
+
+
+# -- recommend for every user ---------------------------------------------------------------------
+@dataclass
+class RecommendAllConfig:
+    out: str | Path  # a .parquet file, written atomically
+    dataset: str | Path | None = None
+    model: str | Path | None = None
+    top_k: int = 10
+    beams: int = 20
+    exclude_seen: bool = False
+    batch_size: int = 256
+    progress: bool = True
+
+
+@dataclass
+class WrittenRecommendations:
+    path: Path
+    num_users: int
+    num_rows: int
+    seconds: float  # decoding only
+
+
+def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
+    """Every user's top ``top_k`` in one batched run, written as parquet: one row per (user, rank),
+    columns user_id, user_raw_id, rank (1 = best), item_id, item_raw_id, score. A user has fewer
+    than ``top_k`` rows only when ``exclude_seen`` leaves fewer unseen items than that."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genrec.core.io import atomic_write_bytes
+
+    out = Path(config.out)
+    if out.is_dir():
+        raise GenrecError(f"output {out} is a directory; give a file path such as {out / 'recs.parquet'}")
+    if out.suffix != ".parquet":
+        raise GenrecError(f"output {out}: expected a file name ending in .parquet")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    if config.top_k < 1 or config.batch_size < 1:
+        raise GenrecError("top_k and batch_size must be at least 1")
+    recommender, dataset = load_trained(config.dataset, config.model)
+    users = list(range(1, dataset.num_users + 1))
+    started = time.perf_counter()
+    items, scores = recommender.recommend(dataset.sequences, config.top_k, users=users, beams=config.beams,
+                                          exclude_seen=config.exclude_seen, batch_size=config.batch_size,
+                                          progress=config.progress)
+    seconds = time.perf_counter() - started
+    user_grid = np.broadcast_to(np.arange(1, dataset.num_users + 1)[:, None], items.shape)
+    rank_grid = np.broadcast_to(np.arange(1, items.shape[1] + 1)[None, :], items.shape)
+    keep = items > 0
+    user_ids, ranks, item_ids = user_grid[keep], rank_grid[keep], items[keep]
+    table = pa.table({
+        "user_id": pa.array(user_ids, pa.int64()),
+        "user_raw_id": pa.array([dataset.user_raw_ids[u - 1] for u in user_ids.tolist()], pa.string()),
+        "rank": pa.array(ranks, pa.int32()),
+        "item_id": pa.array(item_ids, pa.int64()),
+        "item_raw_id": pa.array([dataset.item_raw_ids[i - 1] for i in item_ids.tolist()], pa.string()),
+        "score": pa.array(scores[keep], pa.float32()),
+    })
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(out, sink.getvalue().to_pybytes())
+    return WrittenRecommendations(out, dataset.num_users, table.num_rows, seconds)

@@ -1,0 +1,156 @@
+"""A trained recommender as one object: the T5 model, the Semantic IDs it was trained on, their
+token vocabulary, the history encoder and the trie table; ``save`` and ``load`` side by side.
+
+Directory layout (``save``; ``genrec train-recommender`` writes it):
+    config.json, model.safetensors   the T5 model (T5ForConditionalGeneration.from_pretrained(DIR))
+    tokenizer/semantic_ids.npy, config.json   a copy of the tokenizer's SIDs it was trained on
+    genrec.json                      dataset path, tokenizer checksum, training settings; written
+                                     last, so its presence means the directory is complete
+    metrics.jsonl, training_curves.png  the training log (written by the trainer)
+
+Item ids are the dataset's numbering (1..M) everywhere; 0 means "no item".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from transformers import T5ForConditionalGeneration
+from transformers.utils import logging as transformers_logging
+
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json, read_json
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
+from genrec.recommender.data import ExampleBuilder, split_examples
+from genrec.recommender.decoding import recommend_items
+from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.vocab import SidVocab
+from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, SemanticIds, load_semantic_ids
+
+META_FILE = "genrec.json"
+TOKENIZER_COPY = "tokenizer"
+
+
+class Recommender:
+    """Recommendations from a T5 model over one tokenizer's Semantic IDs."""
+
+    def __init__(self, model: T5ForConditionalGeneration, sids: SemanticIds, config: RecommenderConfig,
+                 meta: dict | None = None, path: Path | None = None):
+        self.model = model.eval()
+        self.sids = sids
+        self.config = config
+        self.meta = dict(meta or {})
+        self.path = path
+        self.vocab = SidVocab.for_semantic_ids(sids, config.num_user_buckets)
+        if self.vocab.vocab_size != model.config.vocab_size:
+            raise GenrecError(f"{path or 'model'}: model vocabulary ({model.config.vocab_size}) does not fit its "
+                              f"SIDs ({self.vocab.vocab_size})")
+        self.builder = ExampleBuilder(self.vocab.item_tokens(sids.codes), self.vocab, config.max_history)
+        self.table = self.vocab.prefix_table(sids.codes)
+
+    @property
+    def num_items(self) -> int:
+        return self.sids.num_items
+
+    def recommend(self, histories: list[list[int]], top_k: int = 10, users: list[int] | None = None,
+                  beams: int | None = None, exclude_seen: bool = False, batch_size: int = 256,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``top_k`` item ids [n, top_k] (0 = no item) and scores, best first, for each history.
+
+        ``users``: dataset user ids for the hashed user token (0 or None = a history without a
+        known user). ``exclude_seen`` drops items already in the history; the beam is widened by
+        the history length so that ``top_k`` unseen items remain whenever the catalogue has them.
+        """
+        if top_k < 1:
+            raise GenrecError("top_k must be at least 1")
+        for history in histories:
+            bad = [item for item in history if not 1 <= int(item) <= self.num_items]
+            if bad or not history:
+                raise GenrecError(f"history {history[:5]}...: needs item ids in 1..{self.num_items}" if bad
+                                  else "an empty history has nothing to recommend from")
+        width = max(top_k, beams or top_k)
+        if exclude_seen:
+            width += min(max(len(set(h)) for h in histories), self.config.max_history)
+        items, scores = recommend_items(self.model, self.builder, self.table, histories, width, users=users,
+                                        batch_size=batch_size, progress=progress)
+        if exclude_seen:
+            items, scores = _drop_seen(items, scores, histories)
+        return items[:, :top_k], scores[:, :top_k]
+
+    def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
+                 batch_size: int = 256, progress: bool = False) -> dict:
+        """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
+        invalid-output rate over ``users`` (None = all), full catalogue: a target the beam did not
+        generate is a miss."""
+        if dataset.num_items != self.num_items:
+            raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
+                              f"{self.num_items}")
+        examples = split_examples(dataset, split, users)
+        items, _ = recommend_items(self.model, self.builder, self.table, [h for _, h, _ in examples], beams,
+                                   users=[u for u, _, _ in examples], batch_size=batch_size, progress=progress)
+        metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]),
+                                  tuple(k for k in DEFAULT_KS if k <= beams))
+        metrics["invalid_rate"] = float((items <= 0).mean())
+        return metrics
+
+    # -- on disk ----------------------------------------------------------------------------------
+    def save(self, path: str | Path, meta: dict | None = None) -> Path:
+        """Write model, tokenizer copy and genrec.json into ``path`` (other files there stay)."""
+        if self.sids.path is None:
+            raise GenrecError("these Semantic IDs were not loaded from a tokenizer artifact; cannot bundle them")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        staged = path / f".{TOKENIZER_COPY}.tmp"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir()
+        for name in (SEMANTIC_IDS_FILE, CONFIG_FILE):
+            shutil.copy2(self.sids.path / name, staged / name)
+        if (path / TOKENIZER_COPY).resolve() != Path(self.sids.path).resolve():
+            shutil.rmtree(path / TOKENIZER_COPY, ignore_errors=True)
+            os.replace(staged, path / TOKENIZER_COPY)
+        else:
+            shutil.rmtree(staged)
+        transformers_logging.disable_progress_bar()
+        self.model.save_pretrained(path)
+        self.meta.update(meta or {})
+        self.meta["tokenizer_checksum"] = self.sids.checksum
+        atomic_write_json(path / META_FILE, self.meta)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, tokenizer: str | Path | None = None, device: str = "cpu") -> "Recommender":
+        """Load a saved recommender. If ``tokenizer`` is given it must be the one trained on."""
+        path = Path(path)
+        if not (path / META_FILE).is_file() or not (path / "config.json").is_file():
+            raise GenrecError(f"{path}: not a trained recommender (no {META_FILE}); run `genrec train-recommender` first")
+        meta = read_json(path / META_FILE)
+        sids = load_semantic_ids(path / TOKENIZER_COPY)
+        if sids.checksum != meta.get("tokenizer_checksum"):
+            raise GenrecError(f"{path}: bundled tokenizer does not match the checksum recorded at training time")
+        if tokenizer is not None:
+            other = load_semantic_ids(tokenizer)
+            if other.checksum != meta["tokenizer_checksum"]:
+                raise GenrecError(
+                    f"tokenizer {tokenizer} is not the one this recommender was trained on "
+                    f"(SID checksum {other.checksum[:12]} != {meta['tokenizer_checksum'][:12]}); retrain the "
+                    "recommender or pass the matching tokenizer")
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar for a 10 MB model is noise
+        model = T5ForConditionalGeneration.from_pretrained(path).to(device)
+        config = RecommenderConfig(**model.config.genrec["recommender"])
+        return cls(model, sids, config, meta, path)
+
+
+def _drop_seen(items: np.ndarray, scores: np.ndarray, histories: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Move items found in each row's history out of the ranking (kept order, 0-padded at the end)."""
+    kept_items, kept_scores = np.zeros_like(items), np.full_like(scores, -np.inf)
+    for row, history in enumerate(histories):
+        keep = ~np.isin(items[row], np.asarray(history)) & (items[row] > 0)
+        count = int(keep.sum())
+        kept_items[row, :count], kept_scores[row, :count] = items[row][keep], scores[row][keep]
+    return kept_items, kept_scores
+
