@@ -1,0 +1,54 @@
+"""``genrec serve``: the HTTP JSON API and a small web page over a trained recommender."""
+
+from __future__ import annotations
+
+import socket
+
+from genrec.core.errors import GenrecError
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail before the (slow) model load if the address is taken or not this machine's."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise GenrecError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or --host") from None
+
+
+def _serve(args) -> int:
+    from genrec.pipeline import load_trained
+
+    try:
+        import uvicorn
+
+        from genrec.serve import create_app
+    except ModuleNotFoundError as exc:  # pragma: no cover - both are dependencies
+        raise GenrecError(f"genrec serve needs {exc.name}: pip install fastapi uvicorn") from None
+    if not 0 <= args.port <= 65535:
+        raise GenrecError(f"--port {args.port}: expected 0..65535")
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.beams < 1:
+        raise GenrecError("--max-batch and --beams must be at least 1, --max-wait-ms at least 0")
+    _check_address(args.host, args.port)
+    recommender, dataset = load_trained(args.dataset, args.model)
+    app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    print(f"genrec serve: {dataset.num_users:,} users, {dataset.num_items:,} items from {recommender.path}; "
+          f"http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="HTTP JSON API + web page over a trained recommender")
+    serve.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
+    serve.add_argument("--model", help="recommender directory (default DATASET/recommender)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--beams", type=int, default=20, help="beam width (at least top_k)")
+    serve.add_argument("--max-batch", type=int, default=64, help="most requests decoded together")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="how long the first request of a batch waits for others")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(func=_serve)

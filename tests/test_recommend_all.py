@@ -1,0 +1,88 @@
+"""``genrec recommend --all --out FILE.parquet``: every user's top-K in one batched run."""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from genrec.cli import main
+from genrec.data_prep.dataset import load_processed_dataset
+from genrec.pipeline import RecommendAllConfig, recommend_all
+from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.recommender import Recommender
+from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.tokenizer.artifact import load_semantic_ids
+from tests.recommender_fixtures import write_dataset, write_tokenizer
+
+TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
+                               dropout=0.1, max_history=5)
+COLUMNS = ["user_id", "user_raw_id", "rank", "item_id", "item_raw_id", "score"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recommend_all")
+    dataset = load_processed_dataset(write_dataset(root / "data", num_users=25))
+    sids = load_semantic_ids(write_tokenizer(root / "tok"))
+    config = TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10, patience=100,
+                         warmup_steps=2, lr=3e-3)
+    train_recommender(dataset, sids, root / "model", TINY_MODEL, config, progress=False)
+    return root
+
+
+def _args(root, *extra):
+    return ["recommend", "--model", str(root / "model"), "--dataset", str(root / "data"), *extra]
+
+
+def test_every_user_gets_top_k_rows_equal_to_single_recommend_calls(trained, capsys):
+    out = trained / "out" / "recs.parquet"
+    assert main(_args(trained, "--all", "--out", str(out), "--top-k", "4", "--batch-size", "7")) == 0
+    assert "25 users" in capsys.readouterr().out
+    table = pq.read_table(out)
+    assert table.column_names == COLUMNS
+    rows = table.to_pydict()
+    dataset = load_processed_dataset(trained / "data")
+    assert table.num_rows == dataset.num_users * 4
+    assert all(1 <= item <= dataset.num_items for item in rows["item_id"])
+    assert rows["item_raw_id"] == [dataset.item_raw_id(item) for item in rows["item_id"]]
+    assert rows["user_raw_id"] == [dataset.user_raw_id(user) for user in rows["user_id"]]
+    assert sorted(set(rows["user_id"])) == list(range(1, 26)) and set(rows["rank"]) == {1, 2, 3, 4}
+    recommender = Recommender.load(trained / "model")
+    for user in (1, 9, 25):
+        items, scores = recommender.recommend([dataset.history(user)], 4, users=[user], beams=20)
+        mine = [i for i, u in enumerate(rows["user_id"]) if u == user]
+        assert [rows["rank"][i] for i in mine] == [1, 2, 3, 4]
+        assert [rows["item_id"][i] for i in mine] == items[0].tolist()
+        np.testing.assert_allclose([rows["score"][i] for i in mine], scores[0], rtol=1e-5, atol=1e-5)
+    assert [p.name for p in out.parent.iterdir()] == ["recs.parquet"]  # no temporary file left behind
+
+
+def test_exclude_seen_through_the_api(trained):
+    result = recommend_all(RecommendAllConfig(trained / "seen.parquet", dataset=trained / "data",
+                                              model=trained / "model", top_k=3, exclude_seen=True, progress=False))
+    dataset = load_processed_dataset(trained / "data")
+    rows = pq.read_table(result.path).to_pydict()
+    assert result.num_users == 25 and result.num_rows == len(rows["item_id"]) == 25 * 3
+    assert not any(item in dataset.history(user) for user, item in zip(rows["user_id"], rows["item_id"]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--all"], "--all needs --out"),
+    (["--all", "--user", "3", "--out", "x.parquet"], "drop --user / --history"),
+    (["--all", "--history", "I1", "--out", "x.parquet"], "drop --user / --history"),
+    (["--user", "3", "--out", "x.parquet"], "--out is for --all"),
+    (["--all", "--out", "recs.csv"], "ending in .parquet"),
+])
+def test_bad_combinations_are_one_line_errors(trained, capsys, extra, message):
+    assert main(_args(trained, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_out_that_is_a_directory_or_under_a_file_is_a_clear_error(trained, capsys):
+    assert main(_args(trained, "--all", "--out", str(trained))) == 2
+    err = capsys.readouterr().err
+    assert "is a directory" in err and err.count("\n") == 1
+    (trained / "plain-file").write_text("x")
+    assert main(_args(trained, "--all", "--out", str(trained / "plain-file" / "recs.parquet"))) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a directory" in err and err.count("\n") == 1
