@@ -173,3 +173,37 @@ def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, bat
 def _normalizes(model) -> bool:
     """Whether the sentence-transformers pipeline ends in a Normalize module (unit-length outputs)."""
     return any(type(module).__name__ == "Normalize" for module in model)
+
+
+def extend_item_embeddings(dataset_dir, encoder: str, batch_size: int = 64, device: str | None = None,
+                           show_progress: bool = True) -> ItemEmbeddings:
+    """Embeddings of every item after items were appended to the dataset: the cached rows of the
+    old items are kept and only the new items' texts are encoded, with ``encoder`` exactly (the one
+    the tokenizer was trained on: a substitute would put new items in another space)."""
+    from genrec.data_prep.dataset import load_processed_dataset
+
+    dataset_dir = Path(dataset_dir)
+    texts = load_processed_dataset(dataset_dir).item_texts
+    checksum = texts_checksum(texts)
+    cached = _cached(dataset_dir, encoder, checksum)
+    if cached is not None:
+        return cached
+    folder = _cache_dir(dataset_dir, encoder)
+    old = None
+    if (folder / META_FILE).is_file() and (folder / EMBEDDINGS_FILE).is_file():
+        meta = read_json(folder / META_FILE)
+        count = int(meta.get("num_items", -1))
+        if 0 < count <= len(texts) and meta.get("texts_sha256") == texts_checksum(texts[:count]):
+            old = np.load(folder / EMBEDDINGS_FILE)
+    if old is None:  # no cache of the old items: encode everything
+        old, meta = np.zeros((0, 0), dtype=np.float32), {"encoder": encoder, "requested": encoder}
+    model = load_encoder(encoder, device)
+    _log(f"embeddings: encoding {len(texts) - len(old):,} new item texts with {encoder}")
+    new = model.encode(texts[len(old):], batch_size=batch_size, show_progress_bar=show_progress,
+                       convert_to_numpy=True).astype(np.float32)
+    vectors = np.concatenate([old, new]) if len(old) else new
+    meta = {**meta, "dim": int(vectors.shape[1]), "num_items": int(vectors.shape[0]), "texts_sha256": checksum}
+    with atomic_directory(folder) as tmp:
+        np.save(tmp / EMBEDDINGS_FILE, vectors)
+        atomic_write_json(tmp / META_FILE, meta)
+    return ItemEmbeddings(vectors, encoder, folder)

@@ -19,6 +19,7 @@ STAGE_MODULES = (
     "genrec.commands.embed",
     "genrec.commands.tokenizer",
     "genrec.commands.recommender",
+    "genrec.commands.catalog",
     "genrec.commands.serve",
     "genrec.commands.compare",
     "genrec.commands.demo",

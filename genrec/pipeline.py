@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
@@ -379,3 +381,126 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     pq.write_table(table, sink)
     atomic_write_bytes(out, sink.getvalue().to_pybytes())
     return WrittenRecommendations(out, dataset.num_users, table.num_rows, seconds)
+
+
+# -- add-items ------------------------------------------------------------------------------------
+@dataclass
+class AddItemsConfig:
+    items: str | Path  # CSV/TSV/JSONL/parquet: an id column, and a "text" column or the preset's fields
+    dataset: str | Path | None = None
+    model: str | Path | None = None  # default DATASET/recommender
+    id_column: str = "id"
+    progress: bool = True
+
+
+@dataclass
+class AddedItems:
+    item_ids: list[int]  # ids of the items that got SIDs in this call (M+1, ...)
+    skipped: list[str]  # raw ids already in the catalogue
+    moved: int  # new items whose own bucket was full and took the nearest last-level code with room
+    model: Path
+
+
+def _new_item_text(row: dict, preset: str, id_column: str) -> tuple[str, str]:
+    """(title, text) of a new item: its "text" column verbatim, else the preset's composition."""
+    from genrec.data_prep import item_text
+
+    title = item_text.clean(row.get("title") or row.get("name") or "")
+    if row.get("text"):
+        return title, item_text.clean(row["text"])
+    if preset.startswith("amazon-"):
+        categories = row.get("categories")
+        if isinstance(categories, str):  # a CSV cell: "Beauty, Skin Care"
+            row = {**row, "categories": [[name.strip() for name in categories.split(",")]]}
+        return item_text.amazon_text(row)
+    return item_text.generic_text(row, id_column)
+
+
+def _sid_candidates(tokenizer, vectors) -> list[np.ndarray]:
+    """Each new item's codes, then the same prefix with every other last-level code, nearest first
+    (distance between the item and the decoded SID): the fall-backs when its bucket is full."""
+    codes = tokenizer.encode(vectors)
+    size = tokenizer.codebook_sizes[-1]
+    out = []
+    for row, x in zip(codes, vectors):
+        options = np.repeat(row[None, :], size, axis=0)
+        options[:, -1] = np.arange(size)
+        distance = ((tokenizer.decode(options) - x[None, :]) ** 2).sum(1)
+        order = [int(row[-1]), *[int(j) for j in np.argsort(distance, kind="stable") if j != row[-1]]]
+        out.append(options[order])
+    return out
+
+
+def add_items(config: AddItemsConfig) -> AddedItems:
+    """New catalogue items join the dataset, the tokenizer's SID table and the trained recommender's
+    trie without retraining: embeddings from the tokenizer's own encoder, codes from the trained
+    tokenizer, fresh collision suffixes; every existing SID stays as it was. A rerun after an
+    interruption finishes the job (items already present are skipped)."""
+    import io
+
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.embeddings import extend_item_embeddings
+    from genrec.data_prep.prepare import append_items
+    from genrec.data_prep.readers import read_table
+    from genrec.core.io import atomic_write_bytes, sha256_file
+    from genrec.recommender.recommender import META_FILE, TOKENIZER_COPY, Recommender
+    from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, load_semantic_ids
+    from genrec.tokenizer.base import WEIGHTS_FILE
+    from genrec.tokenizer.registry import load_tokenizer
+    from genrec.tokenizer.semantic_ids import extend_semantic_ids
+
+    dataset_dir = resolve_dataset_dir(_str(config.dataset))
+    model_dir = _path(config.model) or dataset_dir / RECOMMENDER_DIR
+    if not (model_dir / META_FILE).is_file():
+        raise GenrecError(f"{model_dir}: not a trained recommender (no {META_FILE}); train one first or pass --model")
+    meta = read_json(model_dir / META_FILE)
+    tokenizer_dir = Path(meta.get("tokenizer") or dataset_dir / TOKENIZER_DIR)
+    if not (tokenizer_dir / WEIGHTS_FILE).is_file():
+        raise GenrecError(f"{tokenizer_dir}: the trained tokenizer (with {WEIGHTS_FILE}) that this recommender's "
+                          "SIDs came from is needed to give new items SIDs, and it is not there")
+    sids = load_semantic_ids(tokenizer_dir)
+    bundled = load_semantic_ids(model_dir / TOKENIZER_COPY)
+    if not np.array_equal(sids.codes[: bundled.num_items], bundled.codes):
+        raise GenrecError(f"{tokenizer_dir} is not the tokenizer {model_dir} was trained on (its SIDs differ)")
+
+    dataset = load_processed_dataset(dataset_dir)
+    known, seen_in_file, new, skipped = set(dataset.item_raw_ids), set(), [], []
+    for where, row in read_table(Path(config.items)):
+        raw = row.get(config.id_column)
+        if raw in (None, ""):
+            raise GenrecError(f"{config.items}, {where}: no {config.id_column!r} value (set --id-column)")
+        raw = str(raw)
+        if raw in seen_in_file:
+            raise GenrecError(f"{config.items}, {where}: item {raw!r} appears twice in the file")
+        seen_in_file.add(raw)
+        if raw in known:
+            skipped.append(raw)
+            continue
+        title, text = _new_item_text(row, dataset.stats.get("name", "custom"), config.id_column)
+        if not text:
+            raise GenrecError(f"{config.items}, {where}: item {raw!r} has no text to embed (give a text or title column)")
+        new.append((raw, title, text))
+    append_items(dataset_dir, new)
+    dataset = load_processed_dataset(dataset_dir)
+
+    moved, added = 0, list(range(sids.num_items + 1, dataset.num_items + 1))
+    if added:  # this call's items, and any an interrupted call left without SIDs
+        tokenizer_config = read_json(tokenizer_dir / CONFIG_FILE)
+        vectors = extend_item_embeddings(dataset_dir, tokenizer_config["encoder"], show_progress=config.progress).vectors
+        tokenizer = load_tokenizer(tokenizer_dir)
+        rows, moved = extend_semantic_ids(sids.codes, _sid_candidates(tokenizer, vectors[sids.num_items:]),
+                                          sids.suffix_size)
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate([sids.codes, rows]))
+        atomic_write_bytes(tokenizer_dir / SEMANTIC_IDS_FILE, buffer.getvalue())
+        atomic_write_json(tokenizer_dir / CONFIG_FILE, {**tokenizer_config, "num_items": dataset.num_items})
+    # The recommender's bundled copy follows; genrec.json (with the new checksum) is written last.
+    copy = model_dir / TOKENIZER_COPY
+    for name in (SEMANTIC_IDS_FILE, CONFIG_FILE):
+        shutil.copy2(tokenizer_dir / name, copy / f".{name}.tmp")
+        os.replace(copy / f".{name}.tmp", copy / name)
+    meta["tokenizer_checksum"] = sha256_file(copy / SEMANTIC_IDS_FILE)
+    meta["items_added"] = int(meta.get("items_added", 0)) + len(added)
+    atomic_write_json(model_dir / META_FILE, meta)
+    Recommender.load(model_dir)  # the grown artifact loads (vocabulary, trie, checksum)
+    return AddedItems(added, skipped, moved, model_dir)

@@ -23,3 +23,30 @@ def add_collision_suffix(codes: np.ndarray) -> np.ndarray:
     suffix = np.empty(len(codes), dtype=np.int64)
     suffix[order] = np.arange(len(codes)) - starts
     return np.concatenate([codes, suffix[:, None]], axis=1)
+
+
+def extend_semantic_ids(sids: np.ndarray, candidates: list[np.ndarray], suffix_size: int) -> tuple[np.ndarray, int]:
+    """SIDs for new items, leaving every existing SID unchanged.
+
+    ``sids`` [n, L + 1] are the catalogue's SIDs; ``candidates[i]`` [c, L] are new item i's code
+    tuples, best first (its own codes, then fall-backs). Item i takes its first candidate whose
+    bucket still has a free suffix below ``suffix_size`` (the recommender has no token beyond it)
+    and the next suffix there: a fresh collision suffix. Returns (rows [k, L + 1], number of items
+    that did not get their first candidate).
+    """
+    taken: dict[tuple[int, ...], int] = {}
+    for row in np.asarray(sids, dtype=np.int64).tolist():
+        key = tuple(row[:-1])
+        taken[key] = max(taken.get(key, 0), row[-1] + 1)
+    rows, moved = [], 0
+    for index, options in enumerate(candidates):
+        for rank, codes in enumerate(np.asarray(options, dtype=np.int64).tolist()):
+            used = taken.get(tuple(codes), 0)
+            if used < suffix_size:
+                taken[tuple(codes)] = used + 1
+                rows.append([*codes, used])
+                moved += rank > 0
+                break
+        else:
+            raise ValueError(f"new item {index}: every candidate bucket is full (suffix size {suffix_size})")
+    return np.asarray(rows, dtype=np.int64).reshape(-1, np.asarray(sids).shape[1]), moved
