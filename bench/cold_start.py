@@ -1,0 +1,213 @@
+"""Cold-start items: hold items out of training, add them back with `genrec add-items`, and measure
+how the recommender treats them, per tokenizer method.
+
+    python -m bench.cold_start --dataset data/amazon-beauty --config bench/configs/cold-start-cpu.json \
+        --work /tmp/cold --methods r3vae,rqvae,rkmeans,vqvae,opq [--out bench/results --name cold-start-beauty]
+
+1. A random ``--cold-fraction`` of the items (seeded) becomes the cold set. A *warm* dataset is
+   written with those items removed from every sequence (users left with fewer than 3 items are
+   dropped) and the remaining items renumbered in their original order; its embeddings are the
+   original rows of the warm items, so neither the tokenizer nor the recommender sees a cold item.
+2. Per method: train the tokenizer and the recommender on the warm dataset (the config's
+   recipe), then `add-items` the cold items (their original texts, embedded with the tokenizer's
+   encoder, SIDs from the trained tokenizer).
+3. Test on the ORIGINAL leave-one-out cases of every warm-dataset user (history = their whole
+   original sequence but the last item, cold items included under their new ids): Recall@10 and
+   NDCG@10 split by whether the target is cold or warm, the share of all top-10 slots that go to
+   cold items (against their share of the catalogue), and how many cold items appear in anyone's
+   top 10.
+
+Every stage is cached in WORK (a rerun skips finished runs; training resumes). The report goes to
+WORK unless ``--out`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import markdown_table, run_script, script_parser, write_report
+
+MIN_WARM_ITEMS = 3  # valid + test + one training item
+
+
+def write_warm_dataset(source: Path, out: Path, cold: set[int]) -> dict:
+    """The dataset without the cold items; returns the id maps (original -> warm, warm users)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from genrec.core.io import atomic_directory, atomic_write_json, read_json
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.embeddings import EMBEDDINGS_FILE, META_FILE, texts_checksum
+
+    data = load_processed_dataset(source)
+    warm_items = [i for i in range(1, data.num_items + 1) if i not in cold]
+    new_id = {item: index + 1 for index, item in enumerate(warm_items)}
+    users = [u for u in range(1, data.num_users + 1)
+             if sum(1 for i in data.history(u) if i not in cold) >= MIN_WARM_ITEMS]
+    sequences = [[new_id[i] for i in data.history(u) if i not in cold] for u in users]
+    with atomic_directory(out) as tmp:
+        pq.write_table(pa.table({"item_id": list(range(1, len(warm_items) + 1)),
+                                 "raw_id": [data.item_raw_id(i) for i in warm_items],
+                                 "title": [data.item_title(i) for i in warm_items],
+                                 "text": [data.item_texts[i - 1] for i in warm_items]}), tmp / "items.parquet")
+        pq.write_table(pa.table({"user_id": list(range(1, len(users) + 1)),
+                                 "raw_id": [data.user_raw_id(u) for u in users]}), tmp / "users.parquet")
+        pq.write_table(pa.table({"user_id": list(range(1, len(users) + 1)), "items": sequences}),
+                       tmp / "sequences.parquet")
+        atomic_write_json(tmp / "stats.json", {"name": data.stats.get("name", "custom"), "num_users": len(users),
+                                               "num_items": len(warm_items),
+                                               "num_interactions": sum(map(len, sequences)),
+                                               "cold_start_source": str(Path(source).resolve())})
+        for folder in sorted((Path(source) / "embeddings").iterdir()):  # every cached encoder, warm rows only
+            meta = read_json(folder / META_FILE)
+            vectors = np.load(folder / EMBEDDINGS_FILE)[np.asarray(warm_items) - 1]
+            target = tmp / "embeddings" / folder.name
+            target.mkdir(parents=True)
+            np.save(target / EMBEDDINGS_FILE, vectors)
+            atomic_write_json(target / META_FILE, {**meta, "num_items": len(warm_items),
+                                                   "texts_sha256": texts_checksum([data.item_texts[i - 1]
+                                                                                   for i in warm_items])})
+    return {"users": users, "warm_items": warm_items}
+
+
+def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
+    from genrec.data_prep.dataset import load_processed_dataset
+
+    data = load_processed_dataset(source)
+    path.write_text("".join(json.dumps({"id": data.item_raw_id(i), "title": data.item_title(i),
+                                        "text": data.item_texts[i - 1]}) + "\n" for i in cold))
+
+
+def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str], k: int = 10,
+          beams: int = 30) -> dict:
+    """Original leave-one-out test cases, mapped to the grown catalogue's ids."""
+    from genrec import pipeline
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.eval.ranking_metrics import ranking_metrics
+
+    original = load_processed_dataset(source)
+    recommender, grown = pipeline.load_trained(run_data, run_model)
+    ids = {raw: index + 1 for index, raw in enumerate(grown.item_raw_ids)}
+    histories, targets, cold_target = [], [], []
+    for user in users:
+        sequence = [ids[original.item_raw_id(i)] for i in original.history(user)]
+        histories.append(sequence[:-1])
+        targets.append(sequence[-1])
+        cold_target.append(original.item_raw_id(original.history(user)[-1]) in cold_raw)
+    items, _ = recommender.recommend(histories, top_k=beams, beams=beams)
+    targets, cold_target = np.asarray(targets), np.asarray(cold_target)
+    cold_ids = np.asarray([ids[raw] for raw in cold_raw])
+    top = items[:, :k]
+    result = {"users": len(users), "cold_targets": int(cold_target.sum()),
+              "cold_share_of_catalogue": len(cold_ids) / grown.num_items,
+              "cold_share_of_top10_slots": float(np.isin(top, cold_ids).mean()),
+              "cold_items_in_some_top10": int(np.isin(cold_ids, top).sum()), "cold_items": len(cold_ids)}
+    for name, mask in (("cold", cold_target), ("warm", ~cold_target), ("all", np.ones_like(cold_target))):
+        metrics = ranking_metrics(items[mask], targets[mask], (10,)) if mask.any() else {}
+        result[name] = {key: metrics.get(key) for key in ("recall@10", "ndcg@10")}
+    return result
+
+
+def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], users: list[int]) -> dict:
+    from genrec import pipeline
+
+    run = work / "runs" / method
+    result_file = run / "result.json"
+    if result_file.is_file():
+        return json.loads(result_file.read_text())
+    data = run / "data"
+    if not (data / "stats.json").is_file():
+        shutil.copytree(work / "warm", data)  # each method grows its own copy of the catalogue
+    started = time.perf_counter()
+    options = {**config.get("tokenizer", {}), **config.get("method_options", {}).get(method, {})}
+    if not (data / "tokenizer" / "model.safetensors").is_file():
+        pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method=method, options=options, progress=False))
+    trained = pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+        data, train=config.get("train", {}), model=config.get("model", {}), progress=False))
+    added = pipeline.add_items(pipeline.AddItemsConfig(work / "cold_items.jsonl", dataset=data, progress=False))
+    result = {"method": method, "tokenizer_options": options, "best_step": trained.state.get("best_step"),
+              "added": len(added.item_ids) or None, "moved_to_free_code": added.moved,
+              **score(Path(args.dataset), data / "recommender", data, users, cold_raw),
+              "seconds": round(time.perf_counter() - started, 1)}
+    run.mkdir(parents=True, exist_ok=True)
+    result_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def render(report: dict) -> str:
+    def f(value):
+        return "n/a" if value is None else f"{value:.4f}"
+
+    rows = [[r["method"], f(r["cold"]["recall@10"]), f(r["cold"]["ndcg@10"]), f(r["warm"]["recall@10"]),
+             f(r["warm"]["ndcg@10"]), f"{r['cold_share_of_top10_slots']:.4f}",
+             f"{r['cold_items_in_some_top10']}/{r['cold_items']}", r["moved_to_free_code"]] for r in report["runs"]]
+    first = report["runs"][0] if report["runs"] else {}
+    return "\n".join([
+        f"# Cold-start items on {report['dataset_name']}", "",
+        f"Command: `{report['command']}`", "", f"Hardware: {report['hardware']}", "",
+        f"{report['cold_items']} of {report['num_items']} items held out ({report['cold_fraction']:.0%}, seed "
+        f"{report['seed']}); {first.get('users', 0):,} test users, {first.get('cold_targets', 0):,} of them with a cold "
+        f"target; cold items are {first.get('cold_share_of_catalogue', 0):.1%} of the grown catalogue. "
+        "Recipe: " + json.dumps({k: report["config"].get(k) for k in ("model", "train")}), "",
+        *markdown_table(["method", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10", "cold share of top-10",
+                         "cold items ever in a top-10", "moved to a free code"], rows), ""])
+
+
+def main_run(args, command: str) -> int:
+    from genrec.core.config import load_config_file
+    from genrec.core.hardware import hardware_line
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.tokenizer.registry import METHODS
+
+    from genrec.core.errors import GenrecError
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if set(methods) - set(METHODS):
+        raise GenrecError(f"unknown method(s) {sorted(set(methods) - set(METHODS))}; choose from {', '.join(METHODS)}")
+    if not 0 < args.cold_fraction < 1:
+        raise GenrecError("--cold-fraction must be between 0 and 1")
+    config = load_config_file(args.config)
+    source, work = Path(args.dataset), Path(args.work)
+    data = load_processed_dataset(source)
+    rng = np.random.default_rng(args.seed)
+    cold = sorted(int(i) for i in rng.choice(np.arange(1, data.num_items + 1),
+                                             int(round(args.cold_fraction * data.num_items)), replace=False))
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "warm" / "stats.json").is_file():
+        write_warm_dataset(source, work / "warm", set(cold))
+        cold_items_file(source, cold, work / "cold_items.jsonl")
+    warm_users = set(load_processed_dataset(work / "warm").user_raw_ids)
+    users = [u for u in range(1, data.num_users + 1) if data.user_raw_id(u) in warm_users]
+    cold_raw = {data.item_raw_id(i) for i in cold}
+    runs = []
+    for method in methods:
+        print(f"[cold-start] {method}", flush=True)
+        runs.append(run_method(args, config, work, method, cold_raw, users))
+    report = {"command": command, "hardware": hardware_line(), "dataset": str(source.resolve()),
+              "dataset_name": data.stats.get("name", source.name), "num_items": data.num_items,
+              "cold_items": len(cold), "cold_fraction": args.cold_fraction, "seed": args.seed, "config": config,
+              "runs": runs}
+    write_report(Path(args.out) if args.out else work, args.name, report, render(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = script_parser("bench.cold_start", __doc__)
+    parser.add_argument("--dataset", required=True, help="prepared dataset with item embeddings computed")
+    parser.add_argument("--config", help="JSON with tokenizer / method_options / train / model options")
+    parser.add_argument("--work", required=True, help="scratch folder (runs are cached here)")
+    parser.add_argument("--methods", default="r3vae,rqvae,rkmeans,vqvae,opq")
+    parser.add_argument("--cold-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="report folder (default: --work)")
+    parser.add_argument("--name", default="cold-start")
+    return run_script("bench.cold_start", parser, main_run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
