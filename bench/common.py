@@ -95,3 +95,15 @@ def load_inputs(settings: dict):
     from genrec.tokenizer.artifact import load_semantic_ids
 
     return load_processed_dataset(settings["dataset"]), load_semantic_ids(settings["tokenizer"])
+
+
+def stop_process(process, timeout: float = 15.0) -> None:
+    """Terminate a server or worker subprocess, killing it if it does not exit within ``timeout``."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

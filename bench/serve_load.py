@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import command_line, markdown_table, write_report
+from bench.common import command_line, markdown_table, stop_process, write_report
 from genrec.core.hardware import hardware, hardware_line
 
 HOST = "127.0.0.1"
@@ -159,11 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{clients:>3} clients: {result['requests_per_second']} req/s, p50 {result['p50_ms']} ms, "
                   f"p99 {result['p99_ms']} ms, mean batch {result['mean_batch']}", flush=True)
     finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
 
     info = hardware()
     report = {"command": command_line("bench.serve_load", argv), "hardware": info,

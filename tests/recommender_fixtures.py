@@ -41,3 +41,34 @@ def write_tokenizer(root: Path, num_items: int = 30, sizes=(4, 4, 3), seed: int 
               "suffix_size": int(sids[:, -1].max()) + 1}
     (root / "config.json").write_text(json.dumps(config))
     return root
+
+
+def write_embedding_cache(dataset: Path, vectors: np.ndarray) -> None:
+    """The bundled-encoder cache that `genrec embed` would leave for these items (no model load)."""
+    from genrec.data_prep import embeddings
+    from genrec.data_prep.dataset import load_processed_dataset
+
+    texts = load_processed_dataset(dataset).item_texts
+    folder = dataset / "embeddings" / embeddings.encoder_slug(embeddings.BUNDLED_ENCODER)
+    folder.mkdir(parents=True)
+    np.save(folder / embeddings.EMBEDDINGS_FILE, np.asarray(vectors, dtype=np.float32))
+    meta = {"encoder": embeddings.BUNDLED_ENCODER, "dim": int(vectors.shape[1]), "num_items": len(texts),
+            "texts_sha256": embeddings.texts_checksum(texts)}
+    (folder / embeddings.META_FILE).write_text(json.dumps(meta))
+
+
+def train_tiny_recommender(root: Path, num_users: int) -> Path:
+    """root/data (a tiny dataset), root/tok (random SIDs) and root/model (6 training steps)."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.train import TrainConfig, train_recommender
+    from genrec.tokenizer.artifact import load_semantic_ids
+
+    dataset = load_processed_dataset(write_dataset(root / "data", num_users=num_users))
+    sids = load_semantic_ids(write_tokenizer(root / "tok"))
+    model = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
+                              dropout=0.1, max_history=5)
+    config = TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10, patience=100,
+                         warmup_steps=2, lr=3e-3)
+    train_recommender(dataset, sids, root / "model", model, config, progress=False)
+    return root

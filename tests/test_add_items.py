@@ -17,7 +17,7 @@ from genrec.data_prep.prepare import append_items
 from genrec.recommender.constraint import prefix_states
 from genrec.recommender.recommender import Recommender
 from genrec.tokenizer.artifact import load_semantic_ids
-from tests.recommender_fixtures import write_dataset
+from tests.recommender_fixtures import write_dataset, write_embedding_cache
 
 DIM = 12
 TINY = {"d_model": 16, "d_ff": 32, "num_heads": 2, "d_kv": 8, "num_encoder_layers": 1, "num_decoder_layers": 1}
@@ -46,12 +46,7 @@ def trained(tmp_path_factory):
     texts = load_processed_dataset(data).item_texts
     vectors = np.random.default_rng(0).normal(size=(len(texts), DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    folder = data / "embeddings" / embeddings.encoder_slug(embeddings.BUNDLED_ENCODER)
-    folder.mkdir(parents=True)
-    np.save(folder / embeddings.EMBEDDINGS_FILE, vectors)
-    (folder / embeddings.META_FILE).write_text(json.dumps({"encoder": embeddings.BUNDLED_ENCODER, "dim": DIM,
-                                                           "num_items": len(texts),
-                                                           "texts_sha256": embeddings.texts_checksum(texts)}))
+    write_embedding_cache(data, vectors)
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
     pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method="rkmeans", progress=False,

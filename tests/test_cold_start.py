@@ -10,7 +10,7 @@ from bench import cold_start
 from genrec.core.errors import GenrecError
 from genrec.data_prep import embeddings
 from genrec.data_prep.dataset import load_processed_dataset
-from tests.recommender_fixtures import write_dataset
+from tests.recommender_fixtures import write_dataset, write_embedding_cache
 from tests.test_add_items import DIM, TINY, FakeEncoder
 
 RECIPE = {"tokenizer": {"codebook_size": 4, "kmeans_iters": 3}, "model": TINY,
@@ -22,12 +22,7 @@ def dataset(tmp_path, monkeypatch):
     data = write_dataset(tmp_path / "data", num_users=60, num_items=40)
     texts = load_processed_dataset(data).item_texts
     vectors = np.random.default_rng(1).normal(size=(len(texts), DIM)).astype(np.float32)
-    folder = data / "embeddings" / embeddings.encoder_slug(embeddings.BUNDLED_ENCODER)
-    folder.mkdir(parents=True)
-    np.save(folder / embeddings.EMBEDDINGS_FILE, vectors)
-    (folder / embeddings.META_FILE).write_text(json.dumps({"encoder": embeddings.BUNDLED_ENCODER, "dim": DIM,
-                                                           "num_items": len(texts),
-                                                           "texts_sha256": embeddings.texts_checksum(texts)}))
+    write_embedding_cache(data, vectors)
     monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
     fake = FakeEncoder(dict(zip(texts, vectors)))
 

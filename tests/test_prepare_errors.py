@@ -128,27 +128,20 @@ def test_malformed_ml1m_and_hetrec_lines(tmp_path, capsys):
     assert "user_taggedartists.dat, line 3: malformed" in err
 
 
-def test_custom_file_errors(tmp_path, capsys):
+@pytest.mark.parametrize("name, content, message", [
+    ("bad.jsonl", '{"user": "a", "item": "b", "timestamp": 1}\n{oops\n', "bad.jsonl, line 2: malformed"),
+    ("bad.csv", "user,item,timestamp\na,b,1\na,b\n", "bad.csv, line 3: malformed"),
+    ("bad.csv", "user,item,time\na,b,1\n", "bad.csv, line 2: missing column(s) timestamp"),
+    ("bad.csv", "user,item,timestamp\na,b,yesterday\n", "is not a number"),
+    ("events.xlsx", "x", "unsupported file type"),
+])
+def test_custom_file_errors(tmp_path, capsys, name, content, message):
     items = tmp_path / "items.csv"
     items.write_text("id,title\nb,Thing\n")
-    events = tmp_path / "bad.jsonl"
-    events.write_text('{"user": "a", "item": "b", "timestamp": 1}\n{oops\n')
+    events = tmp_path / name
+    events.write_text(content)
     err = prepare_fails(tmp_path, capsys, ["custom", "--interactions", str(events), "--items", str(items)])
-    assert "bad.jsonl, line 2: malformed" in err
-    events = tmp_path / "bad.csv"
-    events.write_text("user,item,timestamp\na,b,1\na,b\n")
-    err = prepare_fails(tmp_path, capsys, ["custom", "--interactions", str(events), "--items", str(items)])
-    assert "bad.csv, line 3: malformed" in err
-    events.write_text("user,item,time\na,b,1\n")
-    err = prepare_fails(tmp_path, capsys, ["custom", "--interactions", str(events), "--items", str(items)])
-    assert "bad.csv, line 2: missing column(s) timestamp" in err
-    events.write_text("user,item,timestamp\na,b,yesterday\n")
-    err = prepare_fails(tmp_path, capsys, ["custom", "--interactions", str(events), "--items", str(items)])
-    assert "is not a number" in err
-    events = tmp_path / "events.xlsx"
-    events.write_text("x")
-    err = prepare_fails(tmp_path, capsys, ["custom", "--interactions", str(events), "--items", str(items)])
-    assert "unsupported file type" in err
+    assert message in err
 
 
 def test_nothing_left_after_filtering_and_bad_min_count(tmp_path, capsys):

@@ -7,26 +7,15 @@ import pytest
 from genrec.cli import main
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.pipeline import RecommendAllConfig, recommend_all
-from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, train_recommender
-from genrec.tokenizer.artifact import load_semantic_ids
-from tests.recommender_fixtures import write_dataset, write_tokenizer
+from tests.recommender_fixtures import train_tiny_recommender
 
-TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
-                               dropout=0.1, max_history=5)
 COLUMNS = ["user_id", "user_raw_id", "rank", "item_id", "item_raw_id", "score"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recommend_all")
-    dataset = load_processed_dataset(write_dataset(root / "data", num_users=25))
-    sids = load_semantic_ids(write_tokenizer(root / "tok"))
-    config = TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10, patience=100,
-                         warmup_steps=2, lr=3e-3)
-    train_recommender(dataset, sids, root / "model", TINY_MODEL, config, progress=False)
-    return root
+    return train_tiny_recommender(tmp_path_factory.mktemp("recommend_all"), num_users=25)
 
 
 def _args(root, *extra):

@@ -15,28 +15,18 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from bench.common import stop_process
 from genrec.data_prep.dataset import load_processed_dataset
-from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, train_recommender
 from genrec.serve import create_app
-from genrec.tokenizer.artifact import load_semantic_ids
-from tests.recommender_fixtures import write_dataset, write_tokenizer
+from tests.recommender_fixtures import train_tiny_recommender
 
-TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
-                               dropout=0.1, max_history=5)
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve")
-    dataset = load_processed_dataset(write_dataset(root / "data", num_users=20))
-    sids = load_semantic_ids(write_tokenizer(root / "tok"))
-    config = TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10, patience=100,
-                         warmup_steps=2, lr=3e-3)
-    train_recommender(dataset, sids, root / "model", TINY_MODEL, config, progress=False)
-    return root
+    return train_tiny_recommender(tmp_path_factory.mktemp("serve"), num_users=20)
 
 
 @pytest.fixture(scope="module")
@@ -211,11 +201,7 @@ def test_the_page_shows_history_and_recommendations_in_headless_chromium(trained
              "--virtual-time-budget=5000", "--dump-dom", f"{base}/?user=1"],
             capture_output=True, text=True, timeout=120).stdout
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server, timeout=10)
         shutil.rmtree(tmp_path / "chrome", ignore_errors=True)
     assert "user 1 (U1)" in dom, dom[-2000:]
     for row in expected["history"] + expected["recommendations"]:
