@@ -20,6 +20,11 @@ def script_parser(module: str, doc: str) -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    """How a ``python -m MODULE`` run was started, for its report."""
+    return f"python -m {module} " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+
 def run_script(module: str, parser: argparse.ArgumentParser, run, argv: list[str] | None = None) -> int:
     """``run(args, command)`` on the parsed ``argv`` (default sys.argv[1:]); ``command`` is how the
     run was started, for the report. A GenrecError is one error line and exit code 2; an interrupt
@@ -29,7 +34,7 @@ def run_script(module: str, parser: argparse.ArgumentParser, run, argv: list[str
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     try:
-        return run(args, f"python -m {module} " + shlex.join(argv))
+        return run(args, command_line(module, argv))
     except (GenrecError, KeyboardInterrupt) as exc:  # the exit codes of genrec.cli
         stopped = isinstance(exc, KeyboardInterrupt)
         print(f"python -m {module}: " + ("interrupted (finished work is kept; rerun to continue)" if stopped

@@ -218,3 +218,16 @@ def test_a_taken_port_is_a_one_line_error_before_the_model_loads(trained, capsys
         assert main(["serve", "--model", str(trained / "nowhere"), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert "cannot listen on 127.0.0.1" in err and err.count("\n") == 1
+
+
+def test_load_test_script_reports_every_level(trained, tmp_path):
+    from bench import serve_load
+
+    out = tmp_path / "load"
+    assert serve_load.main(["--dataset", str(trained / "data"), "--model", str(trained / "model"), "--out", str(out),
+                            "--levels", "1,4", "--requests", "8", "--warmup", "2", "--time-limit", "30"]) == 0
+    report = json.loads((out / "serve_load.json").read_text())
+    assert [level["clients"] for level in report["levels"]] == [1, 4]
+    for level in report["levels"]:
+        assert level["requests"] == 8 and level["errors"] == 0 and level["p50_ms"] <= level["p99_ms"]
+    assert "| 4 |" in (out / "serve_load.md").read_text()
