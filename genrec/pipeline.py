@@ -179,13 +179,18 @@ class RecommenderTrainingConfig:
     model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
     restart: bool = False  # discard checkpoints in ``out``
     progress: bool = True
+    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 40-minute budget) or "auto"
+    # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
+    recipe: str = "auto"
 
 
 @dataclass
 class TrainedRecommender:
     path: Path
-    state: dict  # step, best_step, best_ndcg@10, train_seconds, ...
+    state: dict  # step, best_step, best_ndcg@10, best_ndcg@10_se, stop_reason, train_seconds, ...
     already_done: bool = False  # the run had finished before this call
+    recipe: str | None = None  # the recipe trained with (None: already done)
+    notice: str | None = None  # the one-line recipe notice printed at the start
 
 
 def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
@@ -193,6 +198,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     from genrec.core.seeding import seed_everything
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.recipes import apply_recipe, recipe_notice, resolve_recipe
     from genrec.recommender.recommender import META_FILE
     from genrec.recommender.train import TrainConfig
     from genrec.recommender.train import train_recommender as run_training
@@ -201,22 +207,30 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     dataset_dir = resolve_dataset_dir(_str(config.dataset))
     tokenizer_dir = _path(config.tokenizer) or dataset_dir / TOKENIZER_DIR
     out = _path(config.out) or dataset_dir / RECOMMENDER_DIR
-    train_config = apply_overrides(TrainConfig(), config.train, "train options")
-    model_config = apply_overrides(RecommenderConfig(), config.model, "model options")
+    recipe, reason = resolve_recipe(config.recipe)
+    train_options, model_options = apply_recipe(recipe, config.train, config.model)
+    train_config = apply_overrides(TrainConfig(), train_options, "train options")
+    model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
     if config.restart:
         shutil.rmtree(out, ignore_errors=True)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
         return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
-                                        "best_ndcg@10": meta["best_valid_ndcg@10"]}, already_done=True)
+                                        "best_ndcg@10": meta["best_valid_ndcg@10"],
+                                        "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
+                                        "stop_reason": meta.get("stop_reason")}, already_done=True)
+    notice = recipe_notice(recipe, reason, train_config, model_config)
+    if os.environ.get("RANK", "0") == "0":  # accelerate launch: one line, not one per process
+        print(notice, flush=True)
     seed_everything(train_config.seed)
     dataset = load_processed_dataset(dataset_dir)
     sids = load_semantic_ids(tokenizer_dir)
     if sids.num_items != dataset.num_items:
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
                           f"has {dataset.num_items}")
-    state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress)
-    return TrainedRecommender(out, state)
+    state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
+                         meta={"recipe": recipe})
+    return TrainedRecommender(out, state, recipe=recipe, notice=notice)
 
 
 # -- evaluate and recommend -----------------------------------------------------------------------

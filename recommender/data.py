@@ -67,14 +67,17 @@ class ExampleBuilder:
         return TokenizedExamples(inputs, lengths, self.table[targets], np.asarray([u for u, _, _ in examples]), targets)
 
 
-def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, sort_window: int = 50) -> list[np.ndarray]:
+def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, sort_window: int = 1) -> list[np.ndarray]:
     """The batches of one epoch, a pure function of (seed, epoch) so a resumed run sees the same ones.
 
-    Length bucketing: shuffle, sort each window of ``sort_window`` batches by input length, cut it
-    into batches, then shuffle the batch order. Dynamic padding then pads each batch to nearly its
-    own examples' length (on Beauty: mean width 28 instead of 81 tokens, ~3x less encoder work)
-    while every example is still seen once per epoch in a random batch. ``sort_window=1`` turns
-    bucketing off (plain random batches).
+    ``sort_window=1`` (the trainer's default): plain random batches; the trainer cuts the padding
+    inside each step instead (``micro_batches``), so the gradient is the plain batch's.
+    ``sort_window > 1``, length bucketing (the old default, 50): shuffle, sort each window of
+    ``sort_window`` batches by input length, cut it into batches, then shuffle the batch order.
+    Dynamic padding then pads each batch to nearly its own examples' length (on Beauty: mean width
+    29 instead of 81 tokens) while every example is still seen once per epoch, but a batch holds
+    examples of similar history length, not a random sample; bench/results/beauty-training-quality.md
+    measured ~11% lower validation Recall@10 at equal steps for bucketing plus fast dropout.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
@@ -86,6 +89,44 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, s
             chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def micro_batches(index: np.ndarray, lengths: np.ndarray, parts: int) -> list[np.ndarray]:
+    """Split one batch ``index`` into at most ``parts`` micro-batches with the least padding.
+
+    The examples are sorted by input length (stable, so the split is a pure function of the batch)
+    and cut into consecutive runs; with dynamic padding a run costs (its size) x (its longest input)
+    encoder tokens, and the cut points minimise the sum over runs (exact dynamic programme over the
+    sorted lengths, O(parts * n^2) in numpy, under a millisecond for n = 256). On Beauty a random
+    batch of 256 pads to 81 tokens per example; 4 micro-batches bring that to 33, 6 to 30.5, next to
+    the 29 of length-bucketed batches, while the step still sees a plain random batch. ``parts <= 1``
+    returns the batch unchanged (one micro-batch, original order).
+    """
+    index = np.asarray(index)
+    if parts <= 1 or len(index) <= 1:
+        return [index]
+    order = index[np.argsort(lengths[index], kind="stable")]
+    sorted_lengths = lengths[order].astype(np.float64)
+    n, parts = len(order), min(parts, len(order))
+    starts = np.arange(n + 1)[:, None]  # cost[i, j]: examples i..j-1 in one run, padded to length j-1
+    ends = np.arange(n + 1)[None, :]
+    run_cost = np.where(starts < ends, (ends - starts) * sorted_lengths[np.maximum(ends - 1, 0)], np.inf)
+    best = np.full(n + 1, np.inf)  # best[j]: least cost of the first j examples in k runs
+    best[0] = 0.0
+    totals, starts_of = [], []  # per k: best cost of all n examples, start of the last run for each j
+    for _ in range(parts):
+        total = best[:, None] + run_cost
+        start = total.argmin(0)
+        best = total[start, np.arange(n + 1)]
+        totals.append(best[n])
+        starts_of.append(start)
+    runs = int(np.argmin(totals)) + 1  # the fewest runs reaching the least padding
+    bounds, end = [n], n
+    for start in reversed(starts_of[:runs]):
+        end = int(start[end])
+        bounds.append(end)
+    bounds = bounds[::-1]
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def training_examples(dataset: ProcessedDataset) -> list[tuple[int, list[int], int]]:

@@ -165,3 +165,32 @@ def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monk
     assert (work / "run.md").is_file() and (work / "run.png").is_file()
     assert "# Time to quality: ml-1m on" in (work / "run.md").read_text()
     assert ttq.plot_title("ml-1m", {"gpu": None, "cores": 2}).startswith("ml-1m on 2 CPU cores")
+
+
+def test_every_config_in_bench_configs_is_valid(tmp_path):
+    """Each bench/configs/*.json parses into TrainConfig, RecommenderConfig and tokenizer options; the
+    per-preset 60-minute configs also run through bench.time_to_quality's reader and stages."""
+    from pathlib import Path
+
+    from genrec.data_prep.presets import PRESETS
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.train import TrainConfig
+    from genrec.tokenizer.registry import build_tokenizer
+
+    paths = sorted(Path("bench/configs").glob("*.json"))
+    presets = ("amazon-beauty", "amazon-sports", "amazon-toys", "amazon-clothing", "ml-1m", "lastfm")
+    assert {f"{name}-cpu-60min.json" for name in presets} <= {path.name for path in paths}
+    for path in paths:
+        config = json.loads(path.read_text())
+        train = apply_overrides(TrainConfig(), config.get("train", {}), str(path))
+        apply_overrides(RecommenderConfig(), config.get("model", {}), str(path))
+        tokenizer = dict(config.get("tokenizer", {}))
+        build_tokenizer(tokenizer.pop("method", "r3vae"), tokenizer)
+        for method, options in config.get("method_options", {}).items():
+            build_tokenizer(method, options)
+        name = path.name.removesuffix("-cpu-60min.json")
+        if name in presets:
+            assert name in PRESETS
+            stages = ttq.pipeline_stages(name, "/raw", tmp_path / name, ttq.read_config(path))
+            assert [stage for stage, _, _ in stages][-2:] == ["train-recommender", "evaluate"]
+            assert 0 < train.time_budget_minutes <= 50  # the other stages need the rest of the hour

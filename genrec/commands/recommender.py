@@ -47,15 +47,19 @@ def _train(args) -> int:
     started = time.perf_counter()
     result = train_recommender(RecommenderTrainingConfig(
         dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
-        restart=args.restart, progress=not args.no_progress))
+        restart=args.restart, progress=not args.no_progress, recipe=args.recipe))
+    state = result.state
     if result.already_done:
-        print(f"{result.path}: training already finished; pass --restart to train again")
+        print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
+              f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
         return 0
     if os.environ.get("RANK", "0") != "0":
         return 0  # accelerate launch: only the main process reports
-    state = result.state
-    print(f"trained {state['step']} steps in {time.perf_counter() - started:.0f} s; best valid NDCG@10 "
-          f"{state['best_ndcg@10']:.4f} at step {state['best_step']} -> {result.path}")
+    why = {"steps": "all steps done", "patience": "no validation gain for --patience evaluations",
+           "time budget": "time budget reached"}.get(state["stop_reason"], state["stop_reason"])
+    print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({why}); best valid NDCG@10 "
+          f"{state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} (s.e. over the sampled users) at step "
+          f"{state['best_step']:,}, the model kept -> {result.path}")
     return 0
 
 
@@ -136,6 +140,13 @@ def register(subparsers) -> None:
     train.add_argument("--tokenizer", help="tokenizer artifact (default DATASET/tokenizer)")
     train.add_argument("--out", help="output directory (default DATASET/recommender)")
     train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
+    train.add_argument("--recipe", choices=("auto", "cpu", "tiger"), default="auto",
+                       help="starting options, under --config and flags: tiger = TIGER's size and 20,000 steps; "
+                            "cpu = a small T5 (2+2 layers, d128) that stops after 40 min; auto (default) = cpu "
+                            "when no CUDA device is visible, else tiger")
+    train.add_argument("--time-budget", dest="time_budget_minutes", type=float, metavar="MINUTES",
+                       help="stop training after this much wall time (earlier attempts included), then validate "
+                            "and keep the best checkpoint; the LR cosine follows the budget (0 = off)")
     train.add_argument("--max-steps", dest="max_steps", type=int, help="optimizer steps (default 20000)")
     train.add_argument("--epochs", type=float, help="train this many epochs instead of --max-steps")
     train.add_argument("--batch-size", dest="batch_size", type=int)
@@ -144,10 +155,16 @@ def register(subparsers) -> None:
     train.add_argument("--eval-every", dest="eval_every", type=int)
     train.add_argument("--eval-users", dest="eval_users", type=int, help="validation users checked during training (0 = all)")
     train.add_argument("--patience", type=int)
+    train.add_argument("--micro-batches", dest="micro_batches", type=int,
+                       help="each batch sorted by length and cut into at most this many micro-batches with the "
+                            "least padding, one optimizer step (same gradient; default 6, 1 = off)")
     train.add_argument("--sort-window", dest="sort_window", type=int,
-                       help="batches sorted together by length for dynamic padding (1 = off; default 50)")
+                       help="length-bucketed batches: this many sorted together (default 1 = plain random batches; "
+                            "the old default was 50)")
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", dest="mixed_precision", choices=("auto", "no", "bf16", "fp16"))
+    train.add_argument("--threads", type=int,
+                       help="torch CPU threads (default: one per core; 1 is far faster when other jobs share the cores)")
     train.add_argument("--fast-dropout", dest="fast_dropout", action=argparse.BooleanOptionalAction,
                        help="cheap CPU dropout masks (default on; --no-fast-dropout = torch's dropout)")
     train.add_argument("--d-model", dest="d_model", type=int)

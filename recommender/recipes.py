@@ -1,0 +1,84 @@
+"""Training recipes: named sets of TrainConfig / RecommenderConfig fields under the user's options.
+
+``genrec train-recommender --recipe auto|cpu|tiger`` (and ``genrec.pipeline.RecommenderTrainingConfig
+(recipe=...)``) starts from the recipe, then applies --config values and explicit flags on top, field
+by field:
+
+* ``tiger``: the TIGER recipe, i.e. the dataclass defaults (T5 4+4 layers, d_model 128, d_ff 1024,
+  6 heads of 64, dropout 0.1, 20,000 steps of batch 256): ~15 h on 2 CPU cores.
+* ``cpu``: what fits an hour on 2 CPU cores (bench/configs/beauty-cpu-60min.json: a small T5, 2+2
+  layers, d_model 128, d_ff 512, 4 heads of 32, no dropout, batch 256, lr 3e-3, warmup 200) with a
+  40-minute training budget, so the whole pipeline (embed, tokenizer, training, test evaluation) ends
+  within the hour on Beauty.
+* ``auto`` (the default): ``cpu`` when no CUDA device is visible, else ``tiger``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from genrec.core.errors import GenrecError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.train.TrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
+
+
+RECIPES = {
+    "tiger": Recipe(),
+    "cpu": Recipe(
+        train={"batch_size": 256, "lr": 3e-3, "warmup_steps": 200, "eval_every": 500, "eval_users": 2000,
+               "patience": 6, "time_budget_minutes": 40.0},
+        model={"d_model": 128, "d_ff": 512, "num_heads": 4, "d_kv": 32, "num_encoder_layers": 2,
+               "num_decoder_layers": 2, "dropout": 0.0},
+    ),
+}
+CHOICES = ("auto", *RECIPES)
+
+
+def resolve_recipe(name: str, cuda_available: bool | None = None) -> tuple[str, str]:
+    """(recipe name, why it was chosen). ``auto``: ``cpu`` without a visible CUDA device, else ``tiger``."""
+    if name == "auto":
+        if cuda_available is None:
+            import torch
+
+            cuda_available = torch.cuda.is_available()
+        return ("tiger", "GPU found") if cuda_available else ("cpu", "no GPU")
+    if name not in RECIPES:
+        raise GenrecError(f"unknown recipe {name!r}; choose one of: {', '.join(CHOICES)}")
+    return name, f"--recipe {name}"
+
+
+def apply_recipe(name: str, train: dict[str, Any], model: dict[str, Any]) -> tuple[dict, dict]:
+    """The recipe's train and model fields with ``train`` / ``model`` (the user's options) on top."""
+    recipe = RECIPES[name]
+    return {**recipe.train, **train}, {**recipe.model, **model}
+
+
+def _size(model) -> str:
+    return f"T5 {model.num_encoder_layers}+{model.num_decoder_layers} layers d{model.d_model}"
+
+
+def _length(train) -> str:
+    steps = f"{train.epochs:g} epochs" if train.epochs > 0 else f"{train.max_steps:,} steps"
+    if train.time_budget_minutes > 0:
+        return f"stops after {train.time_budget_minutes:g} min (or {steps})"
+    return steps
+
+
+def recipe_notice(name: str, reason: str, train, model) -> str:
+    """One line: the recipe in use (as it ends up after the user's options) and how to get the other.
+    ``train`` / ``model``: the final TrainConfig and RecommenderConfig."""
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.train import TrainConfig
+
+    other = "tiger" if name == "cpu" else "cpu"
+    other_train = TrainConfig(**{**vars(TrainConfig()), **RECIPES[other].train})
+    other_model = RecommenderConfig(**{**vars(RecommenderConfig()), **RECIPES[other].model})
+    size = _size(other_model).removeprefix("T5 ")
+    label = f"TIGER's {size}" if other == "tiger" else f"a small T5 ({size})"
+    return (f"recipe {name} ({reason}): {_size(model)}, {_length(train)}; "
+            f"--recipe {other} for {label}, {_length(other_train)}")
