@@ -21,7 +21,8 @@ from bench.common import load_inputs, rss_mb
 from genrec.recommender.constraint import prefix_states
 from genrec.recommender.data import ExampleBuilder
 from genrec.recommender.decoding import generate_reference, length_sorted_batches, pad_rows
-from genrec.recommender.fast_beam import SidPrefixTable, constrained_beam_search
+from genrec.recommender.fast_beam import constrained_beam_search
+from genrec.recommender.trie import SidPrefixTable
 
 DECODE_PATHS = ("plain", "processor", "fast")
 

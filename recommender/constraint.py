@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from genrec.recommender.fast_beam import SidPrefixTable
+from genrec.recommender.trie import SidPrefixTable
 from genrec.recommender.vocab import EOS_TOKEN
 
 

@@ -41,19 +41,20 @@ class TokenizedExamples:
 class ExampleBuilder:
     """Turns item-id histories into encoder token rows for one tokenizer's SIDs."""
 
-    def __init__(self, item_tokens: np.ndarray, vocab: SidVocab, max_history: int):
+    def __init__(self, item_tokens: np.ndarray, vocab: SidVocab, max_history: int, eos: bool = True):
         # item_tokens[i] = SID tokens of item i + 1; row 0 of the padded table is item "0" (unused).
         self.table = np.concatenate([np.zeros((1, item_tokens.shape[1]), dtype=np.int64), item_tokens])
         self.vocab = vocab
         self.max_history = max_history
         self.extra = 1 if vocab.num_user_buckets else 0
-        self.max_len = max_history * item_tokens.shape[1] + 1 + self.extra
+        self.eos = eos  # False for the item-causal encoder (recommender.item_causal): no token sees all
+        self.max_len = max_history * item_tokens.shape[1] + int(eos) + self.extra
 
     def encode_history(self, history: list[int], user_id: int = 0) -> np.ndarray:
         recent = np.asarray(history[-self.max_history :], dtype=np.int64)
         tokens = self.table[recent].reshape(-1)
         prefix = [self.vocab.user_token(user_id)] if self.extra else []
-        return np.concatenate([prefix, tokens, [EOS_TOKEN]]).astype(np.int64)
+        return np.concatenate([prefix, tokens, [EOS_TOKEN] if self.eos else []]).astype(np.int64)
 
     def build(self, examples: list[tuple[int, list[int], int]]) -> TokenizedExamples:
         """``examples``: (user id, history item ids, target item id)."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutput
 
 from genrec.recommender.constraint import TrieLogitsProcessor, prefix_states
 from genrec.recommender.data import ExampleBuilder
-from genrec.recommender.fast_beam import SidPrefixTable, constrained_beam_search
+from genrec.recommender.fast_beam import constrained_beam_search
+from genrec.recommender.trie import SidPrefixTable
+from genrec.recommender.item_causal import encoder_hidden
 from genrec.recommender.vocab import PAD_TOKEN
 
 
@@ -45,8 +48,11 @@ def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, 
         # A cache that grows per layer: the one generate builds from the config assumes as many
         # decoder layers as encoder layers (num_hidden_layers), which breaks asymmetric models.
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                             logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
+        # The encoder output is passed in, so an item-causal encoder keeps its own mask while
+        # generate's cross-attention uses the plain padding mask.
+        encoded = BaseModelOutput(last_hidden_state=encoder_hidden(model, input_ids, attention_mask))
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, encoder_outputs=encoded,
+                             generation_config=config, logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
                              cache=cache)
     finally:
         model.generation_config = saved

@@ -17,57 +17,11 @@ that both paths return the same items and scores).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass
-class SidPrefixTable:
-    """The SID trie as one dense transition table per SID position.
-
-    Position ``d`` has ``sizes[d]`` possible tokens, global ids ``offsets[d] .. offsets[d] + sizes[d] - 1``.
-    ``next_state[d][s, j]`` is the state reached from prefix-state ``s`` (a distinct prefix of
-    length ``d``) by local token ``j``, or -1 if no item has that prefix. At the last position
-    the "state" is the item id (1..M, the dataset's numbering), so decoding returns item ids.
-    """
-
-    offsets: tuple[int, ...]
-    sizes: tuple[int, ...]
-    next_state: list[torch.Tensor]  # next_state[d]: int64 [num_prefixes_d, sizes[d]]
-
-    @property
-    def length(self) -> int:
-        return len(self.sizes)
-
-    @classmethod
-    def from_codes(cls, codes: np.ndarray, offsets: tuple[int, ...], sizes: tuple[int, ...]) -> "SidPrefixTable":
-        """Build from local codes ``[num_items, P]`` (position d's code in ``0 .. sizes[d] - 1``)."""
-        codes = np.asarray(codes, dtype=np.int64)
-        num_items, length = codes.shape
-        if length != len(sizes) or length != len(offsets):
-            raise ValueError(f"codes have {length} positions but {len(sizes)} sizes / {len(offsets)} offsets")
-        if (codes < 0).any() or (codes >= np.asarray(sizes)[None, :]).any():
-            raise ValueError("a code is outside its position's vocabulary")
-        # state_of[d][i]: id of item i's prefix of length d among all distinct length-d prefixes.
-        state_of = [np.zeros(num_items, dtype=np.int64)]
-        for d in range(1, length):
-            _, inverse = np.unique(codes[:, :d], axis=0, return_inverse=True)
-            state_of.append(inverse.reshape(-1))
-        state_of.append(np.arange(1, num_items + 1, dtype=np.int64))  # item ids
-        tables = []
-        for d in range(length):
-            table = np.full((int(state_of[d].max()) + 1, sizes[d]), -1, dtype=np.int64)
-            table[state_of[d], codes[:, d]] = state_of[d + 1]
-            tables.append(torch.from_numpy(table))
-        if len(np.unique(state_of[length - 1] * sizes[-1] + codes[:, -1])) != num_items:
-            raise ValueError("two items share a full Semantic ID; the collision suffix must make them unique")
-        return cls(offsets=tuple(offsets), sizes=tuple(sizes), next_state=tables)
-
-    def to(self, device: torch.device | str) -> "SidPrefixTable":
-        return SidPrefixTable(self.offsets, self.sizes, [t.to(device) for t in self.next_state])
+from genrec.recommender.item_causal import encoder_hidden
+from genrec.recommender.trie import SidPrefixTable
 
 
 @torch.no_grad()
@@ -86,7 +40,7 @@ def constrained_beam_search(
     config = model.config
     device = input_ids.device
     decoder = model.get_decoder()
-    encoder_out = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    encoder_out = encoder_hidden(model, input_ids, attention_mask)  # bidirectional or item-causal
     batch = input_ids.shape[0]
     heads, head_dim = config.num_heads, config.d_kv
     blocks = list(decoder.block)

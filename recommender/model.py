@@ -23,9 +23,19 @@ class RecommenderConfig:
     feed_forward_proj: str = "relu"
     max_history: int = 20  # most recent items fed to the encoder
     num_user_buckets: int = 0  # hashed user token; 0 = off
+    # "bidirectional" (TIGER: every history token sees every other, eos last) or "item_causal"
+    # (a token sees items up to its own, no eos): lets one encoder pass train every target of a
+    # user sequence (recommender.item_causal).
+    encoder_attention: str = "bidirectional"
 
 
 def build_model(config: RecommenderConfig, vocab: SidVocab) -> T5ForConditionalGeneration:
+    from genrec.core.errors import GenrecError
+    from genrec.recommender.item_causal import ENCODER_ATTENTION
+
+    if config.encoder_attention not in ENCODER_ATTENTION:
+        raise GenrecError(f"encoder_attention must be one of {', '.join(ENCODER_ATTENTION)}, "
+                          f"got {config.encoder_attention!r}")
     t5_config = T5Config(
         vocab_size=vocab.vocab_size,
         d_model=config.d_model,

@@ -49,7 +49,8 @@ class Recommender:
         if self.vocab.vocab_size != model.config.vocab_size:
             raise GenrecError(f"{path or 'model'}: model vocabulary ({model.config.vocab_size}) does not fit its "
                               f"SIDs ({self.vocab.vocab_size})")
-        self.builder = ExampleBuilder(self.vocab.item_tokens(sids.codes), self.vocab, config.max_history)
+        self.builder = ExampleBuilder(self.vocab.item_tokens(sids.codes), self.vocab, config.max_history,
+                                      eos=config.encoder_attention != "item_causal")
         self.table = self.vocab.prefix_table(sids.codes)
 
     @property

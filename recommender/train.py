@@ -48,6 +48,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text, read_json
 from genrec.recommender.data import TokenizedExamples, epoch_batches, micro_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
+from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, sequence_batches
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.vocab import SidVocab
@@ -161,10 +162,9 @@ def plot_curves(log: list[dict], path: Path) -> None:
 
 
 def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, model_config: RecommenderConfig,
-                      config: TrainConfig, progress: bool = True, stop_after_steps: int | None = None,
-                      meta: dict | None = None) -> dict:
+                      config: TrainConfig, progress: bool = True, meta: dict | None = None) -> dict:
     """Train (or resume) and write the artifact to ``out``; ``meta`` goes into its genrec.json (e.g.
-    the recipe). ``stop_after_steps`` simulates a kill (tests)."""
+    the recipe)."""
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, set_seed
 
@@ -183,13 +183,25 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
     model = build_model(model_config, vocab)
     recommender = Recommender(model, sids, model_config)  # the validation decoder, sharing the weights
-    train = recommender.builder.build(training_examples(dataset))
+    one_pass = model_config.encoder_attention == "item_causal"  # one encoder pass per user sequence
+    if one_pass:
+        train = build_sequence_examples(recommender.builder, [(user, dataset.train_sequence(user))
+                                                              for user in range(1, dataset.num_users + 1)])
+    else:
+        train = recommender.builder.build(training_examples(dataset))
     if len(train) == 0:
         raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
     eval_users = np.arange(1, dataset.num_users + 1)
     if config.eval_users and config.eval_users < len(eval_users):
         eval_users = np.sort(np.random.default_rng(config.seed).choice(eval_users, config.eval_users, replace=False))
-    batches_per_epoch = len(epoch_batches(train.lengths, config.batch_size, config.seed, 0, config.sort_window))
+    def epoch_plan(epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch: example indices, or with one pass chunk indices (about
+        batch_size targets each); a pure function of (seed, epoch) either way."""
+        if one_pass:
+            return sequence_batches(train.counts, config.batch_size, config.seed, epoch)
+        return epoch_batches(train.lengths, config.batch_size, config.seed, epoch, config.sort_window)
+
+    batches_per_epoch = len(epoch_plan(0))
     steps = total_steps(config, batches_per_epoch)
     budget = 60.0 * config.time_budget_minutes  # seconds; 0 = no budget
 
@@ -282,7 +294,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         return budget > 0 and elapsed() + state["eval_seconds"] >= budget
 
     while not state["done"]:
-        batches = epoch_batches(train.lengths, config.batch_size, config.seed, state["epoch"], config.sort_window)
+        batches = epoch_plan(state["epoch"])
         for batch_index in range(state["batch_in_epoch"], len(batches)):
             index = batches[batch_index]
             state["batch_in_epoch"] = batch_index + 1
@@ -290,9 +302,14 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
                 continue  # a remainder batch too small to split over the processes
             model.train()
             # Each process takes its share of the random batch, then cuts that into micro-batches.
-            loss = accumulate_gradients(model, train, index[accelerator.process_index :: accelerator.num_processes],
-                                        config.micro_batches, accelerator.device, backward=accelerator.backward,
-                                        no_sync=accelerator.no_sync)
+            share = index[accelerator.process_index :: accelerator.num_processes]
+            if one_pass:  # chunks already have about their own length: no micro-batches
+                loss = one_pass_loss(model, train.batch(share, accelerator.device))
+                accelerator.backward(loss)
+                loss = loss.detach()
+            else:
+                loss = accumulate_gradients(model, train, share, config.micro_batches, accelerator.device,
+                                            backward=accelerator.backward, no_sync=accelerator.no_sync)
             optimizer.step()
             if state["warmup_end_seconds"] is None and state["step"] + 1 >= config.warmup_steps:
                 state["warmup_end_seconds"] = elapsed()
@@ -346,9 +363,6 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
                 state["eval_seconds"] = time.perf_counter() - eval_started  # validation + checkpoint
                 if state["done"]:
                     break
-            if stop_after_steps is not None and state["step"] >= stop_after_steps:
-                bar.close()
-                return state
         else:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0

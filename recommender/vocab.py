@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genrec.recommender.fast_beam import SidPrefixTable
+from genrec.recommender.trie import SidPrefixTable
 from genrec.tokenizer.artifact import SemanticIds
 
 PAD_TOKEN = 0

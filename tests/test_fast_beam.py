@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from genrec.recommender.fast_beam import SidPrefixTable, constrained_beam_search
+from genrec.recommender.fast_beam import constrained_beam_search
+from genrec.recommender.trie import SidPrefixTable
 
 
 def make_catalog(num_items=60, sizes=(5, 4, 3), seed=0):

@@ -93,12 +93,33 @@ def test_epoch_batches_cover_each_example_once_deterministically_and_bucket_leng
     assert padded(batches) < 0.8 * padded(plain)
 
 
-def _train(tmp_path, out, stop_after_steps=None, max_steps=12):
+def _train(tmp_path, out, max_steps=12):
     dataset = load_processed_dataset(tmp_path / "data")
     sids = load_semantic_ids(tmp_path / "tok")
     config = TrainConfig(batch_size=16, max_steps=max_steps, eval_every=4, eval_users=0, eval_beams=10,
                          patience=100, warmup_steps=2, lr=3e-3)
-    return train_recommender(dataset, sids, out, TINY_MODEL, config, progress=False, stop_after_steps=stop_after_steps)
+    return train_recommender(dataset, sids, out, TINY_MODEL, config, progress=False)
+
+
+class Killed(Exception):
+    pass
+
+
+def _train_until_killed(tmp_path, out, monkeypatch, kill_at_step):
+    """The run dies (as if killed) inside optimizer step ``kill_at_step``: no hook in the trainer."""
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at_step:
+            raise Killed
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    with pytest.raises(Killed):
+        _train(tmp_path, out)
+    monkeypatch.undo()
 
 
 @pytest.fixture
@@ -108,12 +129,12 @@ def tiny(tmp_path):
     return tmp_path
 
 
-def test_resume_after_interrupt_matches_uninterrupted_run(tiny):
+def test_resume_after_interrupt_matches_uninterrupted_run(tiny, monkeypatch):
     torch.manual_seed(0)
     _train(tiny, tiny / "full")
-    # "killed" at step 10: the checkpoint of step 8 survives, steps 9-10 are lost and redone
-    interrupted = _train(tiny, tiny / "resumed", stop_after_steps=10)
-    assert interrupted["step"] == 10 and not (tiny / "resumed" / "genrec.json").exists()
+    # killed during step 11: the checkpoint of step 8 survives, steps 9-10 are lost and redone
+    _train_until_killed(tiny, tiny / "resumed", monkeypatch, kill_at_step=11)
+    assert not (tiny / "resumed" / "genrec.json").exists()
     saved = json.loads((tiny / "resumed" / "checkpoint" / "trainer_state.json").read_text())
     assert saved["step"] == 8 and saved["epoch"] * saved["batches_per_epoch"] + saved["batch_in_epoch"] == 8
     final = _train(tiny, tiny / "resumed")

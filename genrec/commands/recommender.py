@@ -175,6 +175,9 @@ def register(subparsers) -> None:
     train.add_argument("--decoder-layers", dest="num_decoder_layers", type=int)
     train.add_argument("--dropout", type=float)
     train.add_argument("--user-buckets", dest="num_user_buckets", type=int, help="hashed user token buckets (0 = off)")
+    train.add_argument("--encoder-attention", dest="encoder_attention", choices=("bidirectional", "item_causal"),
+                       help="item_causal: a history token sees only items up to its own, and training runs the "
+                            "encoder once per user sequence for all its targets (default bidirectional, as TIGER)")
     train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
