@@ -50,11 +50,12 @@ def write_warm_dataset(source: Path, out: Path, cold: set[int]) -> dict:
     users = [u for u in range(1, data.num_users + 1)
              if sum(1 for i in data.history(u) if i not in cold) >= MIN_WARM_ITEMS]
     sequences = [[new_id[i] for i in data.history(u) if i not in cold] for u in users]
+    texts = [data.item_text(i) for i in warm_items]
     with atomic_directory(out) as tmp:
         pq.write_table(pa.table({"item_id": list(range(1, len(warm_items) + 1)),
                                  "raw_id": [data.item_raw_id(i) for i in warm_items],
                                  "title": [data.item_title(i) for i in warm_items],
-                                 "text": [data.item_texts[i - 1] for i in warm_items]}), tmp / "items.parquet")
+                                 "text": texts}), tmp / "items.parquet")
         pq.write_table(pa.table({"user_id": list(range(1, len(users) + 1)),
                                  "raw_id": [data.user_raw_id(u) for u in users]}), tmp / "users.parquet")
         pq.write_table(pa.table({"user_id": list(range(1, len(users) + 1)), "items": sequences}),
@@ -70,8 +71,7 @@ def write_warm_dataset(source: Path, out: Path, cold: set[int]) -> dict:
             target.mkdir(parents=True)
             np.save(target / EMBEDDINGS_FILE, vectors)
             atomic_write_json(target / META_FILE, {**meta, "num_items": len(warm_items),
-                                                   "texts_sha256": texts_checksum([data.item_texts[i - 1]
-                                                                                   for i in warm_items])})
+                                                   "texts_sha256": texts_checksum(texts)})
     return {"users": users, "warm_items": warm_items}
 
 
@@ -80,7 +80,7 @@ def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
 
     data = load_processed_dataset(source)
     path.write_text("".join(json.dumps({"id": data.item_raw_id(i), "title": data.item_title(i),
-                                        "text": data.item_texts[i - 1]}) + "\n" for i in cold))
+                                        "text": data.item_text(i)}) + "\n" for i in cold))
 
 
 def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str], k: int = 10,
@@ -92,16 +92,15 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
 
     original = load_processed_dataset(source)
     recommender, grown = pipeline.load_trained(run_data, run_model)
-    ids = {raw: index + 1 for index, raw in enumerate(grown.item_raw_ids)}
     histories, targets, cold_target = [], [], []
     for user in users:
-        sequence = [ids[original.item_raw_id(i)] for i in original.history(user)]
+        sequence = [grown.item_id_for(original.item_raw_id(i)) for i in original.history(user)]
         histories.append(sequence[:-1])
         targets.append(sequence[-1])
         cold_target.append(original.item_raw_id(original.history(user)[-1]) in cold_raw)
     items, _ = recommender.recommend(histories, top_k=beams, beams=beams)
     targets, cold_target = np.asarray(targets), np.asarray(cold_target)
-    cold_ids = np.asarray([ids[raw] for raw in cold_raw])
+    cold_ids = np.asarray([grown.item_id_for(raw) for raw in cold_raw])
     top = items[:, :k]
     result = {"users": len(users), "cold_targets": int(cold_target.sum()),
               "cold_share_of_catalogue": len(cold_ids) / grown.num_items,

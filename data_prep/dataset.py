@@ -45,6 +45,9 @@ class ProcessedDataset:
     def item_title(self, item_id: int) -> str:
         return self.item_titles[item_id - 1]
 
+    def item_text(self, item_id: int) -> str:
+        return self.item_texts[item_id - 1]
+
     def user_raw_id(self, user_id: int) -> str:
         return self.user_raw_ids[user_id - 1]
 

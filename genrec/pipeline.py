@@ -317,11 +317,16 @@ def recommend(config: RecommendConfig) -> Recommendations:
         raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
     items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
                                           exclude_seen=config.exclude_seen)
-    rows = [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(item),
-             "title": dataset.item_title(item), "sid": recommender.sids.codes_of([item])[0].tolist(),
+    return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
+                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]))
+
+
+def describe_recommendations(dataset, sids, items, scores) -> list[dict]:
+    """Rank, item id, raw id, title, SID and score of one ranked list (0 = no item, dropped)."""
+    return [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
+             "title": dataset.item_title(int(item)), "sid": sids.codes_of([int(item)])[0].tolist(),
              "score": float(score)}
-            for rank, (item, score) in enumerate(zip(items[0], scores[0]), start=1) if item > 0]
-    return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history), rows)
+            for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
 
 
 def describe_history(dataset, history: list[int]) -> list[dict]:
@@ -356,7 +361,6 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     """Every user's top ``top_k`` in one batched run, written as parquet: one row per (user, rank),
     columns user_id, user_raw_id, rank (1 = best), item_id, item_raw_id, score. A user has fewer
     than ``top_k`` rows only when ``exclude_seen`` leaves fewer unseen items than that."""
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -385,10 +389,10 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     user_ids, ranks, item_ids = user_grid[keep], rank_grid[keep], items[keep]
     table = pa.table({
         "user_id": pa.array(user_ids, pa.int64()),
-        "user_raw_id": pa.array([dataset.user_raw_ids[u - 1] for u in user_ids.tolist()], pa.string()),
+        "user_raw_id": pa.array([dataset.user_raw_id(u) for u in user_ids.tolist()], pa.string()),
         "rank": pa.array(ranks, pa.int32()),
         "item_id": pa.array(item_ids, pa.int64()),
-        "item_raw_id": pa.array([dataset.item_raw_ids[i - 1] for i in item_ids.tolist()], pa.string()),
+        "item_raw_id": pa.array([dataset.item_raw_id(i) for i in item_ids.tolist()], pa.string()),
         "score": pa.array(scores[keep], pa.float32()),
     })
     sink = pa.BufferOutputStream()
@@ -456,8 +460,8 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     from genrec.data_prep.embeddings import extend_item_embeddings
     from genrec.data_prep.prepare import append_items
     from genrec.data_prep.readers import read_table
-    from genrec.core.io import atomic_write_bytes, sha256_file
-    from genrec.recommender.recommender import META_FILE, TOKENIZER_COPY, Recommender
+    from genrec.core.io import atomic_write_bytes
+    from genrec.recommender.recommender import META_FILE, TOKENIZER_COPY, Recommender, bundle_semantic_ids
     from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, load_semantic_ids
     from genrec.tokenizer.base import WEIGHTS_FILE
     from genrec.tokenizer.registry import load_tokenizer
@@ -509,11 +513,7 @@ def add_items(config: AddItemsConfig) -> AddedItems:
         atomic_write_bytes(tokenizer_dir / SEMANTIC_IDS_FILE, buffer.getvalue())
         atomic_write_json(tokenizer_dir / CONFIG_FILE, {**tokenizer_config, "num_items": dataset.num_items})
     # The recommender's bundled copy follows; genrec.json (with the new checksum) is written last.
-    copy = model_dir / TOKENIZER_COPY
-    for name in (SEMANTIC_IDS_FILE, CONFIG_FILE):
-        shutil.copy2(tokenizer_dir / name, copy / f".{name}.tmp")
-        os.replace(copy / f".{name}.tmp", copy / name)
-    meta["tokenizer_checksum"] = sha256_file(copy / SEMANTIC_IDS_FILE)
+    meta["tokenizer_checksum"] = bundle_semantic_ids(tokenizer_dir, model_dir)
     meta["items_added"] = int(meta.get("items_added", 0)) + len(added)
     atomic_write_json(model_dir / META_FILE, meta)
     Recommender.load(model_dir)  # the grown artifact loads (vocabulary, trie, checksum)

@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from genrec.core.errors import GenrecError
-from genrec.pipeline import describe_history
+from genrec.pipeline import describe_history, describe_recommendations
 
 log = logging.getLogger("genrec.serve")
 
@@ -205,17 +205,15 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
             user = _found(dataset.user_id_for, request.user)
             history = dataset.history(user)
         items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen)
-        picks = [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
-                  "title": dataset.item_title(int(item)), "sid": sid(int(item)), "score": float(score)}
-                 for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
         return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
-                "history": describe_history(dataset, history), "recommendations": picks}
+                "history": describe_history(dataset, history),
+                "recommendations": describe_recommendations(dataset, recommender.sids, items, scores)}
 
     @app.get("/items/{item}")
     async def item(item: str):
         item_id = _found(dataset.item_id_for, item)
         return {"item_id": item_id, "raw_id": dataset.item_raw_id(item_id), "title": dataset.item_title(item_id),
-                "text": dataset.item_texts[item_id - 1], "sid": sid(item_id)}
+                "text": dataset.item_text(item_id), "sid": sid(item_id)}
 
     @app.get("/users/{user}")
     async def user(user: str):

@@ -22,7 +22,7 @@ from transformers import T5ForConditionalGeneration
 from transformers.utils import logging as transformers_logging
 
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_json, read_json
+from genrec.core.io import atomic_write_json, read_json, sha256_file
 from genrec.data_prep.dataset import ProcessedDataset
 from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
 from genrec.recommender.data import ExampleBuilder, split_examples
@@ -104,21 +104,11 @@ class Recommender:
         if self.sids.path is None:
             raise GenrecError("these Semantic IDs were not loaded from a tokenizer artifact; cannot bundle them")
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        staged = path / f".{TOKENIZER_COPY}.tmp"
-        shutil.rmtree(staged, ignore_errors=True)
-        staged.mkdir()
-        for name in (SEMANTIC_IDS_FILE, CONFIG_FILE):
-            shutil.copy2(self.sids.path / name, staged / name)
-        if (path / TOKENIZER_COPY).resolve() != Path(self.sids.path).resolve():
-            shutil.rmtree(path / TOKENIZER_COPY, ignore_errors=True)
-            os.replace(staged, path / TOKENIZER_COPY)
-        else:
-            shutil.rmtree(staged)
+        checksum = bundle_semantic_ids(self.sids.path, path)
         transformers_logging.disable_progress_bar()
         self.model.save_pretrained(path)
         self.meta.update(meta or {})
-        self.meta["tokenizer_checksum"] = self.sids.checksum
+        self.meta["tokenizer_checksum"] = checksum
         atomic_write_json(path / META_FILE, self.meta)
         self.path = path
         return path
@@ -144,6 +134,19 @@ class Recommender:
         model = T5ForConditionalGeneration.from_pretrained(path).to(device)
         config = RecommenderConfig(**model.config.genrec["recommender"])
         return cls(model, sids, config, meta, path)
+
+
+def bundle_semantic_ids(tokenizer_dir: str | Path, model_dir: str | Path) -> str:
+    """Copy a tokenizer artifact's semantic_ids.npy and config.json into MODEL/tokenizer (each file
+    replaced atomically; nothing to do when it is that folder) and return the copy's checksum, which
+    genrec.json must record (written after this, so it appears only once the copy is complete)."""
+    target = Path(model_dir) / TOKENIZER_COPY
+    target.mkdir(parents=True, exist_ok=True)
+    if target.resolve() != Path(tokenizer_dir).resolve():
+        for name in (SEMANTIC_IDS_FILE, CONFIG_FILE):
+            shutil.copy2(Path(tokenizer_dir) / name, target / f".{name}.tmp")
+            os.replace(target / f".{name}.tmp", target / name)
+    return sha256_file(target / SEMANTIC_IDS_FILE)
 
 
 def _drop_seen(items: np.ndarray, scores: np.ndarray, histories: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
