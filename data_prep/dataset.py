@@ -26,6 +26,8 @@ class ProcessedDataset:
     item_titles: list[str]
     item_texts: list[str]
     stats: dict = field(default_factory=dict)
+    # raw id -> id lookups (marisa-tries), built on first use per field
+    raw_id_indexes: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_users(self) -> int:
@@ -90,7 +92,7 @@ def _raw_id_index(dataset: ProcessedDataset, field_name: str):
     millions of ids stays a few MB, where a dict of str would take hundreds)."""
     import marisa_trie
 
-    cache = dataset.__dict__.setdefault("_raw_id_indexes", {})
+    cache = dataset.raw_id_indexes
     if field_name not in cache:
         raw_ids = getattr(dataset, field_name)
         cache[field_name] = marisa_trie.RecordTrie("<i", zip(raw_ids, ((i + 1,) for i in range(len(raw_ids)))))
