@@ -14,12 +14,14 @@ import numpy as np
 import torch
 
 from genrec.data_prep.dataset import ProcessedDataset
+from genrec.recommender.encoder_input import attention_mask_of
 from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 
 
 @dataclass
 class TokenizedExamples:
-    """Right-padded encoder inputs [n, max_len], their lengths, targets [n, L + 1], user and target ids."""
+    """Right-padded encoder rows [n, max_len] (or [n, max_len, L + 1] with one position per item,
+    recommender.encoder_input), their lengths, targets [n, L + 1], user and target ids."""
 
     inputs: np.ndarray
     lengths: np.ndarray
@@ -34,31 +36,43 @@ class TokenizedExamples:
         """Dynamic padding: cut the batch to its own longest input."""
         width = int(self.lengths[index].max())
         input_ids = torch.from_numpy(self.inputs[index, :width]).to(device)
-        return {"input_ids": input_ids, "attention_mask": (input_ids != PAD_TOKEN).long(),
+        return {"input_ids": input_ids, "attention_mask": attention_mask_of(input_ids),
                 "labels": torch.from_numpy(self.targets[index]).to(device)}
 
 
 class ExampleBuilder:
-    """Turns item-id histories into encoder token rows for one tokenizer's SIDs."""
+    """Turns item-id histories into encoder rows for one tokenizer's SIDs.
 
-    def __init__(self, item_tokens: np.ndarray, vocab: SidVocab, max_history: int, eos: bool = True):
+    ``per_item=False`` (encoder_input "tokens"): a row is token ids, L + 1 positions per item.
+    ``per_item=True`` (encoder_input "items"): a row is [positions, L + 1], one position per item
+    holding its SID tokens; the user token and eos fill a position each, padded with PAD.
+    """
+
+    def __init__(self, item_tokens: np.ndarray, vocab: SidVocab, max_history: int, eos: bool = True,
+                 per_item: bool = False):
         # item_tokens[i] = SID tokens of item i + 1; row 0 of the padded table is item "0" (unused).
         self.table = np.concatenate([np.zeros((1, item_tokens.shape[1]), dtype=np.int64), item_tokens])
         self.vocab = vocab
         self.max_history = max_history
         self.extra = 1 if vocab.num_user_buckets else 0
         self.eos = eos  # False for the item-causal encoder (recommender.item_causal): no token sees all
-        self.max_len = max_history * item_tokens.shape[1] + int(eos) + self.extra
+        self.per_item = per_item
+        self.positions_per_item = 1 if per_item else item_tokens.shape[1]
+        self.row_shape = (item_tokens.shape[1],) if per_item else ()  # one position's shape
+        self.max_len = max_history * self.positions_per_item + int(eos) + self.extra
 
     def encode_history(self, history: list[int], user_id: int = 0) -> np.ndarray:
         recent = np.asarray(history[-self.max_history :], dtype=np.int64)
-        tokens = self.table[recent].reshape(-1)
-        prefix = [self.vocab.user_token(user_id)] if self.extra else []
-        return np.concatenate([prefix, tokens, [EOS_TOKEN] if self.eos else []]).astype(np.int64)
+        special = ([self.vocab.user_token(user_id)] if self.extra else []), ([EOS_TOKEN] if self.eos else [])
+        if not self.per_item:
+            return np.concatenate([special[0], self.table[recent].reshape(-1), special[1]]).astype(np.int64)
+        width = self.table.shape[1]
+        prefix, suffix = (np.pad(np.asarray(s, dtype=np.int64)[:, None], ((0, 0), (0, width - 1))) for s in special)
+        return np.concatenate([prefix, self.table[recent], suffix]).astype(np.int64)
 
     def build(self, examples: list[tuple[int, list[int], int]]) -> TokenizedExamples:
         """``examples``: (user id, history item ids, target item id)."""
-        inputs = np.full((len(examples), self.max_len), PAD_TOKEN, dtype=np.int64)
+        inputs = np.full((len(examples), self.max_len, *self.row_shape), PAD_TOKEN, dtype=np.int64)
         lengths = np.zeros(len(examples), dtype=np.int64)
         for row, (user, history, _) in enumerate(examples):
             tokens = self.encode_history(history, user)

@@ -10,6 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from genrec.recommender.constraint import TrieLogitsProcessor, prefix_states
 from genrec.recommender.data import ExampleBuilder
+from genrec.recommender.encoder_input import attention_mask_of
 from genrec.recommender.fast_beam import constrained_beam_search
 from genrec.recommender.trie import SidPrefixTable
 from genrec.recommender.item_causal import encoder_hidden
@@ -17,12 +18,13 @@ from genrec.recommender.vocab import PAD_TOKEN
 
 
 def pad_rows(rows: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder rows (token ids [T] or per-item groups [T, L + 1]) right-padded into one batch, and its mask."""
     width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), PAD_TOKEN, dtype=torch.long)
+    ids = torch.full((len(rows), width, *np.shape(rows[0])[1:]), PAD_TOKEN, dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.from_numpy(np.asarray(row))
     ids = ids.to(device)
-    return ids, (ids != PAD_TOKEN).long()
+    return ids, attention_mask_of(ids)
 
 
 def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, num_beams: int):
@@ -51,7 +53,9 @@ def generate_reference(model, input_ids, attention_mask, table: SidPrefixTable, 
         # The encoder output is passed in, so an item-causal encoder keeps its own mask while
         # generate's cross-attention uses the plain padding mask.
         encoded = BaseModelOutput(last_hidden_state=encoder_hidden(model, input_ids, attention_mask))
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, encoder_outputs=encoded,
+        # Per-item rows are not token ids: generate then takes the batch size from encoder_outputs.
+        out = model.generate(input_ids=input_ids if input_ids.dim() == 2 else None, attention_mask=attention_mask,
+                             encoder_outputs=encoded,
                              generation_config=config, logits_processor=LogitsProcessorList([TrieLogitsProcessor(table)]),
                              cache=cache)
     finally:

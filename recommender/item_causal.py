@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from genrec.recommender.encoder_input import attention_mask_of, encoder_kwargs
 from genrec.recommender.vocab import PAD_TOKEN
 
 ENCODER_ATTENTION = ("bidirectional", "item_causal")
@@ -33,9 +34,10 @@ def is_item_causal(model) -> bool:
 
 
 def _layout(model) -> tuple[int, int]:
-    """(tokens per item, tokens before the first item) of the model's encoder inputs."""
+    """(encoder positions per item, positions before the first item) of the model's encoder inputs."""
     genrec = model.config.genrec
-    return len(genrec["position_sizes"]), 1 if genrec["recommender"].get("num_user_buckets", 0) else 0
+    per_item = genrec["recommender"].get("encoder_input", "tokens") == "items"
+    return 1 if per_item else len(genrec["position_sizes"]), 1 if genrec["recommender"].get("num_user_buckets", 0) else 0
 
 
 def token_items(attention_mask: torch.Tensor, sid_length: int, prefix: int) -> torch.Tensor:
@@ -55,22 +57,25 @@ def item_causal_bias(attention_mask: torch.Tensor, sid_length: int, prefix: int,
 
 
 def encoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The encoder's output [B, T, d] under the model's own encoder attention."""
+    """The encoder's output [B, T, d] under the model's own encoder attention and input
+    (recommender.encoder_input: token rows [B, T] or per-item rows [B, T, L + 1])."""
     encoder = model.get_encoder()
+    inputs = encoder_kwargs(model, input_ids)
     if not is_item_causal(model):
-        return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return encoder(**inputs, attention_mask=attention_mask).last_hidden_state
     sid_length, prefix = _layout(model)
     dtype = encoder.embed_tokens.weight.dtype
     if torch.is_autocast_enabled(input_ids.device.type):
         dtype = torch.get_autocast_dtype(input_ids.device.type)
     bias = item_causal_bias(attention_mask, sid_length, prefix, dtype)
-    return encoder(input_ids=input_ids, attention_mask=bias).last_hidden_state
+    return encoder(**inputs, attention_mask=bias).last_hidden_state
 
 
 def prefix_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy of one example per row (every-prefix training and validation)."""
-    if not is_item_causal(model):
-        return model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+    """Mean token cross-entropy of one example per row (every-prefix training and validation).
+    A bidirectional encoder goes through the model's own forward (so DDP sees it)."""
+    if not is_item_causal(getattr(model, "module", model)):
+        return model(**encoder_kwargs(model, input_ids), attention_mask=attention_mask, labels=labels).loss
     hidden = encoder_hidden(model, input_ids, attention_mask)
     return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,
                  labels=labels).loss
@@ -103,7 +108,7 @@ class SequenceExamples:
         local = {int(c): i for i, c in enumerate(chunks)}
         width = int(self.lengths[chunks].max())
         input_ids = torch.from_numpy(self.inputs[chunks, :width]).to(device)
-        return {"input_ids": input_ids, "attention_mask": (input_ids != PAD_TOKEN).long(),
+        return {"input_ids": input_ids, "attention_mask": attention_mask_of(input_ids),
                 "labels": torch.from_numpy(self.targets[rows]).to(device),
                 "target_chunk": torch.tensor([local[int(c)] for c in self.target_chunk[rows]], device=device),
                 "target_position": torch.from_numpy(self.target_position[rows]).to(device)}
@@ -118,8 +123,8 @@ def build_sequence_examples(builder, sequences: list[tuple[int, list[int]]]) -> 
             chunk = items[start:start + window + 1]
             if len(chunk) >= 2:
                 chunks.append((user, chunk))
-    max_len = builder.extra + window * builder.table.shape[1]
-    inputs = np.full((len(chunks), max_len), PAD_TOKEN, dtype=np.int64)
+    max_len = builder.extra + window * builder.positions_per_item
+    inputs = np.full((len(chunks), max_len, *builder.row_shape), PAD_TOKEN, dtype=np.int64)
     lengths = np.zeros(len(chunks), dtype=np.int64)
     targets, owner, position = [], [], []
     for row, (user, chunk) in enumerate(chunks):

@@ -27,15 +27,21 @@ class RecommenderConfig:
     # (a token sees items up to its own, no eos): lets one encoder pass train every target of a
     # user sequence (recommender.item_causal).
     encoder_attention: str = "bidirectional"
+    # "tokens" (TIGER: one encoder position per SID token) or "items" (one position per item, the
+    # sum of its SID token embeddings; recommender.encoder_input).
+    encoder_input: str = "tokens"
 
 
 def build_model(config: RecommenderConfig, vocab: SidVocab) -> T5ForConditionalGeneration:
     from genrec.core.errors import GenrecError
+    from genrec.recommender.encoder_input import ENCODER_INPUTS
     from genrec.recommender.item_causal import ENCODER_ATTENTION
 
     if config.encoder_attention not in ENCODER_ATTENTION:
         raise GenrecError(f"encoder_attention must be one of {', '.join(ENCODER_ATTENTION)}, "
                           f"got {config.encoder_attention!r}")
+    if config.encoder_input not in ENCODER_INPUTS:
+        raise GenrecError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {config.encoder_input!r}")
     t5_config = T5Config(
         vocab_size=vocab.vocab_size,
         d_model=config.d_model,

@@ -50,7 +50,8 @@ class Recommender:
             raise GenrecError(f"{path or 'model'}: model vocabulary ({model.config.vocab_size}) does not fit its "
                               f"SIDs ({self.vocab.vocab_size})")
         self.builder = ExampleBuilder(self.vocab.item_tokens(sids.codes), self.vocab, config.max_history,
-                                      eos=config.encoder_attention != "item_causal")
+                                      eos=config.encoder_attention != "item_causal",
+                                      per_item=config.encoder_input == "items")
         self.table = self.vocab.prefix_table(sids.codes)
 
     @property

@@ -48,7 +48,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text, read_json
 from genrec.recommender.data import TokenizedExamples, epoch_batches, micro_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
-from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, sequence_batches
+from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.vocab import SidVocab
@@ -100,7 +100,7 @@ def accumulate_gradients(model, train: TokenizedExamples, index: np.ndarray, par
     for i, (piece, count) in enumerate(zip(pieces, counts)):
         last = i == len(pieces) - 1
         with nullcontext() if last or no_sync is None else no_sync(model):
-            loss = model(**train.batch(piece, device)).loss * (count / total)
+            loss = prefix_loss(model, **train.batch(piece, device)) * (count / total)
             backward(loss)
         batch_loss += loss.detach()
     return batch_loss

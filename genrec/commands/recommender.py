@@ -178,6 +178,9 @@ def register(subparsers) -> None:
     train.add_argument("--encoder-attention", dest="encoder_attention", choices=("bidirectional", "item_causal"),
                        help="item_causal: a history token sees only items up to its own, and training runs the "
                             "encoder once per user sequence for all its targets (default bidirectional, as TIGER)")
+    train.add_argument("--encoder-input", dest="encoder_input", choices=("tokens", "items"),
+                       help="tokens: one encoder position per SID token (TIGER); items: one position per history "
+                            "item, the sum of its SID token embeddings (4x shorter encoder input)")
     train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
