@@ -1,13 +1,15 @@
-"""Every-prefix (bidirectional encoder, TIGER) against one pass per user sequence (item-causal
-encoder) under the same wall-clock budget, recipe and tokenizer: which gives better test metrics?
+"""Encoder layouts under the same wall-clock budget, recipe and tokenizer: which gives better test metrics?
 
-    python -m bench.one_pass --dataset data/amazon-beauty --config bench/configs/beauty-cpu-60min.json \
-        --minutes 12 --work /tmp/one-pass [--variants every_prefix,one_pass] [--out bench/results --name X]
+    python -m bench.one_pass --dataset data/amazon-beauty --config bench/configs/amazon-beauty-cpu-60min.json \
+        --minutes 12 --work /tmp/one-pass [--variants every_prefix,items] [--out bench/results --name X]
 
-Each variant trains with ``genrec.pipeline.train_recommender`` on the config's "model"/"train" options
-plus ``time_budget_minutes`` (and ``encoder_attention`` = bidirectional / item_causal), in its own
-process; both variants run at the same time, one torch thread each, so they share the machine's
-conditions. Then ``genrec.pipeline.evaluate`` scores the best checkpoint on the whole test split.
+Variants (``VARIANTS``): every_prefix (bidirectional encoder over one position per SID token, TIGER),
+one_pass (item-causal encoder, one pass per user sequence), items (bidirectional, one position per
+item: recommender.encoder_input) and items_one_pass (both). Each trains with
+``genrec.pipeline.train_recommender`` on the cpu recipe with the config's "model"/"train" options on
+top, plus ``time_budget_minutes`` and the variant's two fields, in its own process; the variants run
+at the same time, one torch thread each, so they share the machine's conditions (run at most two
+on 2 cores). Then ``genrec.pipeline.evaluate`` scores the best checkpoint on the whole test split.
 A finished variant is reused on a rerun. The report goes to --work unless --out is given.
 """
 
@@ -19,7 +21,12 @@ from pathlib import Path
 
 from bench.common import markdown_table, run_script, script_parser, write_report
 
-VARIANTS = {"every_prefix": "bidirectional", "one_pass": "item_causal"}
+VARIANTS = {
+    "every_prefix": {"encoder_attention": "bidirectional", "encoder_input": "tokens"},
+    "one_pass": {"encoder_attention": "item_causal", "encoder_input": "tokens"},
+    "items": {"encoder_attention": "bidirectional", "encoder_input": "items"},
+    "items_one_pass": {"encoder_attention": "item_causal", "encoder_input": "items"},
+}
 KEYS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 
 
@@ -32,7 +39,7 @@ def train_variant(payload: dict) -> dict:
     out = Path(payload["out"])
     result = gp.train_recommender(gp.RecommenderTrainingConfig(
         payload["dataset"], tokenizer=payload["tokenizer"], out=out, train=payload["train"], model=payload["model"],
-        progress=False, recipe="tiger"))  # the config's options on TIGER's defaults, no CPU recipe on top
+        progress=False, recipe="cpu"))
     test = gp.evaluate(gp.EvaluateConfig(payload["dataset"], model=out, split="test", progress=False))
     meta = json.loads((out / "genrec.json").read_text())
     return {"steps": meta["steps"], "epochs": meta["epochs"], "best_step": meta["best_step"],
@@ -55,7 +62,7 @@ def _run(args, command: str) -> int:
     work = Path(args.work)
     payloads = {name: {"dataset": args.dataset, "tokenizer": args.tokenizer, "out": str(work / name),
                        "train": {**config.get("train", {}), "time_budget_minutes": args.minutes},
-                       "model": {**config.get("model", {}), "encoder_attention": VARIANTS[name]}}
+                       "model": {**config.get("model", {}), **VARIANTS[name]}}
                 for name in variants}
     with ProcessPoolExecutor(len(variants), mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {name: pool.submit(train_variant, payload) for name, payload in payloads.items()}
@@ -67,7 +74,7 @@ def _run(args, command: str) -> int:
         rows.append([name, run["steps"], run["epochs"], run["best_step"], f"{rate:.0f}",
                      *[f"{run['test'][key]:.4f}" for key in KEYS]])
     markdown = "\n".join([
-        "# Every-prefix vs one pass per user sequence", "", f"Command: `{command}`", "",
+        "# Encoder layouts at one training budget", "", f"Command: `{command}`", "",
         f"Hardware: {report['hardware']}; both variants at once, one torch thread each, {args.minutes:g}-minute "
         "training budget each; test = all users, full catalogue, beam 30.", "",
         *markdown_table(["variant", "steps", "epochs", "best step", "targets/s", *KEYS], rows), ""])
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="JSON with model / train options")
     parser.add_argument("--minutes", type=float, required=True, help="training budget per variant")
     parser.add_argument("--work", required=True)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="every_prefix,items", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--out")
     parser.add_argument("--name", default="one-pass")
     return run_script("bench.one_pass", parser, _run, argv)

@@ -3,7 +3,7 @@
 Run from the repository root:
 
     python -m bench.time_to_quality --raw-dir ../shared/datasets/amazon-beauty \
-        --config bench/configs/beauty-cpu-60min.json --work /tmp/ttq --name beauty-cpu-60min
+        --config bench/configs/amazon-beauty-cpu-60min.json --work /tmp/ttq --name amazon-beauty-cpu-60min
 
 Runs the stages in this process through ``genrec.pipeline``, in a fresh data folder under --work
 (so nothing is cached: the item texts are embedded again), timing every stage:
@@ -143,6 +143,12 @@ def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict
     plt.close(fig)
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def plot_title(dataset_name: str, hardware: dict) -> str:
     where = hardware["gpu"] or f"{hardware['cores']} CPU cores"
     return f"{dataset_name} on {where}: quality vs wall time"
@@ -188,7 +194,9 @@ def _run(args: argparse.Namespace, command: str) -> int:
         "command": command, "config": config, "hardware": info,
         "stage_seconds": state["seconds"], "stage_calls": state["calls"], "total_seconds": total,
         "test": {k: v for k, v in test.items() if k != "popularity"}, "popularity_test": test["popularity"],
-        "recommender": {k: meta[k] for k in ("best_step", "best_valid_ndcg@10", "steps", "epochs", "train_seconds")},
+        "recommender": {k: meta.get(k) for k in ("recipe", "best_step", "best_valid_ndcg@10", "stop_reason", "steps",
+                                                 "epochs", "train_seconds", "train_config", "model_config")},
+        "torch_threads": torch_threads(),
         "validation_curve": [{"pipeline_seconds": round(train_start + r["seconds"], 1), "step": r["step"], **r["valid"]}
                              for r in log if "valid" in r],
     }
@@ -204,7 +212,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
         ["genrec", *(f"{test[k]:.4f}" for k in TEST_KEYS)],
         ["popularity", *(f"{test['popularity'][k]:.4f}" for k in TEST_KEYS)]])
     lines += ["", f"Recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, best "
-              f"validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']}.", "",
+              f"validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']} "
+              f"(stopped by: {meta.get('stop_reason')}); torch threads: {torch_threads()}.", "",
+              f"Recipe `{meta.get('recipe')}` as trained: model `{json.dumps(meta['model_config'])}`, "
+              f"train `{json.dumps(meta['train_config'])}`.", "",
               f"![validation NDCG@10 against wall time]({args.name}.png)", ""]
     write_report(out, args.name, report, "\n".join(lines))
     return 0

@@ -1,42 +1,45 @@
-"""Same model, same recipe, two training paths: does genrec's faster step keep the validation quality?
+"""Does each of genrec's training-speed options keep the quality? One flag changed at a time, 3 seeds.
 
 Run from the repository root:
 
     python -m bench.training_quality --dataset data/amazon-beauty --config bench/configs/training-quality.json \
         --work /tmp/tq --name beauty-training-quality
 
-Trains the recommender twice with ``genrec.pipeline.train_recommender`` on the config's "train" and
-"model" options (same seed, steps, optimizer, schedule and evaluation):
+Trains the recommender with ``genrec.pipeline.train_recommender`` on the config's "train" and
+"model" options once per (variant, seed): "defaults" is the trainer as it ships (plain random
+batches cut into micro-batches, fast dropout, freed memory kept); every other variant changes
+exactly one of those from the defaults (``VARIANTS``). Same steps, optimizer, schedule and seed
+per row. There is no periodic validation (``eval_every`` is set past the last step), so the model
+scored is the final step's, never a best-of-checkpoints pick, and ``genrec.pipeline.evaluate``
+scores it on the whole validation split (all users, full catalogue).
 
-* plain: random batches (train option sort_window=1, so every batch is padded to its longest
-  history, nearly always the maximum), torch's dropout (fast_dropout=False), glibc's default
-  malloc behaviour (GENREC_KEEP_FREED_MEMORY=0);
-* genrec: the defaults (length-bucketed batches, fast dropout, freed memory kept).
+Each run trains in its own fresh process (the malloc setting is process-wide); a finished run is
+not trained again and an interrupted one resumes, so rerunning with more ``--seeds`` adds seeds.
 
-Each variant trains in its own fresh process (the malloc setting is process-wide and cannot be
-undone), then ``genrec.pipeline.evaluate`` scores its final model on the whole validation split.
-A finished variant is not trained again; an interrupted one resumes from its checkpoint.
-
-Writes NAME.json, NAME.md and NAME.png (validation NDCG@10 on the periodic user sample against
-training wall time and step) into --out, which defaults to the --work folder; pass
-``--out bench/results`` to update the committed results.
+Writes NAME.json, NAME.md and NAME.png (per variant: mean validation NDCG@10 and Recall@10 with
+each seed's value) into --out, which defaults to the --work folder; pass ``--out bench/results``
+to update the committed results.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from bench.common import markdown_table, run_isolated, run_script, script_parser, write_report
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
 
-# name -> (train option overrides, keep freed memory)
+# name -> (train option overrides, keep freed memory, what the one change is)
 VARIANTS = {
-    "plain": ({"sort_window": 1, "fast_dropout": False}, False),
-    "genrec": ({}, True),
+    "defaults": ({}, True, "the trainer's defaults"),
+    "bucketing": ({"sort_window": 50}, True, "length-bucketed batches (--sort-window 50) instead of micro-batches"),
+    "torch_dropout": ({"fast_dropout": False}, True, "torch's dropout instead of fast dropout (--no-fast-dropout)"),
+    "padded": ({"micro_batches": 1}, True, "one padded batch per step (--micro-batches 1): same gradient"),
+    "glibc_malloc": ({}, False, "glibc's default malloc (GENREC_KEEP_FREED_MEMORY=0): speed only"),
 }
 KEYS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_variant(payload: dict) -> dict:
-    """Train (or resume, or find finished) one variant and evaluate it on the validation split."""
+    """Train (or resume, or find finished) one run and evaluate its final model on the validation split."""
     from genrec import pipeline as gp
 
     model = Path(payload["model"])
@@ -58,23 +61,23 @@ def train_variant(payload: dict) -> dict:
     return {"already_done": result.already_done}
 
 
-def plot(logs: dict, path: Path) -> None:
+def plot(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for name, log in logs.items():
-        evals = [r for r in log if "valid" in r]
-        values = [r["valid"]["ndcg@10"] for r in evals]
-        by_time.plot([r["seconds"] / 60 for r in evals], values, marker="o", label=name)
-        by_step.plot([r["step"] for r in evals], values, marker="o", label=name)
-    by_time.set(xlabel="training wall time (minutes)", ylabel="validation NDCG@10 (sampled users)")
-    by_step.set(xlabel="optimizer step", ylabel="validation NDCG@10 (sampled users)")
-    for axis in (by_time, by_step):
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, key in zip(axes, ("ndcg@10", "recall@10")):
+        for x, name in enumerate(names):
+            values = [run["valid"][key] for run in results[name]["runs"]]
+            axis.scatter([x] * len(values), values, color="tab:blue", alpha=0.6)
+            axis.errorbar([x], [np.mean(values)], yerr=[np.std(values, ddof=1) if len(values) > 1 else 0.0],
+                          color="black", marker="_", markersize=20, capsize=4)
+        axis.set_xticks(range(len(names)), names, rotation=20)
+        axis.set(ylabel=f"validation {key} (all users)", title=f"{key}: seeds (dots), mean ± sd")
         axis.grid(alpha=0.3)
-        axis.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -85,15 +88,22 @@ def build_parser():
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--tokenizer", help="default DATASET/tokenizer")
     parser.add_argument("--config", required=True, help="JSON with \"train\" and \"model\" options")
-    parser.add_argument("--work", required=True, help="folder for the two trained models")
+    parser.add_argument("--work", required=True, help="folder for the trained models (WORK/VARIANT-seedS)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
     parser.add_argument("--out", help="report folder (default: --work; pass bench/results to update the repo's)")
     parser.add_argument("--name", default="training-quality")
     parser.add_argument("--note", default="", help="a line for the report, e.g. what else ran on the machine")
     return parser
 
 
+def _mean_sd(values: list[float]) -> str:
+    sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
+    return f"{np.mean(values):.4f}{sd}"
+
+
 def _run(args: argparse.Namespace, command: str) -> int:
-    """Train and evaluate both variants (each in its own process), then write the report."""
+    """Train and evaluate every (variant, seed), each in its own process, then write the report."""
     from genrec.core.config import load_config_file
     from genrec.core.hardware import hardware, hardware_line
 
@@ -101,42 +111,64 @@ def _run(args: argparse.Namespace, command: str) -> int:
     unknown = sorted(set(config) - {"train", "model"})
     if unknown:
         raise GenrecError(f"{args.config}: unknown key(s) {', '.join(unknown)}; expected train, model")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise GenrecError(f"--variants: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(VARIANTS)}")
+    if args.seeds < 1:
+        raise GenrecError("--seeds must be at least 1")
     tokenizer = args.tokenizer or str(Path(args.dataset) / "tokenizer")
     work = Path(args.work)
     out = Path(args.out) if args.out else work
-    logs, results = {}, {}
-    for name, (overrides, keep) in VARIANTS.items():
-        model = work / name
-        print(f"[{name}] train options {overrides or '(defaults)'} -> {model}", flush=True)
-        run_isolated(train_variant, {"dataset": args.dataset, "tokenizer": tokenizer, "model": str(model),
-                                     "train": {**config.get("train", {}), **overrides},
-                                     "model_options": config.get("model", {})}, keep_freed_memory=keep)
-        logs[name] = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
-        meta, valid = read_json(model / "genrec.json"), read_json(model / "eval_valid.json")
-        results[name] = {"train_overrides": overrides, "keep_freed_memory": keep, "train_seconds": meta["train_seconds"],
-                         "steps": meta["steps"], "epochs": meta["epochs"],
-                         "valid_all_users": {k: v for k, v in valid.items() if k != "popularity"}}
-    speedup = results["plain"]["train_seconds"] / results["genrec"]["train_seconds"]
+    # No periodic validation: the model kept is the last step's (best-of-checkpoints would favour
+    # whichever variant's curve is noisier).
+    base_train = {**config.get("train", {}), "eval_every": 10**9}
+    results = {}
+    for name in variants:
+        overrides, keep, change = VARIANTS[name]
+        runs = []
+        for seed in range(args.seeds):
+            model = work / f"{name}-seed{seed}"
+            print(f"[{name} seed {seed}] {change} -> {model}", flush=True)
+            run_isolated(train_variant, {"dataset": args.dataset, "tokenizer": tokenizer, "model": str(model),
+                                         "train": {**base_train, **overrides, "seed": seed},
+                                         "model_options": config.get("model", {})}, keep_freed_memory=keep)
+            meta, valid = read_json(model / "genrec.json"), read_json(model / "eval_valid.json")
+            if meta["best_step"] != meta["steps"]:
+                raise GenrecError(f"{model}: kept step {meta['best_step']} is not the final step {meta['steps']}")
+            runs.append({"seed": seed, "train_seconds": meta["train_seconds"], "steps": meta["steps"],
+                         "epochs": meta["epochs"], "valid": {k: v for k, v in valid.items() if k != "popularity"}})
+        results[name] = {"change": change, "train_overrides": overrides, "keep_freed_memory": keep, "runs": runs}
     info = hardware()
-    report = {"command": command, "config": config, "hardware": info, "note": args.note,
-              "variants": results, "wall_time_speedup": speedup,
-              "curves": {name: [r for r in log if "valid" in r] for name, log in logs.items()}}
+    report = {"command": command, "config": config, "hardware": info, "note": args.note, "seeds": args.seeds,
+              "evaluation": "final step, validation split, all users, full catalogue", "variants": results}
     out.mkdir(parents=True, exist_ok=True)
-    plot(logs, out / f"{args.name}.png")
-    lines = [f"# Training quality: plain loop vs genrec ({hardware_line(info)})", "", f"Command: `{command}`",
-             "", *([args.note, ""] if args.note else []), f"Recipe: `{json.dumps(config)}`", ""]
+    plot(results, out / f"{args.name}.png")
+    lines = [f"# Training quality, one flag at a time ({hardware_line(info)})", "", f"Command: `{command}`",
+             "", *([args.note, ""] if args.note else []), f"Recipe: `{_json(config)}`; {args.seeds} seed(s) per "
+             "variant; the final step's model scored on the whole validation split (all users, full catalogue).", ""]
+    base = results.get("defaults")
     rows = []
     for name, r in results.items():
-        changes = [f"{k}={v}" for k, v in r["train_overrides"].items()]
-        changes += [] if r["keep_freed_memory"] else ["GENREC_KEEP_FREED_MEMORY=0"]
-        rows.append([name, f"`{' '.join(changes)}`" if changes else "(defaults)", f"{r['train_seconds']:.0f}",
-                     r["steps"], r["epochs"], *(f"{r['valid_all_users'][k]:.4f}" for k in KEYS)])
-    lines += markdown_table(["variant", "changed from the defaults", "train s", "steps", "epochs",
-                             *(f"valid {k}" for k in KEYS)], rows)
-    lines += ["", f"Same steps, {speedup:.2f}x less training wall time (validation metrics: all users, full catalog).",
-              "", f"![validation NDCG@10 against wall time and step]({args.name}.png)", ""]
+        seconds = [run["train_seconds"] for run in r["runs"]]
+        speed = (f"{np.mean([x['train_seconds'] for x in base['runs']]) / np.mean(seconds):.2f}x" if base else "-")
+        rows.append([name, r["change"], f"{np.mean(seconds):.0f}", speed,
+                     *(_mean_sd([run["valid"][k] for run in r["runs"]]) for k in KEYS)])
+    lines += markdown_table(["variant", "the one change", "train s (mean)", "speed vs defaults",
+                             *(f"valid {k} (mean ± sd)" for k in KEYS)], rows)
+    lines += ["", "Every run:", ""]
+    lines += markdown_table(["variant", "seed", "train s", "steps", *(f"valid {k}" for k in KEYS)],
+                            [[name, run["seed"], f"{run['train_seconds']:.0f}", run["steps"],
+                              *(f"{run['valid'][k]:.4f}" for k in KEYS)] for name, r in results.items() for run in r["runs"]])
+    lines += ["", f"![validation metrics per variant and seed]({args.name}.png)", ""]
     write_report(out, args.name, report, "\n".join(lines))
     return 0
+
+
+def _json(value) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 if __name__ == "__main__":

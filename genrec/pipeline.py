@@ -179,7 +179,7 @@ class RecommenderTrainingConfig:
     model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
     restart: bool = False  # discard checkpoints in ``out``
     progress: bool = True
-    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 40-minute budget) or "auto"
+    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
     # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
     recipe: str = "auto"
 

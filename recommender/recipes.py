@@ -6,10 +6,12 @@ by field:
 
 * ``tiger``: the TIGER recipe, i.e. the dataclass defaults (T5 4+4 layers, d_model 128, d_ff 1024,
   6 heads of 64, dropout 0.1, 20,000 steps of batch 256): ~15 h on 2 CPU cores.
-* ``cpu``: what fits an hour on 2 CPU cores (bench/configs/beauty-cpu-60min.json: a small T5, 2+2
-  layers, d_model 128, d_ff 512, 4 heads of 32, no dropout, batch 256, lr 3e-3, warmup 200) with a
-  40-minute training budget, so the whole pipeline (embed, tokenizer, training, test evaluation) ends
-  within the hour on Beauty.
+* ``cpu``: what fits an hour on 2 CPU cores: a small T5 (2+2 layers, d_model 128, d_ff 512, 4 heads
+  of 32, no dropout) reading one encoder position per history item (``encoder_input="items"``, about
+  4x the steps per second of TIGER's one position per SID token at the same quality per step:
+  bench/results/encoder-input-beauty/), batch 256, lr 3e-3, warmup 200, and a 45-minute training
+  budget, so the whole pipeline (embed, tokenizer, training, test evaluation) ends within the hour on
+  Beauty, LastFM and ML-1M (bench/results/*-cpu-60min.md).
 * ``auto`` (the default): ``cpu`` when no CUDA device is visible, else ``tiger``.
 """
 
@@ -31,9 +33,9 @@ RECIPES = {
     "tiger": Recipe(),
     "cpu": Recipe(
         train={"batch_size": 256, "lr": 3e-3, "warmup_steps": 200, "eval_every": 500, "eval_users": 2000,
-               "patience": 6, "time_budget_minutes": 40.0},
+               "patience": 6, "time_budget_minutes": 45.0},
         model={"d_model": 128, "d_ff": 512, "num_heads": 4, "d_kv": 32, "num_encoder_layers": 2,
-               "num_decoder_layers": 2, "dropout": 0.0},
+               "num_decoder_layers": 2, "dropout": 0.0, "encoder_input": "items"},
     ),
 }
 CHOICES = ("auto", *RECIPES)
@@ -59,7 +61,8 @@ def apply_recipe(name: str, train: dict[str, Any], model: dict[str, Any]) -> tup
 
 
 def _size(model) -> str:
-    return f"T5 {model.num_encoder_layers}+{model.num_decoder_layers} layers d{model.d_model}"
+    per_item = ", one position per item" if model.encoder_input == "items" else ""
+    return f"T5 {model.num_encoder_layers}+{model.num_decoder_layers} layers d{model.d_model}{per_item}"
 
 
 def _length(train) -> str:

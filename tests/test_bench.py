@@ -14,6 +14,7 @@ from bench.common import markdown_table
 from bench.tokenizer_methods import VARIANTS as TOKENIZER_VARIANTS
 from bench.tokenizer_methods import variant_options
 from bench.tokenizer_speed import synthetic_embeddings, tokenizer_case
+from bench.one_pass import VARIANTS as ENCODER_VARIANTS
 from bench.training_quality import VARIANTS as TRAINING_VARIANTS
 from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
@@ -89,17 +90,20 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     from genrec.recommender.model import RecommenderConfig
     from genrec.recommender.train import TrainConfig
 
-    config = ttq.read_config("bench/configs/beauty-cpu-60min.json")
+    config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
     assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate"]
     tokenizer = stages[2][2]
     assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "r3vae" and tokenizer.options == {}
-    for path in ("bench/configs/beauty-cpu-60min.json", "bench/configs/training-quality.json"):
+    for path in ("bench/configs/amazon-beauty-cpu-60min.json", "bench/configs/training-quality.json"):
         config = json.loads(open(path).read())
         apply_overrides(TrainConfig(), config["train"])
-        apply_overrides(RecommenderConfig(), config["model"])
-    for overrides, _ in TRAINING_VARIANTS.values():
+        apply_overrides(RecommenderConfig(), config.get("model", {}))
+    for overrides, _, _ in TRAINING_VARIANTS.values():
         apply_overrides(TrainConfig(), overrides)
+    for overrides in ENCODER_VARIANTS.values():
+        assert set(overrides) == {"encoder_attention", "encoder_input"}
+        apply_overrides(RecommenderConfig(), overrides)
     (tmp_path / "old.json").write_text(json.dumps({"tokenizer_args": ["--method", "r3vae"], "train": {}}))
     with pytest.raises(GenrecError, match="tokenizer_args"):
         ttq.read_config(tmp_path / "old.json")
@@ -131,7 +135,9 @@ def _fake_stages(dataset, attempts):
                  for s in (1, 2)]
         (model / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
         (model / "genrec.json").write_text(json.dumps({"best_step": 2, "best_valid_ndcg@10": 0.02, "steps": 2,
-                                                       "epochs": 1.0, "train_seconds": 20.0}))
+                                                       "epochs": 1.0, "train_seconds": 20.0, "recipe": "cpu",
+                                                       "stop_reason": "steps", "train_config": {"lr": 0.003},
+                                                       "model_config": {"encoder_input": "items"}}))
 
     def evaluate(config):
         metrics = {k: 0.1 for k in ttq.TEST_KEYS}
@@ -149,7 +155,7 @@ def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monk
     monkeypatch.setattr(ttq, "pipeline_stages", lambda name, raw, dataset, config: _fake_stages(dataset, attempts))
     monkeypatch.setattr(layout, "DATA_ROOT", layout.DATA_ROOT)  # the script points it at --work; undo after
     work = tmp_path / "work"
-    argv = ["--dataset-name", "ml-1m", "--raw-dir", str(tmp_path), "--config", "bench/configs/beauty-cpu-60min.json",
+    argv = ["--dataset-name", "ml-1m", "--raw-dir", str(tmp_path), "--config", "bench/configs/amazon-beauty-cpu-60min.json",
             "--work", str(work), "--name", "run"]
     assert ttq.main(argv) == 130  # interrupted in train-recommender
     state = json.loads((work / ttq.STATE_FILE).read_text())

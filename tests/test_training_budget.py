@@ -91,7 +91,8 @@ def test_auto_recipe_is_cpu_without_cuda_else_tiger(monkeypatch):
     assert recipes.resolve_recipe("tiger") == ("tiger", "--recipe tiger")
     assert recipes.RECIPES["tiger"].train == {} and recipes.RECIPES["tiger"].model == {}  # the dataclass defaults
     train, model = recipes.apply_recipe("cpu", {"lr": 0.01}, {"d_model": 64})
-    assert train["lr"] == 0.01 and train["time_budget_minutes"] == 40 and model["d_model"] == 64
+    assert train["lr"] == 0.01 and train["time_budget_minutes"] == 45 and model["d_model"] == 64
+    assert model["encoder_input"] == "items"
     assert model["num_encoder_layers"] == 2 and model["d_ff"] == 512
 
 
@@ -99,7 +100,7 @@ def test_notice_is_one_line_naming_the_recipe_and_the_other():
     line = recipes.recipe_notice("cpu", "no GPU", TrainConfig(**recipes.RECIPES["cpu"].train),
                                  RecommenderConfig(**recipes.RECIPES["cpu"].model))
     assert "\n" not in line
-    assert line.startswith("recipe cpu (no GPU): T5 2+2 layers d128, stops after 40 min")
+    assert line.startswith("recipe cpu (no GPU): T5 2+2 layers d128, one position per item, stops after 45 min")
     assert "--recipe tiger for TIGER's 4+4 layers d128, 20,000 steps" in line
     other = recipes.recipe_notice("tiger", "GPU found", TrainConfig(), RecommenderConfig())
     assert other.startswith("recipe tiger (GPU found): T5 4+4 layers d128, 20,000 steps; --recipe cpu for a small T5")
@@ -116,7 +117,7 @@ def test_cli_recipe_with_flags_and_config_on_top(tiny, monkeypatch, capsys):
     out = capsys.readouterr().out
     notices = [line for line in out.splitlines() if line.startswith("recipe ")]
     assert notices == [line for line in out.splitlines() if "--recipe tiger" in line] and len(notices) == 1
-    assert notices[0].startswith("recipe cpu (no GPU): T5 1+1 layers d16, stops after 30 min (or 6 steps)")
+    assert notices[0].startswith("recipe cpu (no GPU): T5 1+1 layers d16, one position per item, stops after 30 min (or 6 steps)")
     assert "± " in out and "at step" in out and "valid R@10" in out and "±" in out.split("valid R@10")[1]
     meta = json.loads((tiny / "model" / "genrec.json").read_text())
     assert meta["recipe"] == "cpu" and meta["stop_reason"] == "steps"

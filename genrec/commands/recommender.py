@@ -142,7 +142,7 @@ def register(subparsers) -> None:
     train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
     train.add_argument("--recipe", choices=("auto", "cpu", "tiger"), default="auto",
                        help="starting options, under --config and flags: tiger = TIGER's size and 20,000 steps; "
-                            "cpu = a small T5 (2+2 layers, d128) that stops after 40 min; auto (default) = cpu "
+                            "cpu = a small T5 (2+2 layers, d128, one encoder position per item) that stops after 45 min; auto (default) = cpu "
                             "when no CUDA device is visible, else tiger")
     train.add_argument("--time-budget", dest="time_budget_minutes", type=float, metavar="MINUTES",
                        help="stop training after this much wall time (earlier attempts included), then validate "
