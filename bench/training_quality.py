@@ -97,9 +97,9 @@ def build_parser():
     return parser
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], signed: bool = False) -> str:
     sd = f" ± {np.std(values, ddof=1):.4f}" if len(values) > 1 else ""
-    return f"{np.mean(values):.4f}{sd}"
+    return f"{np.mean(values):{'+' if signed else ''}.4f}{sd}"
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
@@ -156,6 +156,21 @@ def _run(args: argparse.Namespace, command: str) -> int:
                      *(_mean_sd([run["valid"][k] for run in r["runs"]]) for k in KEYS)])
     lines += markdown_table(["variant", "the one change", "train s (mean)", "speed vs defaults",
                              *(f"valid {k} (mean ± sd)" for k in KEYS)], rows)
+    if base:
+        lines += ["", "Paired by seed (a seed fixes the initial weights and the batch order in every variant), "
+                  "variant minus defaults:", ""]
+        by_seed = {run["seed"]: run for run in base["runs"]}
+        paired = []
+        for name, r in results.items():
+            if name == "defaults":
+                continue
+            cells = []
+            for key in KEYS:
+                diffs = [run["valid"][key] - by_seed[run["seed"]]["valid"][key] for run in r["runs"] if run["seed"] in by_seed]
+                cells.append(_mean_sd(diffs, signed=True) if diffs else "-")
+            paired.append([name, *cells])
+            report["variants"][name]["paired_difference_vs_defaults"] = dict(zip(KEYS, cells))
+        lines += markdown_table(["variant", *(f"Δ valid {k} (mean ± sd)" for k in KEYS)], paired)
     lines += ["", "Every run:", ""]
     lines += markdown_table(["variant", "seed", "train s", "steps", *(f"valid {k}" for k in KEYS)],
                             [[name, run["seed"], f"{run['train_seconds']:.0f}", run["steps"],

@@ -200,3 +200,42 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
             stages = ttq.pipeline_stages(name, "/raw", tmp_path / name, ttq.read_config(path))
             assert [stage for stage, _, _ in stages][-2:] == ["train-recommender", "evaluate"]
             assert 0 < train.time_budget_minutes <= 50  # the other stages need the rest of the hour
+
+
+def test_training_quality_runs_every_variant_and_seed_and_pairs_them_by_seed(tmp_path, monkeypatch):
+    """Each (variant, seed) gets its own run with exactly its one change, no periodic validation, and
+    the report pairs variants with the defaults by seed; a kept step other than the last is an error."""
+    import bench.training_quality as tq
+
+    calls = []
+
+    def fake_run(function, payload, keep_freed_memory=False):
+        calls.append((payload["train"], keep_freed_memory))
+        model = tmp_path / "work" / payload["model"].rsplit("/", 1)[-1]
+        model.mkdir(parents=True, exist_ok=True)
+        seed, bucketing = payload["train"]["seed"], payload["train"].get("sort_window", 1) > 1
+        valid = {k: 0.02 + 0.001 * seed + (0.0005 if bucketing else 0.0) for k in tq.KEYS}
+        (model / "genrec.json").write_text(json.dumps({"train_seconds": 10.0 + seed, "steps": 5, "best_step": 5,
+                                                       "epochs": 1.0}))
+        (model / "eval_valid.json").write_text(json.dumps(valid))
+        return {}
+
+    monkeypatch.setattr(tq, "run_isolated", fake_run)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"train": {"epochs": 1, "eval_every": 2}, "model": {"d_model": 16}}))
+    argv = ["--dataset", str(tmp_path), "--config", str(config), "--work", str(tmp_path / "work"),
+            "--variants", "defaults,bucketing,glibc_malloc", "--seeds", "2", "--name", "tq"]
+    assert tq.main(argv) == 0
+    assert len(calls) == 6 and all(train["eval_every"] > 10**6 for train, _ in calls)
+    assert [train["seed"] for train, _ in calls] == [0, 1, 0, 1, 0, 1]
+    assert [train.get("sort_window") for train, _ in calls[2:4]] == [50, 50]
+    assert [keep for _, keep in calls] == [True, True, True, True, False, False]
+    report = json.loads((tmp_path / "work" / "tq.json").read_text())
+    assert report["variants"]["bucketing"]["paired_difference_vs_defaults"]["recall@10"] == "+0.0005 ± 0.0000"
+    assert "glibc_malloc" in (tmp_path / "work" / "tq.md").read_text()
+
+    (tmp_path / "work" / "defaults-seed0" / "genrec.json").write_text(json.dumps({"steps": 5, "best_step": 3}))
+    monkeypatch.setattr(tq, "run_isolated", lambda *a, **k: {})
+    assert tq.main(argv) == 2  # a best-of-checkpoints model is not a final-step evaluation
+    bad = [a if a != "defaults,bucketing,glibc_malloc" else "defaults,nope" for a in argv]
+    assert tq.main(bad) == 2  # an unknown variant is a one-line error
