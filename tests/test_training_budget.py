@@ -133,3 +133,14 @@ def test_cli_recipe_with_flags_and_config_on_top(tiny, monkeypatch, capsys):
     assert out.splitlines()[0].startswith("recipe tiger (--recipe tiger): T5 1+1 layers d16")
     train = json.loads((tiny / "tiger" / "genrec.json").read_text())["train_config"]
     assert train["lr"] == TrainConfig().lr and train["patience"] == TrainConfig().patience
+
+
+def test_tf32_only_on_cuda(monkeypatch):
+    from genrec.recommender.train import use_tf32_on_cuda
+
+    before = torch.get_float32_matmul_precision()
+    assert not use_tf32_on_cuda(torch.device("cpu")) and torch.get_float32_matmul_precision() == before
+    calls = []
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", calls.append)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert use_tf32_on_cuda(torch.device("cuda", 0)) and calls == ["high"] and torch.backends.cudnn.allow_tf32
