@@ -157,8 +157,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     lines += markdown_table(["variant", "the one change", "train s (mean)", "speed vs defaults",
                              *(f"valid {k} (mean ± sd)" for k in KEYS)], rows)
     if base:
-        lines += ["", "Paired by seed (a seed fixes the initial weights and the batch order in every variant), "
-                  "variant minus defaults:", ""]
+        lines += ["", "Paired by seed (a seed fixes the initial weights in every variant, and the batch order in "
+                  "those that keep the default batching), variant minus defaults:", ""]
         by_seed = {run["seed"]: run for run in base["runs"]}
         paired = []
         for name, r in results.items():
