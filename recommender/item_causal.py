@@ -16,6 +16,7 @@ most ``max_history`` items, as at inference (the last ``max_history`` items of a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -97,20 +98,28 @@ class SequenceExamples:
     def __len__(self) -> int:  # number of targets, as for TokenizedExamples
         return len(self.targets)
 
-    @property
+    @cached_property
     def counts(self) -> np.ndarray:
         return np.bincount(self.target_chunk, minlength=len(self.lengths))
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """First target row of each chunk: a chunk's targets are one contiguous run, in chunk order."""
+        if np.any(np.diff(self.target_chunk) < 0):
+            raise ValueError("targets must be grouped by chunk, in chunk order")
+        return np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
 
     def batch(self, chunks: np.ndarray, device="cpu") -> dict[str, torch.Tensor]:
         """Encoder rows of ``chunks`` (padded to their longest) and all of their targets."""
         chunks = np.asarray(chunks)
-        rows = np.flatnonzero(np.isin(self.target_chunk, chunks))
-        local = {int(c): i for i, c in enumerate(chunks)}
+        # Each chunk's rows are start..start + count (no search over all targets per step).
+        counts = self.counts
+        rows = np.concatenate([np.arange(self.starts[c], self.starts[c] + counts[c]) for c in chunks])
         width = int(self.lengths[chunks].max())
         input_ids = torch.from_numpy(self.inputs[chunks, :width]).to(device)
         return {"input_ids": input_ids, "attention_mask": attention_mask_of(input_ids),
                 "labels": torch.from_numpy(self.targets[rows]).to(device),
-                "target_chunk": torch.tensor([local[int(c)] for c in self.target_chunk[rows]], device=device),
+                "target_chunk": torch.from_numpy(np.repeat(np.arange(len(chunks)), counts[chunks])).to(device),
                 "target_position": torch.from_numpy(self.target_position[rows]).to(device)}
 
 

@@ -108,3 +108,17 @@ def test_an_item_causal_recommender_trains_one_pass_saves_and_decodes_like_gener
     ref_items, ref_scores = generate_reference(recommender.model, ids, mask, recommender.table, 8)
     np.testing.assert_array_equal(fast_items.numpy(), ref_items.numpy())
     np.testing.assert_allclose(fast_scores.numpy(), ref_scores.numpy(), atol=1e-4)
+
+
+def test_a_batch_of_chunks_in_any_order_carries_exactly_their_targets(tmp_path):
+    dataset, _, builder = setup(tmp_path, max_history=3)
+    one_pass = build_sequence_examples(builder, [(u, dataset.train_sequence(u)) for u in range(1, dataset.num_users + 1)])
+    chunks = np.array([5, 0, 3])
+    batch = one_pass.batch(chunks)
+    local = batch["target_chunk"].numpy()
+    for i, chunk in enumerate(chunks):
+        expected = one_pass.targets[one_pass.target_chunk == chunk]
+        np.testing.assert_array_equal(batch["labels"].numpy()[local == i], expected)
+        np.testing.assert_array_equal(batch["target_position"].numpy()[local == i],
+                                      one_pass.target_position[one_pass.target_chunk == chunk])
+    assert len(local) == one_pass.counts[chunks].sum()
