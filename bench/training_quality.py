@@ -24,6 +24,7 @@ to update the committed results.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / f"{args.name}.png")
     lines = [f"# Training quality, one flag at a time ({hardware_line(info)})", "", f"Command: `{command}`",
-             "", *([args.note, ""] if args.note else []), f"Recipe: `{_json(config)}`; {args.seeds} seed(s) per "
+             "", *([args.note, ""] if args.note else []), f"Recipe: `{json.dumps(config)}`; {args.seeds} seed(s) per "
              "variant; the final step's model scored on the whole validation split (all users, full catalogue).", ""]
     base = results.get("defaults")
     rows = []
@@ -178,12 +179,6 @@ def _run(args: argparse.Namespace, command: str) -> int:
     lines += ["", f"![validation metrics per variant and seed]({args.name}.png)", ""]
     write_report(out, args.name, report, "\n".join(lines))
     return 0
-
-
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 if __name__ == "__main__":

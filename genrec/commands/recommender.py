@@ -135,12 +135,17 @@ def _recommend_or_all(args) -> int:
 
 
 def register(subparsers) -> None:
+    # The choices come from the modules that define them (one list each).
+    from genrec.recommender.encoder_input import ENCODER_INPUTS
+    from genrec.recommender.item_causal import ENCODER_ATTENTION
+    from genrec.recommender.recipes import CHOICES as RECIPE_CHOICES
+
     train = subparsers.add_parser("train-recommender", help="train the T5 recommender on a tokenizer's SIDs")
     train.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
     train.add_argument("--tokenizer", help="tokenizer artifact (default DATASET/tokenizer)")
     train.add_argument("--out", help="output directory (default DATASET/recommender)")
     train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
-    train.add_argument("--recipe", choices=("auto", "cpu", "tiger"), default="auto",
+    train.add_argument("--recipe", choices=RECIPE_CHOICES, default="auto",
                        help="starting options, under --config and flags: tiger = TIGER's size and 20,000 steps; "
                             "cpu = a small T5 (2+2 layers, d128, one encoder position per item) that stops after 45 min; auto (default) = cpu "
                             "when no CUDA device is visible, else tiger")
@@ -175,10 +180,10 @@ def register(subparsers) -> None:
     train.add_argument("--decoder-layers", dest="num_decoder_layers", type=int)
     train.add_argument("--dropout", type=float)
     train.add_argument("--user-buckets", dest="num_user_buckets", type=int, help="hashed user token buckets (0 = off)")
-    train.add_argument("--encoder-attention", dest="encoder_attention", choices=("bidirectional", "item_causal"),
+    train.add_argument("--encoder-attention", dest="encoder_attention", choices=ENCODER_ATTENTION,
                        help="item_causal: a history token sees only items up to its own, and training runs the "
                             "encoder once per user sequence for all its targets (default bidirectional, as TIGER)")
-    train.add_argument("--encoder-input", dest="encoder_input", choices=("tokens", "items"),
+    train.add_argument("--encoder-input", dest="encoder_input", choices=ENCODER_INPUTS,
                        help="tokens: one encoder position per SID token (TIGER); items: one position per history "
                             "item, the sum of its SID token embeddings (4x shorter encoder input)")
     train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
