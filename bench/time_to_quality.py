@@ -10,7 +10,7 @@ Runs the stages in this process through ``genrec.pipeline``, in a fresh data fol
 
     prepare(PrepareConfig(NAME, raw_dir=RAW))
     embed(EmbedConfig(...))
-    train_tokenizer(TokenizerTrainingConfig(method=..., options=...))   config "tokenizer": {"method": ..., options}
+    train_tokenizer(tokenizer_config_from(...))   config "tokenizer": {"method": ..., "collaborative_weight": ..., options}
     train_recommender(RecommenderTrainingConfig(train=..., model=...))   config "train" and "model"
     evaluate(EvaluateConfig(split="test"))
 
@@ -65,14 +65,12 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
     """(stage name, pipeline function, its config) in order."""
     from genrec import pipeline as gp
 
-    tokenizer = dict(config.get("tokenizer", {}))
-    method = tokenizer.pop("method", "r3vae")
     data = str(dataset)
     return [
         ("prepare", gp.prepare, gp.PrepareConfig(dataset_name, out=data, raw_dir=raw_dir)),
         ("embed", gp.embed, gp.EmbedConfig(data, progress=False)),
         ("train-tokenizer", gp.train_tokenizer,
-         gp.TokenizerTrainingConfig(data, method=method, options=tokenizer, progress=False)),
+         gp.tokenizer_config_from(config.get("tokenizer", {}), dataset=data, progress=False)),
         ("train-recommender", gp.train_recommender,
          gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})), model=dict(config.get("model", {})),
                                       progress=False)),

@@ -111,6 +111,19 @@ class TokenizerTrainingConfig:
     out: str | Path | None = None  # default DATASET/tokenizer
     encoder: str | None = None
     progress: bool = True
+    # > 0: the tokenizer reads [text, W * collaborative vectors] (data_prep.collaborative: PPMI-SVD of
+    # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only.
+    collaborative_weight: float = 0.0
+    collaborative_dim: int = 64
+
+
+def tokenizer_config_from(section: dict[str, Any], **fields) -> TokenizerTrainingConfig:
+    """A config file's "tokenizer" section as a TokenizerTrainingConfig: "method", the input fields
+    (collaborative_weight, collaborative_dim), everything else the method's options."""
+    options = dict(section)
+    method = options.pop("method", "r3vae")
+    inputs = {name: options.pop(name) for name in ("collaborative_weight", "collaborative_dim") if name in options}
+    return TokenizerTrainingConfig(method=method, options=options, **{**inputs, **fields})
 
 
 @dataclass
@@ -159,13 +172,27 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
     dataset = resolve_dataset_dir(_str(config.dataset))
     out = _path(config.out) or dataset / TOKENIZER_DIR
     build_tokenizer(config.method, config.options)  # reject bad options before the (slow) embedding step
+    if config.collaborative_weight < 0 or config.collaborative_dim < 1:
+        raise GenrecError("collaborative_weight must be >= 0 and collaborative_dim >= 1")
     embeddings = embed(EmbedConfig(dataset, encoder=config.encoder, progress=config.progress))
     started = time.perf_counter()
-    result = fit_tokenizer(embeddings.vectors, config.method, config.options, progress=config.progress)
+    vectors, extra, arrays = embeddings.vectors, {"dataset": str(dataset)}, {}
+    if config.collaborative_weight > 0:
+        from genrec.data_prep.collaborative import COLLABORATIVE_FILE, collaborative_vectors, tokenizer_vectors
+        from genrec.data_prep.dataset import load_processed_dataset
+
+        data = load_processed_dataset(dataset)
+        if data.num_items != len(vectors):
+            raise GenrecError(f"{dataset}: {data.num_items} items but {len(vectors)} embeddings; rerun `genrec embed`")
+        sequences = [data.train_sequence(user) for user in range(1, data.num_users + 1)]
+        collaborative = collaborative_vectors(sequences, data.num_items, dim=config.collaborative_dim)
+        vectors = tokenizer_vectors(vectors, collaborative, config.collaborative_weight)
+        extra["collaborative"] = {"weight": config.collaborative_weight, "dim": config.collaborative_dim}
+        arrays[COLLABORATIVE_FILE] = collaborative
+    result = fit_tokenizer(vectors, config.method, config.options, progress=config.progress)
     result.metrics["total_seconds"] = time.perf_counter() - started
     result.metrics["encoder"] = embeddings.encoder
-    write_artifact(out, result.tokenizer, result.sids, result.metrics, embeddings.encoder,
-                   extra={"dataset": str(dataset)})
+    write_artifact(out, result.tokenizer, result.sids, result.metrics, embeddings.encoder, extra=extra, arrays=arrays)
     return TrainedTokenizerArtifact(out, result.metrics, embeddings.encoder)
 
 
@@ -457,6 +484,7 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     import io
 
     from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.collaborative import load_collaborative, tokenizer_vectors
     from genrec.data_prep.embeddings import extend_item_embeddings
     from genrec.data_prep.prepare import append_items
     from genrec.data_prep.readers import read_table
@@ -505,6 +533,9 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     if added:  # this call's items, and any an interrupted call left without SIDs
         tokenizer_config = read_json(tokenizer_dir / CONFIG_FILE)
         vectors = extend_item_embeddings(dataset_dir, tokenizer_config["encoder"], show_progress=config.progress).vectors
+        # A tokenizer that also read collaborative vectors: new items have no interactions (zeros there).
+        vectors = tokenizer_vectors(vectors, load_collaborative(tokenizer_dir),
+                                    tokenizer_config.get("collaborative", {}).get("weight", 0.0))
         tokenizer = load_tokenizer(tokenizer_dir)
         rows, moved = extend_semantic_ids(sids.codes, _sid_candidates(tokenizer, vectors[sids.num_items:]),
                                           sids.suffix_size)

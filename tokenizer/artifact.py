@@ -72,8 +72,10 @@ class SemanticIds:
 
 
 def write_artifact(out: str | Path, tokenizer: Tokenizer, sids: np.ndarray, metrics: dict[str, Any],
-                   encoder: str, extra: dict[str, Any] | None = None) -> Path:
-    """Everything stage two needs plus the weights, moved into ``out`` only when complete."""
+                   encoder: str, extra: dict[str, Any] | None = None,
+                   arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Everything stage two needs plus the weights, moved into ``out`` only when complete.
+    ``arrays``: more .npy files by name (e.g. the collaborative vectors the tokenizer read)."""
     from genrec.tokenizer.curves import plot_training_curves  # matplotlib: only when writing
 
     out = Path(out)
@@ -84,6 +86,10 @@ def write_artifact(out: str | Path, tokenizer: Tokenizer, sids: np.ndarray, metr
         buffer = io.BytesIO()
         np.save(buffer, sids)
         atomic_write_bytes(tmp / SEMANTIC_IDS_FILE, buffer.getvalue())
+        for name, array in (arrays or {}).items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            atomic_write_bytes(tmp / name, buffer.getvalue())
         atomic_write_json(tmp / METRICS_FILE, metrics)
         atomic_write_json(tmp / HISTORY_FILE, tokenizer.history.to_dict())
         plot_training_curves(tokenizer.history, tmp / CURVES_FILE, tokenizer.method)

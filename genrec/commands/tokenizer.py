@@ -30,13 +30,25 @@ def _set_threads() -> None:
         torch.set_num_threads(max(1, int(os.environ["GENREC_THREADS"])))
 
 
-def method_options(args: argparse.Namespace) -> dict:
-    """The method config: --config file (flat, or its "tokenizer" section), then explicit flags."""
+def tokenizer_config(args: argparse.Namespace):
+    """The TokenizerTrainingConfig: --config file (flat, or its "tokenizer" section), then explicit flags."""
     from genrec.core.config import load_config_file
+    from genrec.pipeline import tokenizer_config_from
 
     data = load_config_file(args.config)
-    options = dict(data.get("tokenizer", data))
-    options.pop("method", None)
+    section = {**data.get("tokenizer", data), "method": args.method}
+    for name in ("collaborative_weight", "collaborative_dim"):
+        if getattr(args, name, None) is not None:
+            section[name] = getattr(args, name)
+    config = tokenizer_config_from(section, dataset=args.dataset, out=args.out, encoder=args.encoder,
+                                   progress=not args.no_progress)
+    config.options = method_options(args, config.options)
+    return config
+
+
+def method_options(args: argparse.Namespace, options: dict) -> dict:
+    """``options`` (the method's, from the config file) with explicit flags on top."""
+    options = dict(options)
     for spec in _VALUES:
         flag, _, key = spec.partition(":")
         value = getattr(args, flag)
@@ -50,20 +62,21 @@ def method_options(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from genrec.eval.sid_metrics import format_metrics_table
-    from genrec.pipeline import TokenizerTrainingConfig, train_tokenizer
+    from genrec.pipeline import train_tokenizer
 
     _set_threads()
-    options = method_options(args)
-    print(f"{args.method}: options {options or 'default'}", flush=True)
-    result = train_tokenizer(TokenizerTrainingConfig(dataset=args.dataset, method=args.method, options=options,
-                                                     out=args.out, encoder=args.encoder,
-                                                     progress=not args.no_progress))
+    config = tokenizer_config(args)
+    inputs = f"; text + collaborative vectors (weight {config.collaborative_weight:g}, {config.collaborative_dim} dims)" \
+        if config.collaborative_weight > 0 else ""
+    print(f"{args.method}: options {config.options or 'default'}{inputs}", flush=True)
+    result = train_tokenizer(config)
     print(format_metrics_table(result.metrics))
     print(f"wrote {result.path} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")
     return 0
 
 
 def _metrics(args: argparse.Namespace) -> int:
+    from genrec.data_prep.collaborative import load_collaborative, tokenizer_vectors
     from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.sid_metrics import format_metrics_table
     from genrec.core.io import read_json
@@ -82,7 +95,9 @@ def _metrics(args: argparse.Namespace) -> int:
         folder = dataset / TOKENIZER_DIR
     sids = load_semantic_ids(folder)
     tok = load_tokenizer(folder)
-    vectors = load_or_compute_item_embeddings(dataset, encoder=read_json(folder / "config.json").get("encoder")).vectors
+    info = read_json(folder / "config.json")
+    vectors = load_or_compute_item_embeddings(dataset, encoder=info.get("encoder")).vectors
+    vectors = tokenizer_vectors(vectors, load_collaborative(folder), info.get("collaborative", {}).get("weight", 0.0))
     if len(vectors) != sids.num_items:
         raise GenrecError(f"{folder} has {sids.num_items} items but {dataset} has {len(vectors)}: wrong --dataset?")
     print(format_metrics_table(sid_metrics_for(tok, vectors, sids.codes[:, :-1])))
@@ -105,6 +120,10 @@ def register(subparsers) -> None:
     parser.add_argument("--out", help="artifact directory (default DATASET/tokenizer)")
     parser.add_argument("--config", help="JSON file of method options (flat, or under a \"tokenizer\" key)")
     parser.add_argument("--encoder", help="embedding model (default: the dataset's cached / default encoder)")
+    parser.add_argument("--collaborative-weight", type=float, metavar="W",
+                        help="also read collaborative item vectors (co-occurrence in the training sequences), "
+                             "weighted W against the unit text embeddings (default 0 = text only)")
+    parser.add_argument("--collaborative-dim", type=int, help="size of the collaborative vectors (default 64)")
     parser.add_argument("--no-progress", action="store_true")
     r3 = parser.add_argument_group("r3vae options (ablations: paper Tables 8-9)")
     r3.add_argument("--no-reference-vector", action="store_true", help="e0 = x (no reference vector)")
