@@ -94,7 +94,8 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
     assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate"]
     tokenizer = stages[2][2]
-    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "r3vae" and tokenizer.options == {}
+    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "rkmeans" and tokenizer.options == {}
+    assert tokenizer.collaborative_weight == 1.0
     for path in ("bench/configs/amazon-beauty-cpu-60min.json", "bench/configs/training-quality.json"):
         config = json.loads(open(path).read())
         apply_overrides(TrainConfig(), config["train"])
@@ -179,6 +180,7 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
     from pathlib import Path
 
     from genrec.data_prep.presets import PRESETS
+    from genrec.pipeline import tokenizer_config_from
     from genrec.recommender.model import RecommenderConfig
     from genrec.recommender.train import TrainConfig
     from genrec.tokenizer.registry import build_tokenizer
@@ -190,8 +192,9 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
         config = json.loads(path.read_text())
         train = apply_overrides(TrainConfig(), config.get("train", {}), str(path))
         apply_overrides(RecommenderConfig(), config.get("model", {}), str(path))
-        tokenizer = dict(config.get("tokenizer", {}))
-        build_tokenizer(tokenizer.pop("method", "r3vae"), tokenizer)
+        tokenizer = tokenizer_config_from(config.get("tokenizer", {}))
+        build_tokenizer(tokenizer.method, tokenizer.options)
+        assert tokenizer.collaborative_weight >= 0 and tokenizer.collaborative_dim >= 1
         for method, options in config.get("method_options", {}).items():
             build_tokenizer(method, options)
         name = path.name.removesuffix("-cpu-60min.json")
