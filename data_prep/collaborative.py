@@ -82,7 +82,12 @@ def tokenizer_vectors(text: np.ndarray, collaborative: np.ndarray | None, weight
     return np.concatenate([unit, weight * padded], axis=1).astype(np.float32)
 
 
-def load_collaborative(tokenizer_dir: str | Path) -> np.ndarray | None:
-    """The collaborative vectors a tokenizer artifact was trained with, or None (text only)."""
-    path = Path(tokenizer_dir) / COLLABORATIVE_FILE
-    return np.load(path) if path.is_file() else None
+def artifact_input(text: np.ndarray, tokenizer_dir: str | Path) -> np.ndarray:
+    """What a trained tokenizer artifact reads for items with these text embeddings: the text
+    alone, or text + its stored collaborative vectors at its weight (zeros for items it never saw)."""
+    import json
+
+    folder = Path(tokenizer_dir)
+    weight = json.loads((folder / "config.json").read_text()).get("collaborative", {}).get("weight", 0.0)
+    path = folder / COLLABORATIVE_FILE
+    return tokenizer_vectors(text, np.load(path) if path.is_file() else None, weight)

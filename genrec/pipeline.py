@@ -117,12 +117,15 @@ class TokenizerTrainingConfig:
     collaborative_dim: int = 64
 
 
+TOKENIZER_INPUT_FIELDS = ("collaborative_weight", "collaborative_dim")  # what the tokenizer reads, not how it fits
+
+
 def tokenizer_config_from(section: dict[str, Any], **fields) -> TokenizerTrainingConfig:
     """A config file's "tokenizer" section as a TokenizerTrainingConfig: "method", the input fields
-    (collaborative_weight, collaborative_dim), everything else the method's options."""
+    (TOKENIZER_INPUT_FIELDS), everything else the method's options."""
     options = dict(section)
     method = options.pop("method", "r3vae")
-    inputs = {name: options.pop(name) for name in ("collaborative_weight", "collaborative_dim") if name in options}
+    inputs = {name: options.pop(name) for name in TOKENIZER_INPUT_FIELDS if name in options}
     return TokenizerTrainingConfig(method=method, options=options, **{**inputs, **fields})
 
 
@@ -484,7 +487,7 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     import io
 
     from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.data_prep.collaborative import load_collaborative, tokenizer_vectors
+    from genrec.data_prep.collaborative import artifact_input
     from genrec.data_prep.embeddings import extend_item_embeddings
     from genrec.data_prep.prepare import append_items
     from genrec.data_prep.readers import read_table
@@ -534,8 +537,7 @@ def add_items(config: AddItemsConfig) -> AddedItems:
         tokenizer_config = read_json(tokenizer_dir / CONFIG_FILE)
         vectors = extend_item_embeddings(dataset_dir, tokenizer_config["encoder"], show_progress=config.progress).vectors
         # A tokenizer that also read collaborative vectors: new items have no interactions (zeros there).
-        vectors = tokenizer_vectors(vectors, load_collaborative(tokenizer_dir),
-                                    tokenizer_config.get("collaborative", {}).get("weight", 0.0))
+        vectors = artifact_input(vectors, tokenizer_dir)
         tokenizer = load_tokenizer(tokenizer_dir)
         rows, moved = extend_semantic_ids(sids.codes, _sid_candidates(tokenizer, vectors[sids.num_items:]),
                                           sids.suffix_size)

@@ -33,11 +33,11 @@ def _set_threads() -> None:
 def tokenizer_config(args: argparse.Namespace):
     """The TokenizerTrainingConfig: --config file (flat, or its "tokenizer" section), then explicit flags."""
     from genrec.core.config import load_config_file
-    from genrec.pipeline import tokenizer_config_from
+    from genrec.pipeline import TOKENIZER_INPUT_FIELDS, tokenizer_config_from
 
     data = load_config_file(args.config)
     section = {**data.get("tokenizer", data), "method": args.method}
-    for name in ("collaborative_weight", "collaborative_dim"):
+    for name in TOKENIZER_INPUT_FIELDS:
         if getattr(args, name, None) is not None:
             section[name] = getattr(args, name)
     config = tokenizer_config_from(section, dataset=args.dataset, out=args.out, encoder=args.encoder,
@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    from genrec.data_prep.collaborative import load_collaborative, tokenizer_vectors
+    from genrec.data_prep.collaborative import artifact_input
     from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.sid_metrics import format_metrics_table
     from genrec.core.io import read_json
@@ -95,9 +95,8 @@ def _metrics(args: argparse.Namespace) -> int:
         folder = dataset / TOKENIZER_DIR
     sids = load_semantic_ids(folder)
     tok = load_tokenizer(folder)
-    info = read_json(folder / "config.json")
-    vectors = load_or_compute_item_embeddings(dataset, encoder=info.get("encoder")).vectors
-    vectors = tokenizer_vectors(vectors, load_collaborative(folder), info.get("collaborative", {}).get("weight", 0.0))
+    vectors = load_or_compute_item_embeddings(dataset, encoder=read_json(folder / "config.json").get("encoder")).vectors
+    vectors = artifact_input(vectors, folder)  # text, or text + the collaborative vectors it was trained with
     if len(vectors) != sids.num_items:
         raise GenrecError(f"{folder} has {sids.num_items} items but {dataset} has {len(vectors)}: wrong --dataset?")
     print(format_metrics_table(sid_metrics_for(tok, vectors, sids.codes[:, :-1])))
