@@ -85,9 +85,9 @@ def tokenizer_vectors(text: np.ndarray, collaborative: np.ndarray | None, weight
 def artifact_input(text: np.ndarray, tokenizer_dir: str | Path) -> np.ndarray:
     """What a trained tokenizer artifact reads for items with these text embeddings: the text
     alone, or text + its stored collaborative vectors at its weight (zeros for items it never saw)."""
-    import json
+    from genrec.core.io import read_json
 
     folder = Path(tokenizer_dir)
-    weight = json.loads((folder / "config.json").read_text()).get("collaborative", {}).get("weight", 0.0)
+    weight = read_json(folder / "config.json").get("collaborative", {}).get("weight", 0.0)
     path = folder / COLLABORATIVE_FILE
     return tokenizer_vectors(text, np.load(path) if path.is_file() else None, weight)

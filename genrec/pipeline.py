@@ -484,14 +484,12 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     trie without retraining: embeddings from the tokenizer's own encoder, codes from the trained
     tokenizer, fresh collision suffixes; every existing SID stays as it was. A rerun after an
     interruption finishes the job (items already present are skipped)."""
-    import io
-
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.data_prep.collaborative import artifact_input
     from genrec.data_prep.embeddings import extend_item_embeddings
     from genrec.data_prep.prepare import append_items
     from genrec.data_prep.readers import read_table
-    from genrec.core.io import atomic_write_bytes
+    from genrec.core.io import atomic_write_npy
     from genrec.recommender.recommender import META_FILE, TOKENIZER_COPY, Recommender, bundle_semantic_ids
     from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, load_semantic_ids
     from genrec.tokenizer.base import WEIGHTS_FILE
@@ -541,9 +539,7 @@ def add_items(config: AddItemsConfig) -> AddedItems:
         tokenizer = load_tokenizer(tokenizer_dir)
         rows, moved = extend_semantic_ids(sids.codes, _sid_candidates(tokenizer, vectors[sids.num_items:]),
                                           sids.suffix_size)
-        buffer = io.BytesIO()
-        np.save(buffer, np.concatenate([sids.codes, rows]))
-        atomic_write_bytes(tokenizer_dir / SEMANTIC_IDS_FILE, buffer.getvalue())
+        atomic_write_npy(tokenizer_dir / SEMANTIC_IDS_FILE, np.concatenate([sids.codes, rows]))
         atomic_write_json(tokenizer_dir / CONFIG_FILE, {**tokenizer_config, "num_items": dataset.num_items})
     # The recommender's bundled copy follows; genrec.json (with the new checksum) is written last.
     meta["tokenizer_checksum"] = bundle_semantic_ids(tokenizer_dir, model_dir)

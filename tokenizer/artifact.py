@@ -15,7 +15,6 @@ Stage two only needs ``load_semantic_ids``; it never cares which method made the
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_directory, atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from genrec.core.io import atomic_directory, atomic_write_json, atomic_write_npy, read_json, sha256_file
 
 if TYPE_CHECKING:  # reading SIDs needs neither torch nor the tokenizer classes
     from genrec.tokenizer.base import Tokenizer
@@ -83,13 +82,8 @@ def write_artifact(out: str | Path, tokenizer: Tokenizer, sids: np.ndarray, metr
     with atomic_directory(out) as tmp:
         tokenizer.save(tmp, extra_config={"suffix_size": int(sids[:, -1].max()) + 1, "encoder": encoder,
                                           "num_items": int(len(sids)), **(extra or {})})
-        buffer = io.BytesIO()
-        np.save(buffer, sids)
-        atomic_write_bytes(tmp / SEMANTIC_IDS_FILE, buffer.getvalue())
-        for name, array in (arrays or {}).items():
-            buffer = io.BytesIO()
-            np.save(buffer, array)
-            atomic_write_bytes(tmp / name, buffer.getvalue())
+        for name, array in {SEMANTIC_IDS_FILE: sids, **(arrays or {})}.items():
+            atomic_write_npy(tmp / name, array)
         atomic_write_json(tmp / METRICS_FILE, metrics)
         atomic_write_json(tmp / HISTORY_FILE, tokenizer.history.to_dict())
         plot_training_curves(tokenizer.history, tmp / CURVES_FILE, tokenizer.method)
