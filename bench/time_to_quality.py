@@ -12,7 +12,9 @@ Runs the stages in this process through ``genrec.pipeline``, in a fresh data fol
     embed(EmbedConfig(...))
     train_tokenizer(tokenizer_config_from(...))   config "tokenizer": {"method": ..., "collaborative_weight": ..., options}
     train_recommender(RecommenderTrainingConfig(train=..., model=...))   config "train" and "model"
-    evaluate(EvaluateConfig(split="test"))
+                      (it ends by choosing the shallow-fusion weight on sampled validation users)
+    evaluate(EvaluateConfig(split="test"))   with that fusion weight, as `genrec evaluate` does
+    evaluate(EvaluateConfig(split="test", fusion_weight=0))   for the report only: the model alone
 
 Writes NAME.json (stage times, test metrics, the validation curve), NAME.md and NAME.png (validation
 NDCG@10 on the periodic sample of users against pipeline wall time) into --out, which defaults to
@@ -39,6 +41,7 @@ from genrec.core.io import atomic_write_json, read_json
 
 STATE_FILE = "time_to_quality_state.json"
 CONFIG_KEYS = ("tokenizer", "train", "model")
+MODEL_ALONE_FILE = "eval_test_model_alone.json"
 TEST_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
 
@@ -75,6 +78,11 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
          gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})), model=dict(config.get("model", {})),
                                       progress=False)),
         ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),
+        # Not a step a user needs: the same test without shallow fusion, so the report shows what the
+        # generative model does on its own.
+        ("evaluate-model-alone", gp.evaluate,
+         gp.EvaluateConfig(data, split="test", progress=False, fusion_weight=0.0,
+                           output=str(Path(data) / "recommender" / MODEL_ALONE_FILE))),
     ]
 
 
@@ -187,11 +195,16 @@ def _run(args: argparse.Namespace, command: str) -> int:
     model = dataset / "recommender"
     log = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
     test, meta = read_json(model / "eval_test.json"), read_json(model / "genrec.json")
+    alone = read_json(model / MODEL_ALONE_FILE)
+    baselines = ("popularity", "transition_prior")
     info = hardware()
     report = {
         "command": command, "config": config, "hardware": info,
         "stage_seconds": state["seconds"], "stage_calls": state["calls"], "total_seconds": total,
-        "test": {k: v for k, v in test.items() if k != "popularity"}, "popularity_test": test["popularity"],
+        "test": {k: v for k, v in test.items() if k not in baselines},
+        "model_alone_test": {k: v for k, v in alone.items() if k not in baselines},
+        "popularity_test": test["popularity"], "transition_prior_test": test["transition_prior"],
+        "fusion": meta.get("fusion"),
         "recommender": {k: meta.get(k) for k in ("recipe", "best_step", "best_valid_ndcg@10", "stop_reason", "steps",
                                                  "epochs", "train_seconds", "train_config", "model_config")},
         "torch_threads": torch_threads(),
@@ -207,8 +220,14 @@ def _run(args: argparse.Namespace, command: str) -> int:
                             + [["**total**", "", f"**{total:.0f}** ({total / 60:.1f} min)"]])
     lines += [""] + markdown_table(["test (all users, full catalog)", *(k.replace("recall", "Recall").replace(
         "ndcg", "NDCG").replace("mrr", "MRR") for k in TEST_KEYS)], [
-        ["genrec", *(f"{test[k]:.4f}" for k in TEST_KEYS)],
+        [f"genrec (fusion weight {test['fusion_weight']:g})", *(f"{test[k]:.4f}" for k in TEST_KEYS)],
+        ["genrec model alone (no fusion)", *(f"{alone[k]:.4f}" for k in TEST_KEYS)],
+        ["transition prior alone", *(f"{test['transition_prior'][k]:.4f}" for k in TEST_KEYS)],
         ["popularity", *(f"{test['popularity'][k]:.4f}" for k in TEST_KEYS)]])
+    fusion = meta.get("fusion")
+    if fusion:
+        tried = ", ".join(f"{row['weight']:g}: {row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f}" for row in fusion["grid"])
+        lines += ["", f"Fusion weight chosen on {fusion['users']:,} sampled validation users by NDCG@10 ({tried})."]
     lines += ["", f"Recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, best "
               f"validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']} "
               f"(stopped by: {meta.get('stop_reason')}); torch threads: {torch_threads()}.", "",

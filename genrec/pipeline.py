@@ -212,6 +212,11 @@ class RecommenderTrainingConfig:
     # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
     # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
     recipe: str = "auto"
+    # Shallow fusion with the item-transition prior (recommender.fusion): after training, these
+    # weights are tried on ``fusion_users`` sampled validation users and the best by NDCG@10 is
+    # stored in genrec.json (evaluate / recommend use it). (0,) = the model alone, nothing tried.
+    fusion_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    fusion_users: int = 5000
 
 
 @dataclass
@@ -221,6 +226,7 @@ class TrainedRecommender:
     already_done: bool = False  # the run had finished before this call
     recipe: str | None = None  # the recipe trained with (None: already done)
     notice: str | None = None  # the one-line recipe notice printed at the start
+    fusion: dict | None = None  # the chosen fusion weight and each weight's validation metrics
 
 
 def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
@@ -241,14 +247,18 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     train_options, model_options = apply_recipe(recipe, config.train, config.model)
     train_config = apply_overrides(TrainConfig(), train_options, "train options")
     model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
+    if any(not weight >= 0 for weight in config.fusion_weights) or not config.fusion_weights:
+        raise GenrecError(f"fusion weights must be >= 0 (0 = the model alone), got {list(config.fusion_weights)}")
     if config.restart:
         shutil.rmtree(out, ignore_errors=True)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
+        # A run stopped while choosing the fusion weight finishes that step now.
+        fusion = meta.get("fusion") or _choose_fusion(out, dataset_dir, config, train_config.seed)
         return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
                                         "best_ndcg@10": meta["best_valid_ndcg@10"],
                                         "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
-                                        "stop_reason": meta.get("stop_reason")}, already_done=True)
+                                        "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
     notice = recipe_notice(recipe, reason, train_config, model_config)
     if os.environ.get("RANK", "0") == "0":  # accelerate launch: one line, not one per process
         print(notice, flush=True)
@@ -260,13 +270,37 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
                           f"has {dataset.num_items}")
     state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
                          meta={"recipe": recipe})
-    return TrainedRecommender(out, state, recipe=recipe, notice=notice)
+    fusion = _choose_fusion(out, dataset_dir, config, train_config.seed)
+    return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def _choose_fusion(out: Path, dataset_dir: Path, config: RecommenderTrainingConfig, seed: int) -> dict | None:
+    """Try ``config.fusion_weights`` on sampled validation users, record the best in genrec.json."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.fusion import choose_weight
+    from genrec.recommender.recommender import META_FILE, Recommender
+
+    if tuple(config.fusion_weights) == (0.0,) or os.environ.get("RANK", "0") != "0":
+        return None
+    recommender = Recommender.load(out)
+    dataset = load_processed_dataset(dataset_dir)
+    count = min(config.fusion_users, dataset.num_users) if config.fusion_users > 0 else dataset.num_users
+    users = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1)
+    weight, grid = choose_weight(recommender, dataset, users, sorted(set(map(float, config.fusion_weights))))
+    fusion = {"weight": weight, "users": int(count), "grid": grid}
+    meta = read_json(out / META_FILE)
+    meta["fusion"] = fusion
+    atomic_write_json(out / META_FILE, meta)
+    return fusion
 
 
 # -- evaluate and recommend -----------------------------------------------------------------------
-def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None):
+def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
+                 fusion_weight: float | None = None):
     """(Recommender, ProcessedDataset): ``model`` or DATASET/recommender, and the dataset it was
-    trained on unless ``dataset`` names another one with the same items."""
+    trained on unless ``dataset`` names another one with the same items. The recommender decodes
+    with shallow fusion at ``fusion_weight``, by default the weight chosen after training
+    (genrec.json "fusion"; 0 for a model trained without it)."""
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.recommender import Recommender
 
@@ -276,6 +310,9 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     if data.num_items != recommender.num_items:
         raise GenrecError(f"{data.path} has {data.num_items} items; the recommender was trained on "
                           f"{recommender.num_items}")
+    if fusion_weight is None:
+        fusion_weight = (recommender.meta.get("fusion") or {}).get("weight", 0.0)
+    recommender.fuse(data, fusion_weight)
     return recommender, data
 
 
@@ -289,25 +326,29 @@ class EvaluateConfig:
     batch_size: int = 256
     output: str | Path | None = None  # default MODEL/eval_SPLIT.json
     progress: bool = True
+    fusion_weight: float | None = None  # default: the model's chosen weight (0 = the model alone)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
-    """Metrics over all users (full catalogue) plus the popularity baseline, written to ``output``."""
+    """Metrics over all users (full catalogue) plus the popularity and transition-prior baselines,
+    written to ``output``."""
     from genrec.eval.popularity import popularity_metrics
+    from genrec.recommender.fusion import prior_metrics
 
     if config.beams < 30:
         raise GenrecError("beams must be at least 30 (the largest K evaluated)")
     if config.split not in ("valid", "test"):
         raise GenrecError(f"unknown split {config.split!r}: use valid or test")
-    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer)
+    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion_weight)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
                                    progress=config.progress)
     seconds = time.perf_counter() - started
     result = {**metrics, "split": config.split, "num_users": dataset.num_users, "num_items": dataset.num_items,
-              "beams": config.beams, "decode_seconds": round(seconds, 2),
+              "beams": config.beams, "fusion_weight": recommender.fusion_weight, "decode_seconds": round(seconds, 2),
               "users_per_second": round(dataset.num_users / seconds, 1),
               "popularity": popularity_metrics(dataset, config.split),
+              "transition_prior": prior_metrics(dataset, config.split),
               # which checkpoint these numbers belong to (the best by validation NDCG@10, not the last)
               "model": {key: recommender.meta.get(key) for key in ("best_step", "steps", "epochs",
                                                                    "best_valid_ndcg@10")}}
@@ -326,6 +367,7 @@ class RecommendConfig:
     top_k: int = 10
     beams: int = 20
     exclude_seen: bool = False
+    fusion_weight: float | None = None  # default: the model's chosen weight
 
 
 @dataclass
@@ -337,7 +379,7 @@ class Recommendations:
 
 
 def recommend(config: RecommendConfig) -> Recommendations:
-    recommender, dataset = load_trained(config.dataset, config.model)
+    recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)
     if config.history:
         history, user = [dataset.item_id_for(item) for item in config.history], 0
     elif config.user is not None:
@@ -377,6 +419,7 @@ class RecommendAllConfig:
     exclude_seen: bool = False
     batch_size: int = 256
     progress: bool = True
+    fusion_weight: float | None = None  # default: the model's chosen weight
 
 
 @dataclass
@@ -406,7 +449,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
     if config.top_k < 1 or config.batch_size < 1:
         raise GenrecError("top_k and batch_size must be at least 1")
-    recommender, dataset = load_trained(config.dataset, config.model)
+    recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)
     users = list(range(1, dataset.num_users + 1))
     started = time.perf_counter()
     items, scores = recommender.recommend(dataset.sequences, config.top_k, users=users, beams=config.beams,

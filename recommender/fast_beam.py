@@ -31,11 +31,18 @@ def constrained_beam_search(
     attention_mask: torch.Tensor,
     table: SidPrefixTable,
     num_beams: int,
+    prior: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_beams`` items per user, best first.
 
     Returns ``(items, scores)``, both ``[batch, num_beams]``: item ids (0 where the trie has fewer
     than ``num_beams`` items, with score -inf), scores = summed log-probabilities.
+
+    ``prior`` (shallow fusion, ``recommender.fusion``): per SID position d = 0..L a ``[batch,
+    num_states_d]`` weighted log prior mass of every length-d prefix state (position L: of every item
+    id). Each step then adds ``prior[d + 1][child] - prior[d][parent]`` to a candidate's score, so an
+    item's final score is its log-probability plus its weighted log prior, and the beam is steered
+    towards items the prior favours before it prunes.
     """
     config = model.config
     device = input_ids.device
@@ -112,6 +119,10 @@ def constrained_beam_search(
         start, size = table.offsets[step], table.sizes[step]
         log_probs = log_probs[..., start : start + size]
         next_states = table.next_state[step][states]  # [batch, width, size]
+        if prior is not None:  # telescoping: sums to the item's own prior at the last position
+            child = prior[step + 1].gather(1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
+            parent_prior = prior[step].gather(1, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
+            log_probs = log_probs + (child - parent_prior.unsqueeze(-1))
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
         keep = min(num_beams, width * size)
         beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)

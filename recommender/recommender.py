@@ -53,6 +53,30 @@ class Recommender:
                                       eos=config.encoder_attention != "item_causal",
                                       per_item=config.encoder_input == "items")
         self.table = self.vocab.prefix_table(sids.codes)
+        self.fusion = None  # recommender.fusion.Fusion once ``fuse`` is called with a weight > 0
+        self._prior, self._prior_source = None, None  # the fitted TransitionPrior and its dataset
+
+    def fuse(self, dataset: ProcessedDataset, weight: float) -> None:
+        """Decode with shallow fusion of ``dataset``'s item-transition prior (its training sequences)
+        at ``weight`` from now on (0 = the model alone). Refitting is skipped for the same dataset."""
+        from genrec.recommender.fusion import Fusion, TransitionPrior, training_sequences
+
+        if weight < 0:
+            raise GenrecError(f"fusion weight must be >= 0, got {weight}")
+        if dataset.num_items != self.num_items:
+            raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
+                              f"{self.num_items}")
+        if weight == 0:
+            self.fusion = None
+            return
+        if self._prior_source != str(dataset.path):
+            self._prior = TransitionPrior.fit(training_sequences(dataset), dataset.num_items)
+            self._prior_source = str(dataset.path)
+        self.fusion = Fusion(self._prior, self.table, weight)
+
+    @property
+    def fusion_weight(self) -> float:
+        return 0.0 if self.fusion is None else self.fusion.weight
 
     @property
     def num_items(self) -> int:
@@ -78,7 +102,7 @@ class Recommender:
         if exclude_seen:
             width += min(max(len(set(h)) for h in histories), self.config.max_history)
         items, scores = recommend_items(self.model, self.builder, self.table, histories, width, users=users,
-                                        batch_size=batch_size, progress=progress)
+                                        batch_size=batch_size, progress=progress, fusion=self.fusion)
         if exclude_seen:
             items, scores = _drop_seen(items, scores, histories)
         return items[:, :top_k], scores[:, :top_k]
@@ -93,7 +117,8 @@ class Recommender:
                               f"{self.num_items}")
         examples = split_examples(dataset, split, users)
         items, _ = recommend_items(self.model, self.builder, self.table, [h for _, h, _ in examples], beams,
-                                   users=[u for u, _, _ in examples], batch_size=batch_size, progress=progress)
+                                   users=[u for u, _, _ in examples], batch_size=batch_size, progress=progress,
+                                   fusion=self.fusion)
         metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]),
                                   tuple(k for k in DEFAULT_KS if k <= beams))
         metrics["invalid_rate"] = float((items <= 0).mean())

@@ -92,7 +92,9 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
 
     config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
-    assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate"]
+    assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate",
+                                               "evaluate-model-alone"]
+    assert stages[4][2].fusion_weight is None and stages[5][2].fusion_weight == 0.0  # chosen weight, then none
     tokenizer = stages[2][2]
     assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "rkmeans" and tokenizer.options == {}
     assert tokenizer.collaborative_weight == 1.0
@@ -140,13 +142,15 @@ def _fake_stages(dataset, attempts):
                                                        "stop_reason": "steps", "train_config": {"lr": 0.003},
                                                        "model_config": {"encoder_input": "items"}}))
 
-    def evaluate(config):
+    def evaluate(config, name="eval_test.json", weight=2.0):
         metrics = {k: 0.1 for k in ttq.TEST_KEYS}
-        (dataset / "recommender" / "eval_test.json").write_text(json.dumps({**metrics, "popularity": metrics}))
+        (dataset / "recommender" / name).write_text(json.dumps({**metrics, "fusion_weight": weight, "popularity": metrics,
+                                                                "transition_prior": metrics}))
 
     nothing = lambda config: None  # noqa: E731
     return [("prepare", prepare, "p"), ("embed", nothing, "e"), ("train-tokenizer", nothing, "t"),
-            ("train-recommender", train_recommender, "r"), ("evaluate", evaluate, "v")]
+            ("train-recommender", train_recommender, "r"), ("evaluate", evaluate, "v"),
+            ("evaluate-model-alone", lambda config: evaluate(config, ttq.MODEL_ALONE_FILE, 0.0), "a")]
 
 
 def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monkeypatch, capsys):
@@ -201,7 +205,7 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
         if name in presets:
             assert name in PRESETS
             stages = ttq.pipeline_stages(name, "/raw", tmp_path / name, ttq.read_config(path))
-            assert [stage for stage, _, _ in stages][-2:] == ["train-recommender", "evaluate"]
+            assert [stage for stage, _, _ in stages][-3:] == ["train-recommender", "evaluate", "evaluate-model-alone"]
             assert 0 < train.time_budget_minutes <= 50  # the other stages need the rest of the hour
 
 

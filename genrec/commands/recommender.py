@@ -11,6 +11,9 @@ from dataclasses import fields
 
 from genrec.core.errors import GenrecError
 
+FUSION_HELP = ("shallow-fusion weight of the item-transition prior (default: the weight chosen after training; "
+               "0 = the model alone)")
+
 
 def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
     """Train and model options: --config JSON (flat, or under "train" and "model"), then explicit
@@ -47,11 +50,14 @@ def _train(args) -> int:
     started = time.perf_counter()
     result = train_recommender(RecommenderTrainingConfig(
         dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
-        restart=args.restart, progress=not args.no_progress, recipe=args.recipe))
+        restart=args.restart, progress=not args.no_progress, recipe=args.recipe,
+        **({"fusion_weights": tuple(args.fusion_weights)} if args.fusion_weights is not None else {})))
     state = result.state
+    fusion = result.fusion
     if result.already_done:
         print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
               f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
+        _print_fusion(fusion)
         return 0
     if os.environ.get("RANK", "0") != "0":
         return 0  # accelerate launch: only the main process reports
@@ -60,7 +66,17 @@ def _train(args) -> int:
     print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({why}); best valid NDCG@10 "
           f"{state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} (s.e. over the sampled users) at step "
           f"{state['best_step']:,}, the model kept -> {result.path}")
+    _print_fusion(fusion)
     return 0
+
+
+def _print_fusion(fusion: dict | None) -> None:
+    if not fusion:
+        return
+    tried = ", ".join(f"{row['weight']:g}: {row['ndcg@10']:.4f}" for row in fusion["grid"])
+    print(f"fusion with the item-transition prior: weight {fusion['weight']:g} chosen on {fusion['users']:,} "
+          f"validation users (NDCG@10 by weight: {tried}); evaluate / recommend use it, --fusion-weight 0 for "
+          f"the model alone")
 
 
 def _evaluate(args) -> int:
@@ -68,13 +84,15 @@ def _evaluate(args) -> int:
 
     result = evaluate(EvaluateConfig(dataset=args.dataset, model=args.model, tokenizer=args.tokenizer,
                                      split=args.split, beams=args.beams, batch_size=args.batch_size,
-                                     output=args.output, progress=_show_progress(args)))
-    popularity = result["popularity"]
+                                     output=args.output, progress=_show_progress(args),
+                                     fusion_weight=args.fusion_weight))
+    popularity, prior = result["popularity"], result["transition_prior"]
+    fused = f", fusion weight {result['fusion_weight']:g}" if result["fusion_weight"] else ", the model alone"
     print(f"{args.split}: {result['num_users']:,} users, full catalog ({result['num_items']:,} items), "
-          f"beam {args.beams}, {result['users_per_second']} users/s")
-    print(f"{'metric':<10} {'genrec':>8} {'popularity':>11}")
+          f"beam {args.beams}{fused}, {result['users_per_second']} users/s")
+    print(f"{'metric':<10} {'genrec':>8} {'popularity':>11} {'transitions':>12}")
     for key in [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 30)] + ["mrr"]:
-        print(f"{key:<10} {result[key]:>8.4f} {popularity[key]:>11.4f}")
+        print(f"{key:<10} {result[key]:>8.4f} {popularity[key]:>11.4f} {prior[key]:>12.4f}")
     print(f"{'invalid':<10} {result['invalid_rate']:>8.4f}")
     print(f"wrote {result['output']}")
     return 0
@@ -91,7 +109,8 @@ def _recommend(args) -> int:
     if args.top_k < 1:
         raise GenrecError("--top-k must be at least 1")
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
-                                       top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen))
+                                       top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
+                                       fusion_weight=args.fusion_weight))
     if args.json:
         print(json.dumps({"user": result.user or None, "user_raw_id": result.user_raw_id,
                           "history": result.history, "recommendations": result.items}, indent=2))
@@ -120,7 +139,8 @@ def _recommend_all(args) -> int:
         raise GenrecError("--top-k must be at least 1")
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
-        exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args)))
+        exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
+        fusion_weight=args.fusion_weight))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
     return 0
@@ -186,6 +206,9 @@ def register(subparsers) -> None:
     train.add_argument("--encoder-input", dest="encoder_input", choices=ENCODER_INPUTS,
                        help="tokens: one encoder position per SID token (TIGER); items: one position per history "
                             "item, the sum of its SID token embeddings (4x shorter encoder input)")
+    train.add_argument("--fusion-weights", dest="fusion_weights", type=float, nargs="+", metavar="W",
+                       help="shallow-fusion weights of the item-transition prior tried on validation users after "
+                            "training; the best is stored (default 0 1 2 4 8; 0 alone = the model only)")
     train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
@@ -198,6 +221,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--beams", type=int, default=30)
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
+    evaluate.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
@@ -208,6 +232,7 @@ def register(subparsers) -> None:
     recommend.add_argument("--beams", type=int, default=20)
     recommend.add_argument("--exclude-seen", action="store_true", help="never recommend an item from the history")
     recommend.add_argument("--json", action="store_true")
+    recommend.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out)")
