@@ -67,7 +67,7 @@ class TransitionPrior:
                     start, end = self.counts.indptr[item], self.counts.indptr[item + 1]
                     q[row, self.counts.indices[start:end]] += self.counts.data[start:end] * self.decay**k
         totals = q.sum(axis=1, keepdims=True)
-        q = np.divide(q, totals, out=np.zeros_like(q), where=totals > 0)
+        q = np.divide(q, totals, out=np.full_like(q, 1.0 / self.num_items), where=totals > 0)  # no counts: uniform
         q[:, 1:] = (q[:, 1:] + self.smoothing) / (1.0 + self.smoothing * self.num_items)
         q[:, 0] = 0.0
         return q

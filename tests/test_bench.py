@@ -175,6 +175,7 @@ def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monk
     assert [r["step"] for r in report["validation_curve"]] == [1, 2]
     assert (work / "run.md").is_file() and (work / "run.png").is_file()
     assert "# Time to quality: ml-1m on" in (work / "run.md").read_text()
+    assert "genrec model alone (no fusion)" in (work / "run.md").read_text() and report["model_alone_test"]["fusion_weight"] == 0
     assert ttq.plot_title("ml-1m", {"gpu": None, "cores": 2}).startswith("ml-1m on 2 CPU cores")
 
 
