@@ -10,8 +10,10 @@ by field:
   of 32, no dropout) reading one encoder position per history item (``encoder_input="items"``, about
   4x the steps per second of TIGER's one position per SID token at the same quality per step:
   bench/results/encoder-input-beauty/), batch 256, lr 3e-3, warmup 200, and a 45-minute training
-  budget, so the whole pipeline (embed, tokenizer, training, test evaluation) ends within the hour on
-  Beauty, LastFM and ML-1M (bench/results/*-cpu-60min.md).
+  budget, so the whole pipeline (embed, tokenizer, training, the fusion-weight choice, test
+  evaluation) ends within the hour; the committed hour runs (bench/results/*-cpu-60min.md) use 40
+  minutes, leaving room for the report's extra model-alone evaluation with three runs sharing the
+  2 cores.
 * ``auto`` (the default): ``cpu`` when no CUDA device is visible, else ``tiger``.
 """
 
