@@ -57,6 +57,10 @@ class ProcessedDataset:
         """Leave-one-out training part: everything but the last two items."""
         return self.sequences[user_id - 1][:-2]
 
+    def train_sequences(self) -> list[list[int]]:
+        """Every user's training part, users 1..N in order."""
+        return [self.train_sequence(user) for user in range(1, self.num_users + 1)]
+
     def split(self, user_id: int, split: str) -> tuple[list[int], int]:
         """(history, target) for ``split`` in {"valid", "test"} under leave-one-out."""
         seq = self.sequences[user_id - 1]

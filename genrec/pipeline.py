@@ -187,8 +187,7 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
         data = load_processed_dataset(dataset)
         if data.num_items != len(vectors):
             raise GenrecError(f"{dataset}: {data.num_items} items but {len(vectors)} embeddings; rerun `genrec embed`")
-        sequences = [data.train_sequence(user) for user in range(1, data.num_users + 1)]
-        collaborative = collaborative_vectors(sequences, data.num_items, dim=config.collaborative_dim)
+        collaborative = collaborative_vectors(data.train_sequences(), data.num_items, dim=config.collaborative_dim)
         vectors = tokenizer_vectors(vectors, collaborative, config.collaborative_weight)
         extra["collaborative"] = {"weight": config.collaborative_weight, "dim": config.collaborative_dim}
         arrays[COLLABORATIVE_FILE] = collaborative
@@ -307,12 +306,9 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     model_dir = _path(model) or resolve_dataset_dir(_str(dataset)) / RECOMMENDER_DIR
     recommender = Recommender.load(model_dir, tokenizer=tokenizer)
     data = load_processed_dataset(resolve_dataset_dir(_str(dataset) or recommender.meta.get("dataset")))
-    if data.num_items != recommender.num_items:
-        raise GenrecError(f"{data.path} has {data.num_items} items; the recommender was trained on "
-                          f"{recommender.num_items}")
     if fusion_weight is None:
         fusion_weight = (recommender.meta.get("fusion") or {}).get("weight", 0.0)
-    recommender.fuse(data, fusion_weight)
+    recommender.fuse(data, fusion_weight)  # also checks that the dataset has the model's items
     return recommender, data
 
 

@@ -122,12 +122,6 @@ class Fusion:
         return prefix_log_prior(self.prior.probabilities(histories), self.states, self.weight, device)
 
 
-def training_sequences(dataset) -> list[list[int]]:
-    """Every user's training part under leave-one-out (all but the last two items): what the
-    recommender was trained on, so validation and test targets never feed the prior."""
-    return [dataset.split(user, "valid")[0] for user in range(1, dataset.num_users + 1)]
-
-
 def choose_weight(recommender, dataset, users: np.ndarray, weights, beams: int = 30) -> tuple[float, list[dict]]:
     """The fusion weight with the best validation NDCG@10 over ``users`` among ``weights`` (0 = the
     model alone), and every weight's validation Recall@10 / NDCG@10 (± s.e.)."""
@@ -147,7 +141,7 @@ def prior_metrics(dataset, split: str, k: int = 30) -> dict[str, float]:
     its top ``k`` for every user of ``split``, full catalogue, fitted on the training sequences."""
     from genrec.eval.ranking_metrics import ranking_metrics
 
-    prior = TransitionPrior.fit(training_sequences(dataset), dataset.num_items)
+    prior = TransitionPrior.fit(dataset.train_sequences(), dataset.num_items)
     examples = [dataset.split(user, split) for user in range(1, dataset.num_users + 1)]
     ranked = np.concatenate([prior.rank([h for h, _ in examples[start:start + 512]], k)
                              for start in range(0, len(examples), 512)])

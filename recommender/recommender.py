@@ -59,24 +59,28 @@ class Recommender:
     def fuse(self, dataset: ProcessedDataset, weight: float) -> None:
         """Decode with shallow fusion of ``dataset``'s item-transition prior (its training sequences)
         at ``weight`` from now on (0 = the model alone). Refitting is skipped for the same dataset."""
-        from genrec.recommender.fusion import Fusion, TransitionPrior, training_sequences
+        from genrec.recommender.fusion import Fusion, TransitionPrior
 
         if weight < 0:
             raise GenrecError(f"fusion weight must be >= 0, got {weight}")
-        if dataset.num_items != self.num_items:
-            raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
-                              f"{self.num_items}")
+        self._check_items(dataset)
         if weight == 0:
             self.fusion = None
             return
         if self._prior_source != str(dataset.path):
-            self._prior = TransitionPrior.fit(training_sequences(dataset), dataset.num_items)
+            # Training parts only (all but each user's last two items): what the model trained on.
+            self._prior = TransitionPrior.fit(dataset.train_sequences(), dataset.num_items)
             self._prior_source = str(dataset.path)
         self.fusion = Fusion(self._prior, self.table, weight)
 
     @property
     def fusion_weight(self) -> float:
         return 0.0 if self.fusion is None else self.fusion.weight
+
+    def _check_items(self, dataset: ProcessedDataset) -> None:
+        if dataset.num_items != self.num_items:
+            raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
+                              f"{self.num_items}")
 
     @property
     def num_items(self) -> int:
@@ -112,9 +116,7 @@ class Recommender:
         """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
         invalid-output rate over ``users`` (None = all), full catalogue: a target the beam did not
         generate is a miss."""
-        if dataset.num_items != self.num_items:
-            raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
-                              f"{self.num_items}")
+        self._check_items(dataset)
         examples = split_examples(dataset, split, users)
         items, _ = recommend_items(self.model, self.builder, self.table, [h for _, h, _ in examples], beams,
                                    users=[u for u, _, _ in examples], batch_size=batch_size, progress=progress,

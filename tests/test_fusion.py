@@ -9,8 +9,7 @@ import torch
 from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.fast_beam import constrained_beam_search
-from genrec.recommender.fusion import (TransitionPrior, prefix_log_prior, prefix_states, prior_metrics,
-                                       training_sequences)
+from genrec.recommender.fusion import TransitionPrior, prefix_log_prior, prefix_states, prior_metrics
 from genrec.recommender.trie import SidPrefixTable
 from tests.recommender_fixtures import write_dataset
 from tests.test_fast_beam import make_catalog, make_model
@@ -178,8 +177,8 @@ def test_the_prior_never_reads_validation_or_test_items(tmp_path):
     write_dataset(other, num_users=50)
     pq.write_table(pa.table(table), other / "sequences.parquet")
     after = load_processed_dataset(other)
-    a = TransitionPrior.fit(training_sequences(before), before.num_items).counts.toarray()
-    b = TransitionPrior.fit(training_sequences(after), after.num_items).counts.toarray()
+    a = TransitionPrior.fit(before.train_sequences(), before.num_items).counts.toarray()
+    b = TransitionPrior.fit(after.train_sequences(), after.num_items).counts.toarray()
     np.testing.assert_array_equal(a, b)
     assert prior_metrics(before, "valid")["recall@10"] >= 0  # runs on the split it is asked for
 
