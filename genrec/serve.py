@@ -35,7 +35,7 @@ from genrec.pipeline import describe_history, describe_recommendations
 
 log = logging.getLogger("genrec.serve")
 
-MAX_TOP_K = 100
+from genrec.core.limits import MAX_TOP_K
 
 
 class RecommendRequest(BaseModel):

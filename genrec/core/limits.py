@@ -1,0 +1,3 @@
+"""Request limits shared by the CLI and the HTTP API, defined once so both refuse the same input."""
+
+MAX_TOP_K = 100  # recommendations per user (CLI --top-k and API "top_k")
