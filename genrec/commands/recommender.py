@@ -209,7 +209,8 @@ def register(subparsers) -> None:
     train.add_argument("--fusion-weights", dest="fusion_weights", type=float, nargs="+", metavar="W",
                        help="shallow-fusion weights of the item-transition prior tried on validation users after "
                             "training; the best is stored (default 0 1 2 4 8; 0 alone = the model only)")
-    train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
+    train.add_argument("--restart", action="store_true",
+                       help="delete --out (only a genrec training output or an empty folder) and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
