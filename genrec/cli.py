@@ -2,12 +2,14 @@
 
 Each stage module exposes ``register(subparsers)``, adding its subcommand(s) with a ``func``
 default that takes the parsed arguments. User mistakes raise GenrecError and are printed as one
-line with exit code 2; anything else is a bug and keeps its traceback.
+line with exit code 2, and so is a full disk (every output is written atomically, so what was
+there before is still whole); anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -40,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def is_full_disk(exc: BaseException) -> bool:
+    """A write failed for want of space: ENOSPC / EDQUOT, or a library's own error that says so
+    (safetensors' "StorageFull", pyarrow's and others' "No space left on device")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(words in str(exc) for words in ("No space left on device", "StorageFull", "Disk quota exceeded"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except GenrecError as exc:
         print(f"genrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_full_disk(exc):
+            raise
+        where = f" writing {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"genrec {args.command}: error: no space left on the device{where}; free some space and rerun "
+              "(outputs already written are complete and kept)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"genrec {args.command}: interrupted (finished work is saved; rerun to continue)", file=sys.stderr)

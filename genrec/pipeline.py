@@ -18,6 +18,7 @@ run alone on what an earlier one left.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -267,10 +268,23 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     if sids.num_items != dataset.num_items:
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
                           f"has {dataset.num_items}")
-    state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
-                         meta={"recipe": recipe})
+    try:
+        state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
+                             meta={"recipe": recipe})
+    except RuntimeError as exc:  # torch.save reports a full disk as "unexpected pos ..." (no errno)
+        if not low_on_space(out):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from exc
     fusion = _choose_fusion(out, dataset_dir, config, train_config.seed)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def low_on_space(path: Path, margin: int = 16 << 20) -> bool:
+    """Whether the file system of ``path`` (or its nearest existing parent) has under ``margin``
+    bytes free: a failed write there is taken for a full disk."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free < margin
 
 
 # Files only a recommender training run writes into its --out folder.

@@ -2,7 +2,8 @@
 
 Fault points (``fault_point``) are the places in these helpers where the fault-injection tests
 (tests/test_faults.py) kill a command or make a write fail with a full disk: between the write of a
-temporary file or folder and its rename into place, and between the two renames of a folder swap.
+temporary file or folder and its rename into place, and between the two renames of a folder swap
+(where the system cannot exchange two paths atomically).
 Outside those tests (no GENREC_FAULT_AT / GENREC_FAULT_LOG in the environment) a fault point costs
 one environment lookup.
 """
@@ -149,16 +150,39 @@ def _previous(final: Path) -> Path:
     return final.with_name(f".{final.name}.old")
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap paths ``a`` and ``b`` in one atomic step (Linux renameat2 with RENAME_EXCHANGE); False
+    where the C library or the file system has no such call."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def swap_directory(new: str | os.PathLike, final: str | os.PathLike) -> None:
     """Put the complete folder ``new`` in place of ``final`` (if any) and delete the old one.
 
-    Two renames: ``final`` to ``.NAME.old``, then ``new`` to ``final``. A crash between them leaves
-    only ``.NAME.old``, which ``restore_swapped_directory`` puts back."""
+    Where the system can exchange two paths atomically a reader sees the old folder or the new one,
+    never neither. Elsewhere two renames: ``final`` to ``.NAME.old``, then ``new`` to ``final``; a
+    crash between them leaves only ``.NAME.old``, which ``restore_swapped_directory`` puts back."""
     new, final = Path(new), Path(final)
     fault_point(f"dir {final.name}", final)
     old = _previous(final)
     if old.exists():
         shutil.rmtree(old)
+    if final.exists() and _exchange(new, final):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder
+        return
     if final.exists():
         os.replace(final, old)
         fault_point(f"swap {final.name}", final)
