@@ -20,6 +20,7 @@ where mounting one is allowed).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -189,27 +190,45 @@ def kill_and_rerun(root: Path, work: Path, name: str, args: list[str], point: st
     shutil.copytree(before, work)  # the same absolute paths as the reference run (genrec.json records them)
     killed = genrec(args, work, fault=point)
     assert killed.returncode == -signal.SIGKILL, f"{name} not killed at {point}: {killed.stderr[-2000:]}"
+    problems = []
     try:
         readable_outputs_are_whole(work, after)
-    except AssertionError as exc:
-        raise AssertionError(f"{name} killed at {point}: {exc}") from None
+    except Exception as exc:  # an assertion, or a loader's own error on a torn output
+        problems.append(f"{name} killed at {point}, before the rerun: {type(exc).__name__}: {exc}")
     done = genrec(args, work)
-    assert done.returncode == 0, f"{name} rerun after a kill at {point}: {done.stderr[-2000:]}"
-    try:
-        assert_same_outputs(work, after)
-    except AssertionError as exc:
-        raise AssertionError(f"{name} killed at {point}, rerun: {exc}") from None
+    if done.returncode != 0:
+        problems.append(f"{name} rerun after a kill at {point} failed: {done.stderr.strip()[-500:]}")
+    else:
+        try:
+            assert_same_outputs(work, after)
+        except AssertionError as exc:
+            problems.append(f"{name} killed at {point}, after the rerun: {exc}")
+    assert not problems, "\n".join(problems)
+
+
+# add-items' own faults are the new-items issue's: a rerun finishes the job exactly, but between a
+# kill and the rerun its outputs are torn (it writes several files in turn, not one folder swap).
+ADD_ITEMS_TORN = pytest.mark.xfail(strict=True, reason=(
+    "add-items killed at 'write config.json' leaves tokenizer/semantic_ids.npy with the new items and "
+    "config.json without; at 'write genrec.json' the recommender's bundled SIDs are new and its checksum "
+    "old, so it does not load until add-items is rerun"))
+STAGES = [pytest.param(name, marks=ADD_ITEMS_TORN) if name == "add-items" else name for name, _, _ in PIPELINE]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [name for name, _, _ in PIPELINE])
+@pytest.mark.parametrize("stage", STAGES)
 def test_each_command_killed_at_its_write_boundaries_reruns_to_the_uninterrupted_result(pipeline_reference, stage):
     root, work, stages = pipeline_reference
     args = next(a for n, a, _ in PIPELINE if n == stage)
     points = chosen_points(stages[stage][2])
     assert points, f"{stage} passes no fault point"
-    for point in points:
-        kill_and_rerun(root, work, stage, args, point, stages)
+    failures = []
+    for point in points:  # every point, so that a failure report lists them all
+        try:
+            kill_and_rerun(root, work, stage, args, point, stages)
+        except AssertionError as exc:
+            failures += [line for line in str(exc).splitlines() if line.startswith(stage)]
+    assert not failures, "\n".join(failures)
 
 
 # -- quick tier -----------------------------------------------------------------------------------
@@ -245,6 +264,18 @@ def fault_env(monkeypatch):
 
     yield set_fault
     io._fault_passes.clear()
+
+
+def test_a_fault_point_fires_on_its_count_only_and_logs_every_pass(tmp_path, fault_env, monkeypatch):
+    monkeypatch.setenv(io.FAULT_LOG_ENV, str(tmp_path / "log"))
+    fault_env("write a:b.json:2:enospc")  # a colon in the file name
+    io.atomic_write_text(tmp_path / "a:b.json", "first")
+    with pytest.raises(OSError) as error:
+        io.atomic_write_text(tmp_path / "a:b.json", "second")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(tmp_path / "a:b.json")
+    assert (tmp_path / "a:b.json").read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["a:b.json", "log"]
+    io.atomic_write_text(tmp_path / "a:b.json", "third")
+    assert passed_points(tmp_path / "log") == ["write a:b.json:1", "write a:b.json:2", "write a:b.json:3"]
 
 
 def test_prepare_killed_before_its_folder_swap_reruns_to_the_same_dataset(tmp_path, fault_env, monkeypatch):

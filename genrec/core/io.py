@@ -40,10 +40,11 @@ def fault_point(name: str, path: str | os.PathLike | None = None) -> None:
     if log:
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(name + "\n")
-    target, at, action = ((spec or "") + "::").split(":")[:3]
-    if target != name or not at or int(at) != count:
+    spec, full_disk = (spec[:-len(":enospc")], True) if (spec or "").endswith(":enospc") else (spec or "", False)
+    target, _, at = spec.rpartition(":")  # NAME may hold a colon (a file name), COUNT may not
+    if target != name or not at.isdigit() or int(at) != count:
         return
-    if action == "enospc":
+    if full_disk:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path is not None else None)
     os.kill(os.getpid(), signal.SIGKILL)
 
