@@ -132,17 +132,15 @@ def write_raw(root: Path) -> None:
 
 TRAIN_ARGS = ["--config", "config.json", "--max-steps", "12", "--eval-every", "4", "--batch-size", "16",
               "--time-budget", "0", "--no-progress"]
-# (name, arguments, the outputs it writes): run in this order, each on the previous one's outputs.
+# (name, arguments): run in this order, each on the previous one's outputs.
 PIPELINE = [
-    ("prepare", ["prepare", "custom", "--interactions", "events.csv", "--items", "items.csv", "--out", "data"], ["data"]),
-    ("embed", ["embed", "--dataset", "data", "--no-progress"], ["data"]),
+    ("prepare", ["prepare", "custom", "--interactions", "events.csv", "--items", "items.csv", "--out", "data"]),
+    ("embed", ["embed", "--dataset", "data", "--no-progress"]),
     ("train-tokenizer", ["train-tokenizer", "--dataset", "data", "--method", "r3vae", "--levels", "2",
-                         "--codebook-size", "8", "--epochs", "4", "--no-progress"], ["data"]),
-    ("train-recommender", ["train-recommender", "--dataset", "data", *TRAIN_ARGS, "--fusion-weights", "0", "1"],
-     ["data"]),
-    ("add-items", ["add-items", "--items", "new.csv", "--dataset", "data"], ["data"]),
-    ("recommend", ["recommend", "--all", "--dataset", "data", "--out", "recs.parquet", "--no-progress"],
-     ["recs.parquet"]),
+                         "--codebook-size", "8", "--epochs", "4", "--no-progress"]),
+    ("train-recommender", ["train-recommender", "--dataset", "data", *TRAIN_ARGS, "--fusion-weights", "0", "1"]),
+    ("add-items", ["add-items", "--items", "new.csv", "--dataset", "data"]),
+    ("recommend", ["recommend", "--all", "--dataset", "data", "--out", "recs.parquet", "--no-progress"]),
 ]
 
 
@@ -172,7 +170,7 @@ def pipeline_reference(tmp_path_factory):
     work.mkdir()
     write_raw(work)
     stages = {}
-    for name, args, _ in PIPELINE:
+    for name, args in PIPELINE:
         before = root / f"before-{name}"
         shutil.copytree(work, before)
         log = root / f"points-{name}.txt"
@@ -181,10 +179,10 @@ def pipeline_reference(tmp_path_factory):
         after = root / f"after-{name}"
         shutil.copytree(work, after)
         stages[name] = (before, after, passed_points(log))
-    return root, work, stages
+    return work, stages
 
 
-def kill_and_rerun(root: Path, work: Path, name: str, args: list[str], point: str, stages: dict) -> None:
+def kill_and_rerun(work: Path, name: str, args: list[str], point: str, stages: dict) -> None:
     before, after, _ = stages[name]
     shutil.rmtree(work)
     shutil.copytree(before, work)  # the same absolute paths as the reference run (genrec.json records them)
@@ -212,20 +210,20 @@ ADD_ITEMS_TORN = pytest.mark.xfail(strict=True, reason=(
     "add-items killed at 'write config.json' leaves tokenizer/semantic_ids.npy with the new items and "
     "config.json without; at 'write genrec.json' the recommender's bundled SIDs are new and its checksum "
     "old, so it does not load until add-items is rerun"))
-STAGES = [pytest.param(name, marks=ADD_ITEMS_TORN) if name == "add-items" else name for name, _, _ in PIPELINE]
+STAGES = [pytest.param(name, marks=ADD_ITEMS_TORN) if name == "add-items" else name for name, _ in PIPELINE]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_command_killed_at_its_write_boundaries_reruns_to_the_uninterrupted_result(pipeline_reference, stage):
-    root, work, stages = pipeline_reference
-    args = next(a for n, a, _ in PIPELINE if n == stage)
+    work, stages = pipeline_reference
+    args = dict(PIPELINE)[stage]
     points = chosen_points(stages[stage][2])
     assert points, f"{stage} passes no fault point"
     failures = []
     for point in points:  # every point, so that a failure report lists them all
         try:
-            kill_and_rerun(root, work, stage, args, point, stages)
+            kill_and_rerun(work, stage, args, point, stages)
         except AssertionError as exc:
             failures += [line for line in str(exc).splitlines() if line.startswith(stage)]
     assert not failures, "\n".join(failures)
