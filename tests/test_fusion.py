@@ -121,46 +121,53 @@ def _trained(tmp_path, **options):
 def test_training_chooses_the_weight_on_validation_and_evaluate_uses_it(tmp_path):
     from genrec.pipeline import EvaluateConfig, evaluate, load_trained
 
-    result = _trained(tmp_path, fusion_weights=(0.0, 1.0, 4.0))
+    result = _trained(tmp_path, fusion_grids={"prior": (0.0, 1.0, 4.0)})
     fusion = json.loads((tmp_path / "model" / "genrec.json").read_text())["fusion"]
-    assert result.fusion == fusion and [row["weight"] for row in fusion["grid"]] == [0.0, 1.0, 4.0]
-    assert fusion["weight"] == max(fusion["grid"], key=lambda row: row["ndcg@10"])["weight"]
-    assert fusion["users"] == 60
+    assert result.fusion == fusion and [row["weights"]["prior"] for row in fusion["grid"]] == [0.0, 1.0, 4.0]
+    assert fusion["weights"]["prior"] == max(fusion["grid"], key=lambda row: row["ndcg@10"])["weights"]["prior"]
+    assert fusion["users"] == 60 and fusion["sasrec"] is None
     # The grid's validation numbers are what evaluate gives at each weight on the same users.
     recommender, dataset = load_trained(tmp_path / "data", tmp_path / "model")
-    assert recommender.fusion_weight == fusion["weight"]
+    assert recommender.policy.weights == {k: v for k, v in fusion["weights"].items() if v > 0}
     for row in fusion["grid"]:
-        recommender.fuse(dataset, row["weight"])
-        assert recommender.evaluate(dataset, "valid")["ndcg@10"] == pytest.approx(row["ndcg@10"])
+        fused, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion=row["weights"])
+        assert fused.evaluate(dataset, "valid")["ndcg@10"] == pytest.approx(row["ndcg@10"])
     chosen = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False))
     alone = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False,
-                                    fusion_weight=0.0, output=tmp_path / "alone.json"))
-    assert chosen["fusion_weight"] == fusion["weight"] and alone["fusion_weight"] == 0.0
+                                    fusion={}, output=tmp_path / "alone.json"))
+    assert chosen["fusion"] == recommender.policy.weights and alone["fusion"] == {} and alone["alone"] == {}
+    if chosen["fusion"]:  # the model alone is reported beside the fused numbers
+        assert chosen["alone"]["model"]["ndcg@10"] == pytest.approx(alone["ndcg@10"])
     assert set(chosen["transition_prior"]) >= {"recall@10", "ndcg@10", "mrr"}
     assert chosen["invalid_rate"] == alone["invalid_rate"] == 0.0
 
 
 def test_fusion_off_is_the_model_alone(tmp_path):
-    result = _trained(tmp_path, fusion_weights=(0.0,))
+    result = _trained(tmp_path, fusion_grids={"prior": (0.0,)})
     assert result.fusion is None
     assert "fusion" not in json.loads((tmp_path / "model" / "genrec.json").read_text())
     from genrec.pipeline import load_trained
 
     recommender, dataset = load_trained(tmp_path / "data", tmp_path / "model")
-    assert recommender.fusion is None
+    assert recommender.policy.scorers == ()
     plain = recommender.recommend([[1, 2, 3]], 10)
-    recommender.fuse(dataset, 2.0)
-    fused = recommender.recommend([[1, 2, 3]], 10)
-    recommender.fuse(dataset, 0.0)
-    np.testing.assert_array_equal(recommender.recommend([[1, 2, 3]], 10)[0], plain[0])
+    fused_recommender, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": 2.0})
+    fused = fused_recommender.recommend([[1, 2, 3]], 10)
+    np.testing.assert_array_equal(recommender.recommend([[1, 2, 3]], 10)[0], plain[0])  # unchanged by the other
     assert (fused[0] > 0).all() and len(set(fused[0][0].tolist())) == 10  # real, distinct items
     with pytest.raises(GenrecError, match="fusion weight"):
-        recommender.fuse(dataset, -1.0)
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": -1.0})
+    with pytest.raises(GenrecError, match="unknown scorer"):
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"popularity": 1.0})
+    with pytest.raises(GenrecError, match="no SASRec"):
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"sasrec": 1.0})
 
 
 def test_bad_fusion_weights_are_clear_errors(tmp_path):
     with pytest.raises(GenrecError, match="fusion weights"):
-        _trained(tmp_path, fusion_weights=(0.0, -2.0))
+        _trained(tmp_path, fusion_grids={"prior": (0.0, -2.0)})
+    with pytest.raises(GenrecError, match="unknown scorer"):
+        _trained(tmp_path, fusion_grids={"popularity": (1.0,)})
 
 
 def test_the_prior_never_reads_validation_or_test_items(tmp_path):
