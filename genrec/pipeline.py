@@ -284,8 +284,11 @@ def _choose_fusion(out: Path, dataset_dir: Path, config: RecommenderTrainingConf
     recommender = Recommender.load(out)
     dataset = load_processed_dataset(dataset_dir)
     count = min(config.fusion_users, dataset.num_users) if config.fusion_users > 0 else dataset.num_users
+    weights = sorted(set(map(float, config.fusion_weights)))
+    print(f"choosing the fusion weight of the item-transition prior: {len(weights)} weights x {count:,} validation "
+          "users (one decode per weight)", flush=True)
     users = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1)
-    weight, grid = choose_weight(recommender, dataset, users, sorted(set(map(float, config.fusion_weights))))
+    weight, grid = choose_weight(recommender, dataset, users, weights)
     fusion = {"weight": weight, "users": int(count), "grid": grid}
     meta = read_json(out / META_FILE)
     meta["fusion"] = fusion
@@ -335,6 +338,8 @@ def evaluate(config: EvaluateConfig) -> dict:
         raise GenrecError("beams must be at least 30 (the largest K evaluated)")
     if config.split not in ("valid", "test"):
         raise GenrecError(f"unknown split {config.split!r}: use valid or test")
+    if config.output is not None:
+        _check_output_file(Path(config.output), ".json")
     recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion_weight)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
@@ -375,6 +380,8 @@ class Recommendations:
 
 
 def recommend(config: RecommendConfig) -> Recommendations:
+    if config.history and config.user is not None:
+        raise GenrecError("give a user (--user) or a history (--history), not both")
     recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)
     if config.history:
         history, user = [dataset.item_id_for(item) for item in config.history], 0
@@ -405,6 +412,19 @@ def describe_history(dataset, history: list[int]) -> list[dict]:
 
 
 # -- recommend for every user ---------------------------------------------------------------------
+def _check_output_file(out: Path, suffix: str) -> None:
+    """An output file must go into a folder that exists (none is created silently) and end in ``suffix``."""
+    if out.is_dir():
+        raise GenrecError(f"output {out} is a directory; give a file path such as {out / ('out' + suffix)}")
+    if out.suffix != suffix:
+        raise GenrecError(f"output {out}: expected a file name ending in {suffix}")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    if not out.parent.is_dir():
+        raise GenrecError(f"output {out}: folder {out.parent} does not exist; create it first")
+
+
 @dataclass
 class RecommendAllConfig:
     out: str | Path  # a .parquet file, written atomically
@@ -436,13 +456,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     from genrec.core.io import atomic_write_bytes
 
     out = Path(config.out)
-    if out.is_dir():
-        raise GenrecError(f"output {out} is a directory; give a file path such as {out / 'recs.parquet'}")
-    if out.suffix != ".parquet":
-        raise GenrecError(f"output {out}: expected a file name ending in .parquet")
-    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    _check_output_file(out, ".parquet")
     if config.top_k < 1 or config.batch_size < 1:
         raise GenrecError("top_k and batch_size must be at least 1")
     recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)

@@ -24,6 +24,7 @@ def _args(root, *extra):
 
 def test_every_user_gets_top_k_rows_equal_to_single_recommend_calls(trained, capsys):
     out = trained / "out" / "recs.parquet"
+    out.parent.mkdir()
     assert main(_args(trained, "--all", "--out", str(out), "--top-k", "4", "--batch-size", "7")) == 0
     assert "25 users" in capsys.readouterr().out
     table = pq.read_table(out)
