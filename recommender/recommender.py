@@ -114,7 +114,8 @@ class Recommender:
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
         """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
-        invalid-output rate over ``users`` (None = all), full catalogue: a target the beam did not
+        invalid-output rate (recommended ids that are no catalogue item; the trie allows none) and
+        empty-slot rate over ``users`` (None = all), full catalogue: a target the beam did not
         generate is a miss."""
         self._check_items(dataset)
         examples = split_examples(dataset, split, users)
@@ -123,7 +124,9 @@ class Recommender:
                                    fusion=self.fusion)
         metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]),
                                   tuple(k for k in DEFAULT_KS if k <= beams))
-        metrics["invalid_rate"] = float((items <= 0).mean())
+        produced = items[items != 0]  # 0 = an empty beam slot (fewer items than beams), not an item
+        metrics["invalid_rate"] = float(((produced < 1) | (produced > self.num_items)).mean()) if produced.size else 0.0
+        metrics["empty_rate"] = float((items == 0).mean())
         return metrics
 
     # -- on disk ----------------------------------------------------------------------------------
