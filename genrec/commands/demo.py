@@ -31,19 +31,28 @@ def _step(title: str, run):
     return result
 
 
+def _prepare(data: Path) -> None:
+    """Prepare the demo dataset once; on a rerun make it the current dataset again (another
+    `genrec prepare` may have changed that since)."""
+    from genrec import pipeline
+    from genrec.core.layout import remember_current_dataset
+
+    if (data / "stats.json").is_file():
+        remember_current_dataset(data)
+        print(f"=== 1/6 prepare: {data} is already prepared; it is the current dataset again", flush=True)
+    else:
+        _step("1/6 prepare", lambda: pipeline.prepare(pipeline.PrepareConfig("demo", out=data)))
+
+
 def _run(args) -> int:
     from genrec import pipeline
     from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
-    from genrec.core.layout import default_dataset_dir, remember_current_dataset
+    from genrec.core.layout import default_dataset_dir
 
     data = Path(args.out) if args.out else default_dataset_dir("demo")
     started = time.perf_counter()
     progress = bool(args.progress)
-    if (data / "stats.json").is_file():
-        remember_current_dataset(data)  # later commands without --dataset use the demo again
-        print(f"=== 1/6 prepare: {data} is already prepared (now the current dataset)")
-    else:
-        _step("1/6 prepare", lambda: pipeline.prepare(pipeline.PrepareConfig("demo", out=data)))
+    _prepare(data)
     _step("2/6 embed", lambda: pipeline.embed(pipeline.EmbedConfig(data, progress=progress)))
     if not (data / "tokenizer" / "semantic_ids.npy").is_file():
         _step("3/6 train-tokenizer (r3vae)", lambda: pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(
