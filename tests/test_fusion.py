@@ -192,7 +192,7 @@ def test_cli_reports_the_chosen_weight_and_takes_an_override(tmp_path, capsys):
     assert main(["evaluate", "--model", model, "--dataset", data, "--no-progress", "--fusion-weight", "0",
                  "--output", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
-    assert "the model alone" in out and "transitions" in out
+    assert "model alone" in out and "prior alone" in out and "popularity" in out
     assert main(["recommend", "--model", model, "--dataset", data, "--user", "3", "--fusion-weight", "2"]) == 0
     assert main(["evaluate", "--model", model, "--dataset", data, "--fusion-weight", "-1"]) == 2
     assert "fusion weight must be >= 0" in capsys.readouterr().err
