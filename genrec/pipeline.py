@@ -385,7 +385,8 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     weights, tried = choose_weights(lambda policy: recommender.with_policy(policy).evaluate(dataset, "valid", sample),
                                     scorers, {name: list(grid) for name, grid in grids.items()})
     fusion = {"weights": weights, "sasrec": _relative(sasrec_path, out) if sasrec_path else None,
-              "users": int(count), "grid": tried}
+              "users": int(count), "grid": tried,
+              "prior_fitted_on": {"evaluate": PRIOR_FIT["train"], "recommend and serve": PRIOR_FIT["all"]}}
     meta = read_json(out / META_FILE)
     meta["fusion"] = fusion
     atomic_write_json(out / META_FILE, meta)
@@ -499,6 +500,8 @@ def evaluate(config: EvaluateConfig) -> dict:
         raise GenrecError(f"unknown split {config.split!r}: use valid or test")
     from genrec.recommender.fusion import DecodingPolicy
 
+    if config.output is not None:
+        _check_output_file(Path(config.output), ".json")
     recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
@@ -544,9 +547,12 @@ class Recommendations:
     user_raw_id: str | None
     history: list[dict]  # item_id, raw_id, title, oldest first
     items: list[dict]  # rank, item_id, raw_id, title, sid, score
+    fusion: dict[str, float] = field(default_factory=dict)  # the fused scorers' weights ({} = the model alone)
 
 
 def recommend(config: RecommendConfig) -> Recommendations:
+    if config.history and config.user is not None:
+        raise GenrecError("give a user (--user) or a history (--history), not both")
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
     if config.history:
         history, user = [dataset.item_id_for(item) for item in config.history], 0
@@ -558,7 +564,8 @@ def recommend(config: RecommendConfig) -> Recommendations:
     items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
                                           exclude_seen=config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
-                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]))
+                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]),
+                           recommender.policy.weights)
 
 
 def describe_recommendations(dataset, sids, items, scores) -> list[dict]:
@@ -579,6 +586,19 @@ def describe_history(dataset, history: list[int]) -> list[dict]:
 
 
 # -- recommend for every user ---------------------------------------------------------------------
+def _check_output_file(out: Path, suffix: str) -> None:
+    """An output file must go into a folder that exists (none is created silently) and end in ``suffix``."""
+    if out.is_dir():
+        raise GenrecError(f"output {out} is a directory; give a file path such as {out / ('out' + suffix)}")
+    if out.suffix != suffix:
+        raise GenrecError(f"output {out}: expected a file name ending in {suffix}")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    if not out.parent.is_dir():
+        raise GenrecError(f"output {out}: folder {out.parent} does not exist; create it first")
+
+
 @dataclass
 class RecommendAllConfig:
     out: str | Path  # a .parquet file, written atomically
@@ -610,13 +630,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     from genrec.core.io import atomic_write_bytes
 
     out = Path(config.out)
-    if out.is_dir():
-        raise GenrecError(f"output {out} is a directory; give a file path such as {out / 'recs.parquet'}")
-    if out.suffix != ".parquet":
-        raise GenrecError(f"output {out}: expected a file name ending in .parquet")
-    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    _check_output_file(out, ".parquet")
     if config.top_k < 1 or config.batch_size < 1:
         raise GenrecError("top_k and batch_size must be at least 1")
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")

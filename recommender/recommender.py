@@ -107,7 +107,8 @@ class Recommender:
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
         """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
-        invalid-output rate over ``users`` (None = all), full catalogue: a target the beam did not
+        invalid-output rate (recommended ids that are no catalogue item; the trie allows none) and
+        empty-slot rate over ``users`` (None = all), full catalogue: a target the beam did not
         generate is a miss."""
         self._check_items(dataset)
 
@@ -181,10 +182,13 @@ def _drop_seen(items: np.ndarray, scores: np.ndarray, histories: list[list[int]]
 
 def ranked_metrics(rank, dataset: ProcessedDataset, split: str, users: np.ndarray | None, k: int) -> dict:
     """Leave-one-out metrics of ``rank(histories, users) -> [n, k] item ids`` over ``users`` of
-    ``split`` (None = all): Recall / NDCG at each K in DEFAULT_KS up to ``k``, MRR, and the share
-    of the ``k`` slots left empty (``invalid_rate``: a constrained decoder never emits an invalid item)."""
+    ``split`` (None = all): Recall / NDCG at each K in DEFAULT_KS up to ``k``, MRR, the share of
+    recommended ids that are no catalogue item (``invalid_rate``) and of slots left empty (``empty_rate``,
+    0 = fewer items than slots)."""
     examples = split_examples(dataset, split, users)
     items = rank([h for _, h, _ in examples], [u for u, _, _ in examples])
     metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]), tuple(x for x in DEFAULT_KS if x <= k))
-    metrics["invalid_rate"] = float((items <= 0).mean())
+    produced = items[items != 0]
+    metrics["invalid_rate"] = float(((produced < 1) | (produced > dataset.num_items)).mean()) if produced.size else 0.0
+    metrics["empty_rate"] = float((items == 0).mean())
     return metrics
