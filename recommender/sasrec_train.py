@@ -59,6 +59,8 @@ class SASRecTask:
         if len(self.rows) == 0:
             raise GenrecError(f"{dataset.path}: no training rows (every user needs at least 4 items)")
         self.examples = self.rows.num_targets
+        self.batching = (", full softmax" if config.loss == "full" else
+                         f", sampled softmax over {config.negatives} {config.sampler} negatives")
         counts = np.bincount(np.concatenate(dataset.train_sequences()), minlength=dataset.num_items + 1)
         self.sampler = NegativeSampler.build(config.sampler, config.negatives, dataset.num_items, counts)
         self.recommender = SASRecRecommender(self.model)  # the validation ranker, sharing the weights

@@ -206,6 +206,7 @@ class TrainingTask(Protocol):
     model: torch.nn.Module
     examples: int  # training examples (targets) per epoch, for the log
     name: str  # the progress bar's label
+    batching: str  # how a step is computed, for the start line (", micro-batches <= 6")
 
     def epoch_plan(self, epoch: int) -> list[np.ndarray]:
         """The batches of one epoch as index arrays; a pure function of (seed, epoch)."""
@@ -247,6 +248,8 @@ class T5Task:
         if len(self.train) == 0:
             raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
         self.examples = len(self.train)
+        self.batching = f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
+        self.batching += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
 
     def epoch_plan(self, epoch: int) -> list[np.ndarray]:
         """Example indices, or with one pass chunk indices (about batch_size targets each)."""
@@ -361,12 +364,10 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
         state.update(saved)
         state["train_config"] = asdict(config)  # e.g. a longer --time-budget for the rest of the run
         accelerator.print(f"resuming from step {state['step']} (epoch {state['epoch']}, batch {state['batch_in_epoch']})")
-    split = f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
-    split += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
     limit = f", time budget {config.time_budget_minutes:g} min" if budget > 0 else ""
     accelerator.print(f"{task.examples:,} training examples, {batches_per_epoch:,} batches of {config.batch_size} per epoch, "
                       f"{steps:,} steps{limit} on {accelerator.num_processes} process(es), {accelerator.device}, "
-                      f"mixed precision {accelerator.mixed_precision}{split}")
+                      f"mixed precision {accelerator.mixed_precision}{task.batching}")
     log_path = out / LOG_FILE
     out.mkdir(parents=True, exist_ok=True)
     saved_log = checkpoint / LOG_FILE if (checkpoint / LOG_FILE).is_file() else log_path  # the checkpoint's own
