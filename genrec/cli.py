@@ -22,6 +22,7 @@ STAGE_MODULES = (
     "genrec.commands.embed",
     "genrec.commands.tokenizer",
     "genrec.commands.recommender",
+    "genrec.commands.sasrec",
     "genrec.commands.catalog",
     "genrec.commands.serve",
     "genrec.commands.compare",

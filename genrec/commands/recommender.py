@@ -14,8 +14,40 @@ from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, re
 from genrec.core.errors import GenrecError
 from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
 
-FUSION_HELP = ("shallow-fusion weight of the item-transition prior (default: the weight chosen after training; "
-               "0 = the model alone)")
+FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
+               "fused at training time); a bare W is the prior's; default: the weights chosen on validation after "
+               "training; 0 (or prior=0 sasrec=0) = the model alone")
+
+
+def parse_fusion(values: list[str] | None) -> dict[str, float] | None:
+    """``--fusion-weight`` values (``NAME=W`` or a bare ``W`` for the prior) as {name: weight}."""
+    if values is None:
+        return None
+    weights = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            raise GenrecError(f"--fusion-weight {value!r}: expected NAME=W or a number") from None
+        if not weight >= 0:
+            raise GenrecError(f"--fusion-weight {value!r}: fusion weight must be >= 0")
+        weights[name or "prior"] = weight
+    return {} if all(weight == 0 for weight in weights.values()) else weights
+
+
+def parse_grids(values: list[str] | None) -> dict[str, tuple[float, ...]] | None:
+    """``--fusion-weights`` values (``NAME=W,W,...`` or bare numbers for the prior) as {name: grid}."""
+    if values is None:
+        return None
+    grids: dict[str, list[float]] = {}
+    for value in values:
+        name, _, numbers = value.rpartition("=")
+        try:
+            grids.setdefault(name or "prior", []).extend(float(x) for x in numbers.split(",") if x)
+        except ValueError:
+            raise GenrecError(f"--fusion-weights {value!r}: expected NAME=W,W,... or numbers") from None
+    return {name: tuple(grid) for name, grid in grids.items()}
 
 
 def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
@@ -53,8 +85,8 @@ def _train(args) -> int:
     started = time.perf_counter()
     result = train_recommender(RecommenderTrainingConfig(
         dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
-        restart=args.restart, progress=not args.no_progress, recipe=args.recipe,
-        **({"fusion_weights": tuple(args.fusion_weights)} if args.fusion_weights is not None else {})))
+        restart=args.restart, progress=not args.no_progress, recipe=args.recipe, sasrec=args.sasrec,
+        **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
     state = result.state
     fusion = result.fusion
     if result.already_done:
@@ -86,7 +118,7 @@ def _evaluate(args) -> int:
     result = evaluate(EvaluateConfig(dataset=args.dataset, model=args.model, tokenizer=args.tokenizer,
                                      split=args.split, beams=args.beams, batch_size=args.batch_size,
                                      output=args.output, progress=_show_progress(args),
-                                     fusion_weight=args.fusion_weight))
+                                     fusion=parse_fusion(args.fusion_weight)))
     print(f"{args.split}: {result['num_users']:,} users, full catalogue ({result['num_items']:,} items), "
           f"beam {args.beams}, {result['users_per_second']} users/s")
     print(evaluation_table(result))
@@ -104,7 +136,7 @@ def _recommend(args) -> int:
 
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
                                        top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
-                                       fusion_weight=args.fusion_weight))
+                                       fusion=parse_fusion(args.fusion_weight)))
     if args.json:
         print(json.dumps({"user": result.user or None, "user_raw_id": result.user_raw_id,
                           "history": result.history, "recommendations": result.items}, indent=2))
@@ -129,7 +161,7 @@ def _recommend_all(args) -> int:
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
-        fusion_weight=args.fusion_weight))
+        fusion=parse_fusion(args.fusion_weight)))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
     return 0
@@ -193,9 +225,12 @@ def register(subparsers) -> None:
     train.add_argument("--encoder-input", dest="encoder_input", choices=ENCODER_INPUTS,
                        help="tokens: one encoder position per SID token (TIGER); items: one position per history "
                             "item, the sum of its SID token embeddings (4x shorter encoder input)")
-    train.add_argument("--fusion-weights", dest="fusion_weights", type=float, nargs="+", metavar="W",
-                       help="shallow-fusion weights of the item-transition prior tried on validation users after "
-                            "training; the best is stored (default 0 1 2 4 8; 0 alone = the model only)")
+    train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
+                       help="weights tried on validation users after training for each fused scorer (prior: the "
+                            "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "
+                            "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
+                            "prior's; prior=0 alone = the model only)")
+    train.add_argument("--sasrec", help="trained SASRec to fuse (default DATASET/sasrec when it is there)")
     train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train, interrupted=(
@@ -211,7 +246,7 @@ def register(subparsers) -> None:
                           help=f"beam width, 30..{MAX_BEAMS} (default 30; Recall@30 needs 30)")
     evaluate.add_argument("--batch-size", type=whole_number(1), default=256)
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
-    evaluate.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
+    evaluate.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
@@ -228,7 +263,7 @@ def register(subparsers) -> None:
     seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
                       help=argparse.SUPPRESS)  # the default now; still accepted so older command lines run
     recommend.add_argument("--json", action="store_true")
-    recommend.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
+    recommend.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out)")
