@@ -112,12 +112,13 @@ def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatc
     (data / "stats.json").write_text("{}")
     (data / "tokenizer" / "semantic_ids.npy").write_text("")
     monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path)
-    grid = [{"weight": 0.0, "ndcg@10": 0.0411}, {"weight": 4.0, "ndcg@10": 0.3}]
+    grid = [{"weights": {"prior": 0.0}, "ndcg@10": 0.0411}, {"weights": {"prior": 4.0}, "ndcg@10": 0.3}]
     trained_result = pipeline.TrainedRecommender(data / "recommender", {"best_ndcg@10": 0.0411, "best_step": 1200},
-                                                 fusion={"weight": 4.0, "users": 400, "grid": grid})
+                                                 fusion={"weights": {"prior": 4.0}, "users": 400, "grid": grid})
     scores = {key: 0.1 for key in METRIC_KEYS}
-    evaluation = {**scores, "fusion_weight": 4.0, "num_users": 4000, "num_items": 500, "invalid_rate": 0.0,
-                  "empty_rate": 0.0, "transition_prior": dict(scores), "popularity": dict(scores)}
+    evaluation = {**scores, "fusion": {"prior": 4.0}, "alone": {"model": dict(scores)}, "num_users": 4000,
+                  "num_items": 500, "invalid_rate": 0.0, "empty_rate": 0.0, "transition_prior": dict(scores),
+                  "popularity": dict(scores)}
     seen_flags = []
 
     def recommend(config):
@@ -133,8 +134,8 @@ def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatc
     assert demo._run(argparse.Namespace(out=str(data), progress=False)) == 0
     out = capsys.readouterr().out
     assert "model alone: best valid NDCG@10 0.0411" in out
-    assert "weight 4 chosen on 400 validation users" in out
+    assert "prior 4 chosen on 400 validation users" in out
     header = next(line for line in out.splitlines() if line.startswith("metric"))
-    assert header.split()[1:] == ["fused", "(w", "4)", "prior", "alone", "popularity"]
+    assert header.split()[1:] == ["fused", "(prior", "4)", "model", "alone", "prior", "alone", "popularity"]
     assert out.count("higher is better") == 1 and "history of 1 item;" in out
     assert seen_flags == [True, True]
