@@ -255,7 +255,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
     _check_grids(config.fusion_grids)
     if config.restart:
-        shutil.rmtree(out, ignore_errors=True)
+        remove_training_output(out)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
         # A run stopped while choosing the fusion weight finishes that step now.
@@ -279,6 +279,25 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
                            config.sasrec)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+# Files only a recommender training run writes into its --out folder.
+TRAINING_MARKERS = ("genrec.json", "checkpoint/trainer_state.json", "metrics.jsonl")
+
+
+def remove_training_output(out: Path) -> None:
+    """``--restart``: delete ``out`` if it is a genrec training output (one of TRAINING_MARKERS), or
+    holds nothing but the trainer's temporary checkpoint folders (a run killed before its first
+    checkpoint), or is empty. Any other folder or file may be the user's, so deleting it is refused."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise GenrecError(f"--restart: {out} is not a folder; --out must name a genrec training output folder")
+    ours = any((out / marker).is_file() for marker in TRAINING_MARKERS)
+    if not ours and not all(entry.name.startswith(".checkpoint.") for entry in out.iterdir()):
+        raise GenrecError(f"--restart: {out} is not a genrec training output (no {', '.join(TRAINING_MARKERS)}); "
+                          "not deleting it: pass another --out, or remove it yourself")
+    shutil.rmtree(out)
 
 
 # -- train-sasrec ---------------------------------------------------------------------------------
@@ -312,7 +331,7 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     train_config.check()
     _check_grids(config.fusion_grids)
     if config.restart:
-        shutil.rmtree(out, ignore_errors=True)
+        remove_training_output(out)
     if (out / META_FILE).is_file():
         meta = read_json(out / META_FILE)
         fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,

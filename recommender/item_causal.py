@@ -29,14 +29,19 @@ ENCODER_ATTENTION = ("bidirectional", "item_causal")
 PAD_ITEM = 1 << 30  # item index of padding tokens: after every real item
 
 
+def _unwrapped(model):
+    """The model itself under a DistributedDataParallel (or other ``.module``) wrapper."""
+    return getattr(model, "module", model)
+
+
 def is_item_causal(model) -> bool:
-    genrec = getattr(model.config, "genrec", {}) or {}
+    genrec = getattr(_unwrapped(model).config, "genrec", {}) or {}
     return genrec.get("recommender", {}).get("encoder_attention", "bidirectional") == "item_causal"
 
 
 def _layout(model) -> tuple[int, int]:
     """(encoder positions per item, positions before the first item) of the model's encoder inputs."""
-    genrec = model.config.genrec
+    genrec = _unwrapped(model).config.genrec
     per_item = genrec["recommender"].get("encoder_input", "tokens") == "items"
     return 1 if per_item else len(genrec["position_sizes"]), 1 if genrec["recommender"].get("num_user_buckets", 0) else 0
 
@@ -59,8 +64,9 @@ def item_causal_bias(attention_mask: torch.Tensor, sid_length: int, prefix: int,
 
 def encoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The encoder's output [B, T, d] under the model's own encoder attention and input
-    (recommender.encoder_input: token rows [B, T] or per-item rows [B, T, L + 1])."""
-    encoder = model.get_encoder()
+    (recommender.encoder_input: token rows [B, T] or per-item rows [B, T, L + 1]). ``model`` may be
+    wrapped (DDP): the encoder is called directly, so the caller provides autocast if it wants it."""
+    encoder = _unwrapped(model).get_encoder()
     inputs = encoder_kwargs(model, input_ids)
     if not is_item_causal(model):
         return encoder(**inputs, attention_mask=attention_mask).last_hidden_state
@@ -75,7 +81,7 @@ def encoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 def prefix_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean token cross-entropy of one example per row (every-prefix training and validation).
     A bidirectional encoder goes through the model's own forward (so DDP sees it)."""
-    if not is_item_causal(getattr(model, "module", model)):
+    if not is_item_causal(model):
         return model(**encoder_kwargs(model, input_ids), attention_mask=attention_mask, labels=labels).loss
     hidden = encoder_hidden(model, input_ids, attention_mask)
     return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,

@@ -2,10 +2,13 @@
 
 Every ``eval_every`` steps: validation NDCG@10 with constrained beam search on a fixed user
 sample, the best model kept, and a checkpoint (model, optimizer, scheduler, RNG states, step,
-epoch and batch position) written atomically. Killing the process and rerunning the same
-command continues from the last checkpoint; the batches of an epoch are a pure function of
-(seed, epoch) (recommender.data.epoch_batches), so the resumed run sees the same batches the
-uninterrupted one would have.
+epoch and batch position, the best model so far and the metrics log) written as one folder that
+replaces the previous one (genrec.core.io.swap_directory), so the best weights, the state and the
+log always belong to the same step. Killing the process and rerunning the same command continues
+from the last checkpoint; the batches of an epoch are a pure function of (seed, epoch)
+(recommender.data.epoch_batches), so the resumed run sees the same batches the uninterrupted one
+would have. A resume with settings that change what the run computes (batch size, learning rate,
+seed, model, ...) is refused; only RESUMABLE_CHANGES may differ.
 
 A step takes a plain random batch of ``batch_size`` examples, sorts it by input length and cuts it
 into at most ``micro_batches`` micro-batches with the least padding (recommender.data.micro_batches);
@@ -22,8 +25,11 @@ broadcasts the result.
 
 ``time_budget_minutes``: training stops once its wall time (earlier attempts included) plus the
 last validation's duration reaches the budget, then validates a last time, keeps the best
-checkpoint and finishes like a run that did all its steps. The learning-rate cosine then runs on
-whichever is further along, steps or the post-warmup share of the budget (``lr_lambda``).
+checkpoint and finishes like a run that did all its steps. Before the first validation, its
+duration is estimated by timing one evaluation batch of the validation users up front, so a run
+the budget stops before its first validation still ends inside the budget. With several processes
+the main process's clock decides when to stop. The learning-rate cosine then runs on whichever is
+further along, steps or the post-warmup share of the budget (``lr_lambda``).
 Validation metrics carry their standard error over the sampled users (``ndcg@10_se``, ...).
 """
 
@@ -46,7 +52,8 @@ from tqdm.auto import tqdm
 from genrec.data_prep.dataset import ProcessedDataset
 from genrec.core.allocator import keep_freed_memory
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_json, atomic_write_text, read_json
+from genrec.core.io import (atomic_write_json, atomic_write_text, read_json, restore_swapped_directory,
+                            swap_directory)
 from genrec.recommender.data import TokenizedExamples, epoch_batches, micro_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
@@ -59,6 +66,10 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
 LOG_FILE = "metrics.jsonl"
 LOG_EVERY = 50  # steps between loss entries in the log / progress bar
+ESTIMATE_USERS = 256  # validation users timed up front under a time budget (one evaluation batch)
+# Settings a resumed run may change: how long it may run and on how many CPU threads, not what a
+# step computes. Any other difference from the checkpoint's settings is refused.
+RESUMABLE_CHANGES = ("time_budget_minutes", "threads")
 
 
 @dataclass
@@ -173,6 +184,21 @@ def plot_curves(log: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def changed_settings(saved: dict, config: dict, model_config: dict, examples: int) -> list[str]:
+    """``name old -> new`` for each setting of ``saved`` (a checkpoint's state) that the current
+    run (``config`` and ``model_config`` as dicts) has otherwise, RESUMABLE_CHANGES excepted;
+    ``examples`` is the number of training examples (another dataset or tokenizer gives another number)."""
+    changes = []
+    for section, current in (("train_config", config), ("model_config", model_config)):
+        before = saved.get(section) or {}
+        for name, value in current.items():
+            if before.get(name) != value and not (section == "train_config" and name in RESUMABLE_CHANGES):
+                changes.append(f"{name} {before.get(name)!r} -> {value!r}")
+    if saved.get("examples") != examples:
+        changes.append(f"training examples {saved.get('examples')} -> {examples}")
+    return changes
+
+
 class TrainingTask(Protocol):
     """What the generic loop (``run_training``) needs from one kind of model: its module, the
     batches of an epoch, a training step's loss, validation and the finished artifact."""
@@ -231,7 +257,8 @@ class T5Task:
 
     def step(self, model, index: np.ndarray, accelerator) -> torch.Tensor:
         if self.one_pass:  # chunks already have about their own length: no micro-batches
-            loss = one_pass_loss(model, self.train.batch(index, accelerator.device))
+            with accelerator.autocast():  # its encoder pass runs outside the model's (autocast) forward
+                loss = one_pass_loss(model, self.train.batch(index, accelerator.device))
             accelerator.backward(loss)
             return loss.detach()
         return accumulate_gradients(model, self.train, index, self.config.micro_batches, accelerator.device,
@@ -282,7 +309,7 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
     sample with the best weights kept, and the artifact written by ``task.finalize``.
     ``model_config``: the model's settings as a dict (a checkpoint written with others is refused)."""
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list
+    from accelerate.utils import broadcast, broadcast_object_list
 
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
@@ -321,11 +348,15 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
         optimizer, lr_lambda(config.warmup_steps, steps, budget_progress if budget > 0 else None))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
+    if accelerator.is_main_process:
+        restore_swapped_directory(checkpoint)  # a crash between the two renames of a checkpoint swap
+    accelerator.wait_for_everyone()
     if (checkpoint / STATE_FILE).is_file():
         saved = read_json(checkpoint / STATE_FILE)
-        if saved.get("model_config") != model_config or saved.get("total_steps") != steps:
-            raise GenrecError(f"{checkpoint} was written with other settings; rerun with the same options, "
-                              "or pass --restart to discard it")
+        changes = changed_settings(saved, asdict(config), model_config, task.examples)
+        if changes:
+            raise GenrecError(f"{checkpoint} was written with other settings ({'; '.join(changes)}); rerun with "
+                              "the same options, or pass --restart to discard it")
         accelerator.load_state(str(checkpoint / "state"))
         state.update(saved)
         state["train_config"] = asdict(config)  # e.g. a longer --time-budget for the rest of the run
@@ -338,7 +369,9 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
                       f"mixed precision {accelerator.mixed_precision}{split}")
     log_path = out / LOG_FILE
     out.mkdir(parents=True, exist_ok=True)
-    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() and state["step"] else []
+    saved_log = checkpoint / LOG_FILE if (checkpoint / LOG_FILE).is_file() else log_path  # the checkpoint's own
+    resumed = saved_log.is_file() and state["step"]
+    log = [json.loads(line) for line in saved_log.read_text().splitlines()] if resumed else []
     log = [r for r in log if r["step"] <= state["step"]]  # drop entries written after the last checkpoint
 
     bar = tqdm(total=steps, initial=state["step"], desc=task.name, dynamic_ncols=True,
@@ -347,8 +380,10 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
     running_loss = torch.zeros((), device=accelerator.device)  # summed on device: no sync per step
     running_steps, last_eval, last_loss = 0, {}, "-"
 
-    def save_checkpoint():
-        """All processes save their part (RNG states are per process); the main one swaps it in."""
+    def save_checkpoint(new_best: bool):
+        """All processes save their part (RNG states are per process); the main one adds the best
+        model (the current weights if ``new_best``, else the live checkpoint's) and the log, then
+        swaps the folder in: state, best and log change together."""
         state["train_seconds"] = elapsed()
         tmp = out / f".{CHECKPOINT_DIR}.tmp"
         if accelerator.is_main_process:
@@ -358,31 +393,43 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
         accelerator.save_state(str(tmp / "state"), safe_serialization=False)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            best = checkpoint / "best"
-            if best.exists():
-                shutil.copytree(best, tmp / "best")
+            if new_best:
+                task.save_best(accelerator.unwrap_model(model), tmp / "best")
+            elif (checkpoint / "best").exists():
+                shutil.copytree(checkpoint / "best", tmp / "best")
+            write_log(log, tmp / LOG_FILE)
             atomic_write_json(tmp / STATE_FILE, state)
-            old = out / f".{CHECKPOINT_DIR}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if checkpoint.exists():
-                os.replace(checkpoint, old)
-            os.replace(tmp, checkpoint)
-            shutil.rmtree(old, ignore_errors=True)
-            atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in log))
+            swap_directory(tmp, checkpoint)
+            write_log(log, log_path)  # the copy to watch while training runs
         accelerator.wait_for_everyone()
 
-    def validate() -> dict:
+    def validate(users: np.ndarray) -> dict:
         result = [None]
         if accelerator.is_main_process:
-            result[0] = task.validate(accelerator.unwrap_model(model), eval_users)
+            result[0] = task.validate(accelerator.unwrap_model(model), users)
         if accelerator.num_processes > 1:
             broadcast_object_list(result)
         return result[0]
 
+    def estimate_validation_seconds() -> float:
+        """A first validation's duration: one evaluation batch of the validation users timed, scaled
+        to all of them (its cost does not depend on the weights)."""
+        sample = eval_users[:ESTIMATE_USERS]
+        started = time.perf_counter()
+        validate(sample)
+        return (time.perf_counter() - started) * len(eval_users) / len(sample)
+
     def over_budget() -> bool:
         """Out of time once what is left would not cover one more validation and checkpoint (the
-        last one's duration), so the final validation still ends inside the budget."""
-        return budget > 0 and elapsed() + state["eval_seconds"] >= budget
+        last one's duration, or before the first the estimate), so the final validation still ends
+        inside the budget."""
+        out_of_time = budget > 0 and elapsed() + state["eval_seconds"] >= budget
+        if budget > 0 and accelerator.num_processes > 1:  # one decision for all: the main process's clock
+            out_of_time = bool(broadcast(torch.tensor([out_of_time], device=accelerator.device)).item())
+        return out_of_time
+
+    if budget > 0 and not state["eval_seconds"]:
+        state["eval_seconds"] = estimate_validation_seconds()
 
     while not state["done"]:
         batches = epoch_plan(state["epoch"])
@@ -417,17 +464,14 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
             finished = state["step"] >= steps or out_of_time
             if state["step"] % config.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
-                metrics = validate()
+                metrics = validate(eval_users)
                 last_eval = {"R@10": f"{metrics['recall@10']:.4f}", "N@10": _with_se(metrics, "ndcg@10")}
                 log.append({"step": state["step"], "valid": metrics, "lr": scheduler.get_last_lr()[0],
                             "seconds": round(elapsed(), 1)})
-                if metrics["ndcg@10"] > state["best_ndcg@10"]:
+                new_best = metrics["ndcg@10"] > state["best_ndcg@10"]
+                if new_best:
                     state.update({"best_ndcg@10": metrics["ndcg@10"], "best_ndcg@10_se": metrics["ndcg@10_se"],
                                   "best_step": state["step"], "bad_evals": 0})
-                    if accelerator.is_main_process:
-                        task.save_best(accelerator.unwrap_model(model), checkpoint / "best.tmp")
-                        shutil.rmtree(checkpoint / "best", ignore_errors=True)
-                        os.replace(checkpoint / "best.tmp", checkpoint / "best")
                 else:
                     state["bad_evals"] += 1
                 bar.set_postfix(loss=last_loss, **last_eval)
@@ -444,7 +488,7 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
                 elif state["bad_evals"] >= config.patience:
                     state["stop_reason"] = "patience"
                 state["done"] = state["stop_reason"] is not None
-                save_checkpoint()
+                save_checkpoint(new_best)
                 state["eval_seconds"] = time.perf_counter() - eval_started  # validation + checkpoint
                 if state["done"]:
                     break
@@ -453,12 +497,17 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
             state["batch_in_epoch"] = 0
     bar.close()
     if accelerator.is_main_process:
+        write_log(log, out / LOG_FILE)  # a crash after the last checkpoint's swap may have left it behind
         task.finalize(out, checkpoint / "best", state, log, meta)
         # The finished artifact holds the best model and genrec.json the run's summary; the resume
         # checkpoint (optimizer state, last weights: several times the model's size) has no use left.
         shutil.rmtree(checkpoint)
     accelerator.wait_for_everyone()
     return state
+
+
+def write_log(log: list[dict], path: Path) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in log))
 
 
 def _with_se(metrics: dict, key: str) -> str:

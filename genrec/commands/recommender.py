@@ -231,7 +231,8 @@ def register(subparsers) -> None:
                             "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
                             "prior's; prior=0 alone = the model only)")
     train.add_argument("--sasrec", help="trained SASRec to fuse (default DATASET/sasrec when it is there)")
-    train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
+    train.add_argument("--restart", action="store_true",
+                       help="delete --out (only a genrec training output or an empty folder) and start over")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train, interrupted=(
         "interrupted; rerun the same command to resume from the last checkpoint (one is written at each "

@@ -1,15 +1,50 @@
-"""Small file helpers shared by every stage: atomic writes, checksums, JSON."""
+"""Small file helpers shared by every stage: atomic writes, checksums, JSON, fault points.
+
+Fault points (``fault_point``) are the places in these helpers where the fault-injection tests
+(tests/test_faults.py) kill a command or make a write fail with a full disk: between the write of a
+temporary file or folder and its rename into place, and between the two renames of a folder swap.
+Outside those tests (no GENREC_FAULT_AT / GENREC_FAULT_LOG in the environment) a fault point costs
+one environment lookup.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+
+FAULT_AT_ENV = "GENREC_FAULT_AT"  # "NAME:COUNT" or "NAME:COUNT:enospc"
+FAULT_LOG_ENV = "GENREC_FAULT_LOG"  # a file each fault point passed appends its name to
+_fault_passes: dict[str, int] = {}
+
+
+def fault_point(name: str, path: str | os.PathLike | None = None) -> None:
+    """Where a test may inject a fault: with GENREC_FAULT_AT=NAME:COUNT the COUNT-th pass through
+    fault point NAME kills this process with SIGKILL (no cleanup runs, as with a power cut or the
+    OOM killer); with NAME:COUNT:enospc it raises the OSError of a full disk (for ``path``) instead.
+    GENREC_FAULT_LOG=FILE appends NAME to FILE on every pass, so a test can list the points a
+    command goes through and choose where to kill it."""
+    spec, log = os.environ.get(FAULT_AT_ENV), os.environ.get(FAULT_LOG_ENV)
+    if not spec and not log:
+        return
+    count = _fault_passes[name] = _fault_passes.get(name, 0) + 1
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(name + "\n")
+    target, at, action = ((spec or "") + "::").split(":")[:3]
+    if target != name or not at or int(at) != count:
+        return
+    if action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path) if path is not None else None)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -42,6 +77,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         _as_umask_allows(tmp, directory=False)
+        fault_point(f"write {path.name}", path)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -101,17 +137,38 @@ def atomic_directory(final: str | os.PathLike, overwrite: bool = True) -> Iterat
     _as_umask_allows(tmp, directory=True)
     try:
         yield tmp
-        if final.exists():
-            if not overwrite:
-                raise FileExistsError(final)
-            old = final.with_name(f".{final.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        if final.exists() and not overwrite:
+            raise FileExistsError(final)
+        swap_directory(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _previous(final: Path) -> Path:
+    return final.with_name(f".{final.name}.old")
+
+
+def swap_directory(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put the complete folder ``new`` in place of ``final`` (if any) and delete the old one.
+
+    Two renames: ``final`` to ``.NAME.old``, then ``new`` to ``final``. A crash between them leaves
+    only ``.NAME.old``, which ``restore_swapped_directory`` puts back."""
+    new, final = Path(new), Path(final)
+    fault_point(f"dir {final.name}", final)
+    old = _previous(final)
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+        fault_point(f"swap {final.name}", final)
+    os.replace(new, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_swapped_directory(final: str | os.PathLike) -> None:
+    """Undo a ``swap_directory`` that a crash cut between its renames (``final`` missing, its
+    previous version still at ``.NAME.old``), so a reader finds the last complete folder."""
+    final = Path(final)
+    if not final.exists() and _previous(final).is_dir():
+        os.replace(_previous(final), final)
