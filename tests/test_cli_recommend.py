@@ -97,3 +97,45 @@ def test_demo_rerun_makes_the_demo_current_again(trained, tmp_path, monkeypatch,
     demo._prepare(trained / "data")  # the demo's folder is already prepared: no new prepare
     assert resolve_dataset_dir(None) == (trained / "data").resolve()
     assert "current dataset again" in capsys.readouterr().out
+
+
+def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatch, capsys):
+    """The demo's own output, with the pipeline's slow steps replaced by canned results."""
+    import argparse
+
+    from genrec import pipeline
+    from genrec.commands import demo
+    from genrec.commands.report import METRIC_KEYS
+
+    data = tmp_path / "demo"
+    (data / "tokenizer").mkdir(parents=True)
+    (data / "stats.json").write_text("{}")
+    (data / "tokenizer" / "semantic_ids.npy").write_text("")
+    monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path)
+    grid = [{"weights": {"prior": 0.0}, "ndcg@10": 0.0411}, {"weights": {"prior": 4.0}, "ndcg@10": 0.3}]
+    trained_result = pipeline.TrainedRecommender(data / "recommender", {"best_ndcg@10": 0.0411, "best_step": 1200},
+                                                 fusion={"weights": {"prior": 4.0}, "users": 400, "grid": grid})
+    scores = {key: 0.1 for key in METRIC_KEYS}
+    evaluation = {**scores, "fusion": {"prior": 4.0}, "alone": {"model": dict(scores)}, "num_users": 4000,
+                  "num_items": 500, "invalid_rate": 0.0, "empty_rate": 0.0, "transition_prior": dict(scores),
+                  "popularity": dict(scores)}
+    seen_flags = []
+
+    def recommend(config):
+        seen_flags.append(config.exclude_seen)
+        history = [{"item_id": 1, "raw_id": "D00001", "title": "Rose cream"}]
+        picks = [{"rank": 1, "item_id": 2, "raw_id": "D00002", "title": "Rose serum", "sid": [1, 2, 0], "score": -1.5}]
+        return pipeline.Recommendations(1 if config.user else 0, "U1" if config.user else None, history, picks)
+
+    monkeypatch.setattr(pipeline, "embed", lambda config: None)
+    monkeypatch.setattr(pipeline, "train_recommender", lambda config: trained_result)
+    monkeypatch.setattr(pipeline, "evaluate", lambda config: evaluation)
+    monkeypatch.setattr(pipeline, "recommend", recommend)
+    assert demo._run(argparse.Namespace(out=str(data), progress=False)) == 0
+    out = capsys.readouterr().out
+    assert "model alone: best valid NDCG@10 0.0411" in out
+    assert "prior 4 chosen on 400 validation users" in out
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split()[1:] == ["fused", "(prior", "4)", "model", "alone", "prior", "alone", "popularity"]
+    assert out.count("higher is better") == 1 and "history of 1 item;" in out
+    assert seen_flags == [True, True]
