@@ -1,17 +1,19 @@
-"""Shallow fusion: an item-transition prior added to the model's scores inside the trie beam search.
+"""Fused decoding: per-item scorers added to the model's scores inside the trie beam search.
 
 On the Amazon benchmarks a user's next item is very often one that followed the same recent items
 in other users' training sequences; a count model of those transitions is a strong recommender on
 its own (``TransitionPrior.rank``), and the small T5 learns such item-level associations slowly.
 Fusion (as in language-model shallow fusion for speech / translation decoding) scores an item as
 
-    log p_model(SID | history) + weight * log q(item | history)
+    log p_model(SID | history) + sum_s w_s log q_s(item | history)
 
-where q mixes the transition counts of the last ``recent`` history items (a ``decay`` per step
-back) with a little uniform mass, so every item keeps a finite score. The prior mass of every SID
-prefix is the sum over the items under it; the beam adds, at each position, the change in log mass
-from parent prefix to child (``fast_beam.constrained_beam_search(prior=...)``), so the pruning at
-each position already sees the prior, and the terms telescope to the item's own log q.
+over the scorers s of a ``DecodingPolicy``: the transition prior (q mixes the transition counts of
+the last ``recent`` history items, a ``decay`` per step back, with a little uniform mass, so every
+item keeps a finite score) and any learned item distribution such as SASRec's. The mass of every
+SID prefix under q_s is the sum over the items under it; the beam adds, at each position, the
+change in weighted log mass from parent prefix to child (``fast_beam.constrained_beam_search(
+prior=...)``), so the pruning at each position already sees every scorer, and the terms telescope
+to each item's own weighted log q_s.
 """
 
 from __future__ import annotations
