@@ -102,6 +102,16 @@ class Recommender:
                                         batch_size=batch_size, progress=progress, prior=self._prior())
         if exclude_seen:
             items, scores = _drop_seen(items, scores, histories)
+            for row, history in enumerate(histories):  # seen items beyond max_history can fill the beam
+                unseen = self.num_items - len(set(history))
+                if (items[row] > 0).sum() < min(top_k, unseen):
+                    wide = min(max(top_k, beams or top_k) + len(set(history)), self.num_items)
+                    more, more_scores = recommend_items(
+                        self.model, self.builder, self.table, [history], wide, users=None if users is None
+                        else [users[row]], batch_size=batch_size, fusion=self.fusion)
+                    more, more_scores = _drop_seen(more, more_scores, [history])
+                    n = min(top_k, more.shape[1])
+                    items[row, :n], scores[row, :n] = more[0, :n], more_scores[0, :n]
         return items[:, :top_k], scores[:, :top_k]
 
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
