@@ -228,9 +228,11 @@ def _validation_message(exc: RequestValidationError) -> str:
             at = error.get("loc", ("body", "?"))[-1]
             parts.append(f"malformed JSON body at character {at}: {error.get('ctx', {}).get('error', 'invalid')}")
             continue
-        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return _one_line("; ".join(parts) or "invalid request")
+        loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+        if len(loc) > 1 and loc[-1] in ("constrained-str", "int"):  # which branch of "string or integer" failed
+            loc.pop()
+        parts.append(f"{'.'.join(loc) or 'body'}: {error.get('msg', 'invalid')}")
+    return _one_line("; ".join(dict.fromkeys(parts)) or "invalid request")
 
 
 def _echoed(dataset, history: list[int]) -> list[dict]:
