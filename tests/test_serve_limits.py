@@ -203,3 +203,25 @@ def test_exclude_seen_is_the_default_and_never_returns_fewer_than_top_k(client, 
     assert sorted(items[0].tolist()) == list(range(21, 31)) and np.isfinite(scores).all()
     body = client.post("/recommend", json={"history": history}).json()
     assert sorted(row["item_id"] for row in body["recommendations"]) == list(range(21, 31))
+
+
+def test_serve_warns_off_loopback_and_checks_its_new_options(trained, capsys, monkeypatch):
+    import socket
+
+    import uvicorn
+
+    from genrec.cli import main
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append((app, kwargs)))
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+    model = ["--dataset", str(trained / "data"), "--model", str(trained / "model")]
+    assert main(["serve", *model, "--host", "0.0.0.0", "--port", str(port), "--max-queue", "3", "--timeout", "2"]) == 0
+    assert "no authentication; anyone who can reach 0.0.0.0" in capsys.readouterr().out
+    app = served[0][0]
+    assert app.state.batcher.max_queue == 3
+    for bad in (["--timeout", "0"], ["--max-queue", "0"]):
+        assert main(["serve", *model, "--port", str(port), *bad]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
