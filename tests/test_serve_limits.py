@@ -8,6 +8,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -59,13 +60,26 @@ def test_a_request_cancelled_while_its_batch_decodes_leaves_the_batcher_working(
     assert items.tolist() == expected[0].tolist()
 
 
+@contextmanager
+def one_decoding_one_queued(loaded, monkeypatch, **options):
+    """A served app (``options`` for create_app) whose model is held on a first request while a
+    second waits in the queue; yields (client, gate, first, second) with the two as futures."""
+    gate = Gate(loaded[0], monkeypatch)
+    with TestClient(create_app(*loaded, max_wait_ms=0, **options)) as client, ThreadPoolExecutor(2) as pool:
+        try:
+            decoding = pool.submit(client.post, "/recommend", json={"user": "U1"})
+            assert gate.started.wait(5)
+            queued = pool.submit(client.post, "/recommend", json={"user": "U2"})
+            deadline = time.monotonic() + 5
+            while client.get("/health").json()["queue"]["waiting"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield client, gate, decoding, queued
+        finally:
+            gate.release.set()
+
+
 def test_a_timed_out_request_is_503_and_a_queued_one_is_dropped(loaded, monkeypatch):
-    recommender, _ = loaded
-    gate = Gate(recommender, monkeypatch)
-    with TestClient(create_app(*loaded, timeout_s=0.5, max_wait_ms=0)) as client, ThreadPoolExecutor(2) as pool:
-        decoding = pool.submit(client.post, "/recommend", json={"user": "U1"})
-        assert gate.started.wait(5)
-        queued = pool.submit(client.post, "/recommend", json={"user": "U2"})
+    with one_decoding_one_queued(loaded, monkeypatch, timeout_s=0.5) as (client, gate, decoding, queued):
         for response in (decoding.result(10), queued.result(10)):
             assert response.status_code == 503 and response.headers["retry-after"] == "1"
             assert "no answer within 0.5 s" in _one_line_detail(response)
@@ -76,15 +90,7 @@ def test_a_timed_out_request_is_503_and_a_queued_one_is_dropped(loaded, monkeypa
 
 
 def test_a_full_queue_is_503_with_retry_after(loaded, monkeypatch):
-    recommender, _ = loaded
-    gate = Gate(recommender, monkeypatch)
-    with TestClient(create_app(*loaded, max_queue=1, max_wait_ms=0)) as client, ThreadPoolExecutor(2) as pool:
-        decoding = pool.submit(client.post, "/recommend", json={"user": "U1"})
-        assert gate.started.wait(5)
-        queued = pool.submit(client.post, "/recommend", json={"user": "U2"})
-        deadline = time.monotonic() + 5
-        while client.get("/health").json()["queue"]["waiting"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with one_decoding_one_queued(loaded, monkeypatch, max_queue=1) as (client, gate, decoding, queued):
         refused = client.post("/recommend", json={"user": "U3"})
         gate.release.set()
         assert decoding.result(10).status_code == 200 and queued.result(10).status_code == 200
