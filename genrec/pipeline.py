@@ -31,6 +31,7 @@ from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, resolve_dataset_dir
+from genrec.core.limits import MAX_HISTORY
 
 
 def _path(value: str | os.PathLike | None) -> Path | None:
@@ -552,8 +553,8 @@ def evaluate(config: EvaluateConfig) -> dict:
 class RecommendConfig:
     dataset: str | Path | None = None
     model: str | Path | None = None
-    user: str | None = None  # dataset user number (1..N) or raw user id
-    history: list[str] | None = None  # item numbers or raw item ids, for a history without a user
+    user: str | None = None  # raw user id, else dataset number "17" / "#17" (ProcessedDataset lookup_id)
+    history: list[str] | None = None  # item ids under the same rule, for a history without a user
     top_k: int = 10
     beams: int = 20
     exclude_seen: bool = False
@@ -574,6 +575,8 @@ def recommend(config: RecommendConfig) -> Recommendations:
         raise GenrecError("give a user (--user) or a history (--history), not both")
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
     if config.history:
+        if len(config.history) > MAX_HISTORY:
+            raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
         history, user = [dataset.item_id_for(item) for item in config.history], 0
     elif config.user is not None:
         user = dataset.user_id_for(config.user)

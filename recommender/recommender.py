@@ -102,7 +102,25 @@ class Recommender:
                                         batch_size=batch_size, progress=progress, prior=self._prior())
         if exclude_seen:
             items, scores = _drop_seen(items, scores, histories)
+            for row, history in enumerate(histories):  # seen items beyond max_history can fill the beam
+                if (items[row] > 0).sum() < min(top_k, self.num_items - len(set(history))):
+                    user = None if users is None else [users[row]]
+                    found = self._unseen(history, user, top_k, width, batch_size)
+                    items[row, :len(found[0])], scores[row, :len(found[0])] = found
         return items[:, :top_k], scores[:, :top_k]
+
+    def _unseen(self, history: list[int], user: list[int] | None, top_k: int, width: int,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``top_k`` unseen items (and scores) for one history whose beam of ``width`` held
+        fewer: the beam doubles until enough are unseen or it spans the catalogue."""
+        seen, cap = len(set(history)), self.num_items
+        while True:
+            width = min(width * 2, cap)
+            items, scores = recommend_items(self.model, self.builder, self.table, [history], width, users=user,
+                                            batch_size=batch_size, prior=self._prior())
+            items, scores = _drop_seen(items, scores, [history])
+            if (items[0] > 0).sum() >= min(top_k, cap - seen) or width >= cap:
+                return items[0, :top_k], scores[0, :top_k]
 
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
