@@ -147,7 +147,7 @@ class MicroBatcher:
             job.future.cancel()  # no-op once decoding started; otherwise the batcher skips it
 
     def _group_key(self, job: _Job) -> tuple:
-        widening = min(len(set(job.history)), self.recommender.config.max_history) if job.exclude_seen else 0
+        widening = self.recommender.seen_widening(job.history) if job.exclude_seen else 0
         return job.top_k, job.exclude_seen, widening
 
     def _run(self) -> None:
@@ -340,8 +340,8 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
     async def validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def sid(item: int) -> list[int]:
-        return recommender.sids.codes_of([item])[0].tolist()
+    def sid(item: int) -> list[int] | None:
+        return None if recommender.sids is None else recommender.sids.codes_of([item])[0].tolist()
 
     def resolve(request: RecommendRequest) -> tuple[int, list[int]]:
         """(user, history) a request names; runs in a worker thread, as a long history takes a while."""

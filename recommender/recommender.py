@@ -70,6 +70,11 @@ class Recommender:
             self._states = prefix_states(self.table)
         return lambda histories, device: self.policy.prefix_log_prior(histories, self._states, device)
 
+    def seen_widening(self, history: list[int]) -> int:
+        """Extra beams ``recommend(exclude_seen=True)`` decodes for ``history`` (requests batched
+        together must widen alike to get the answers they would get alone)."""
+        return min(len(set(history)), self.config.max_history)
+
     def _check_items(self, dataset: ProcessedDataset) -> None:
         if dataset.num_items != self.num_items:
             raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
@@ -97,7 +102,7 @@ class Recommender:
                                   else "an empty history has nothing to recommend from")
         width = max(top_k, beams or top_k)
         if exclude_seen:
-            width += min(max(len(set(h)) for h in histories), self.config.max_history)
+            width += max(self.seen_widening(h) for h in histories)
         items, scores = recommend_items(self.model, self.builder, self.table, histories, width, users=users,
                                         batch_size=batch_size, progress=progress, prior=self._prior())
         if exclude_seen:

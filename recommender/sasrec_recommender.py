@@ -47,6 +47,10 @@ class SASRecRecommender:
     def num_items(self) -> int:
         return self.model.config.num_items
 
+    def seen_widening(self, history: list[int]) -> int:
+        """0: ``exclude_seen`` ranks the unseen items exactly, no wider search needed."""
+        return 0
+
     def with_policy(self, policy: DecodingPolicy) -> "SASRecRecommender":
         """The same model decoding under ``policy`` (this object is unchanged)."""
         return SASRecRecommender(self.model, self.meta, self.path, policy)

@@ -136,3 +136,20 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     assert set(report["alone"]) == {"model", "sasrec"}
     assert report["alone"]["sasrec"]["ndcg@10"] == pytest.approx(
         SASRecRecommender.load(sasrec.path).evaluate(dataset, "test")["ndcg@10"])
+
+
+def test_serve_answers_from_a_sasrec_model(tiny):
+    from fastapi.testclient import TestClient
+
+    from genrec.pipeline import load_trained
+    from genrec.serve import create_app
+
+    _train(tiny, tiny / "model", max_steps=4)
+    recommender, dataset = load_trained(tiny / "data", tiny / "model", fit="all")
+    with TestClient(create_app(recommender, dataset)) as client:
+        answer = client.post("/recommend", json={"user": 3, "top_k": 5})
+        assert answer.status_code == 200, answer.text
+        picks = answer.json()["recommendations"]
+        assert len(picks) == 5 and all(row["sid"] is None for row in picks)
+        assert not {row["item_id"] for row in picks} & set(dataset.history(3))  # seen items left out by default
+        assert client.get("/items/4").json()["sid"] is None

@@ -252,8 +252,10 @@ def register(subparsers) -> None:
     evaluate.set_defaults(func=_evaluate)
 
     recommend = subparsers.add_parser("recommend", help="top-K items for a user or a list of items")
-    recommend.add_argument("--user", help="dataset user number (1..N) or raw user id")
-    recommend.add_argument("--history", nargs="+", metavar="ITEM", help="recommend for a new user with these items")
+    recommend.add_argument("--user", help="raw user id, or the dataset number as #N (N alone when no raw id is N; "
+                                          "the id rule: docs/serving.md)")
+    recommend.add_argument("--history", nargs="+", metavar="ITEM",
+                           help="recommend for a new user with these items (raw ids, or #N for item number N)")
     recommend.add_argument("--top-k", type=whole_number(1, MAX_TOP_K, " (the HTTP API's limit too)"), default=10,
                            help=f"items per user, 1..{MAX_TOP_K} (default 10)")
     recommend.add_argument("--beams", type=whole_number(1, MAX_BEAMS), default=20,

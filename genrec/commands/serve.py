@@ -36,7 +36,7 @@ def _serve(args) -> int:
         raise GenrecError("--max-batch, --max-queue and --beams must be at least 1, --max-wait-ms at least 0, "
                           "--timeout above 0")
     _check_address(args.host, args.port)
-    recommender, dataset = load_trained(args.dataset, args.model)
+    recommender, dataset = load_trained(args.dataset, args.model, fit="all")
     app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                      max_queue=args.max_queue, timeout_s=args.timeout)
     if args.host not in LOOPBACK:
