@@ -86,7 +86,7 @@ def run_level(port: int, clients: int, requests: int, time_limit: float, top_k: 
                     if index >= requests:
                         return
                     next_index[0] += 1
-                body = json.dumps({"user": str(users[index]), "top_k": top_k})
+                body = json.dumps({"user": users[index], "top_k": top_k})  # a JSON number: the dataset number
                 started = time.perf_counter()
                 try:
                     connection.request("POST", "/recommend", body, {"Content-Type": "application/json"})

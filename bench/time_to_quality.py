@@ -12,9 +12,15 @@ Runs the stages in this process through ``genrec.pipeline``, in a fresh data fol
     embed(EmbedConfig(...))
     train_tokenizer(tokenizer_config_from(...))   config "tokenizer": {"method": ..., "collaborative_weight": ..., options}
     train_recommender(RecommenderTrainingConfig(train=..., model=...))   config "train" and "model"
-                      (it ends by choosing the shallow-fusion weight on sampled validation users)
-    evaluate(EvaluateConfig(split="test"))   with that fusion weight, as `genrec evaluate` does
-    evaluate(EvaluateConfig(split="test", fusion_weight=0))   for the report only: the model alone
+    choose_fusion(...)   the fusion weights, on sampled validation users (as train-recommender does)
+    evaluate(EvaluateConfig(split="test"))   with those weights, as `genrec evaluate` does; it also
+                                             reports each fused part alone, the prior and popularity
+
+With a "sasrec" section in the config ({"train": ..., "model": ..., "text": true}), `genrec
+train-sasrec` runs in a child process beside train_recommender (one core each), the fusion
+weights are chosen over the prior and SASRec together, and two more test rows are read, each
+once: SASRec with its own prior weight (and alone), and the T5 model fused with SASRec but not
+the prior (the best such setting on validation): does learning beat counting?
 
 Writes NAME.json (stage times, test metrics, the validation curve), NAME.md and NAME.png (validation
 NDCG@10 on the periodic sample of users against pipeline wall time) into --out, which defaults to
@@ -40,8 +46,10 @@ from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
 
 STATE_FILE = "time_to_quality_state.json"
-CONFIG_KEYS = ("tokenizer", "train", "model")
-MODEL_ALONE_FILE = "eval_test_model_alone.json"
+CONFIG_KEYS = ("tokenizer", "train", "model", "sasrec")
+SASREC_EVAL_FILE = "eval_test_sasrec.json"
+LEARNED_EVAL_FILE = "eval_test_learned.json"
+SASREC_LOG = "train_sasrec.log"
 TEST_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
 
@@ -64,26 +72,95 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+@dataclasses.dataclass
+class SideBySide:
+    """train-recommender in this process while `genrec train-sasrec` runs in a child process."""
+
+    recommender: object  # genrec.pipeline.RecommenderTrainingConfig
+    sasrec_command: list[str]
+    log: str
+
+
+def train_side_by_side(config: SideBySide) -> None:
+    """Both models at once, one core each; a failed or interrupted child stops the stage (rerun
+    resumes both from their checkpoints)."""
+    import subprocess
+
+    from genrec import pipeline as gp
+
+    with open(config.log, "a") as log:
+        child = subprocess.Popen(config.sasrec_command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            gp.train_recommender(config.recommender)
+        except BaseException:
+            child.terminate()
+            child.wait()
+            raise
+        code = child.wait()
+    if code != 0:
+        raise GenrecError(f"train-sasrec failed (exit {code}); see {config.log}")
+
+
+@dataclasses.dataclass
+class FusionChoice:
+    dataset: str
+    users: int = 5000
+    seed: int = 0
+
+
+def choose_fusion(config: FusionChoice) -> None:
+    from genrec import pipeline as gp
+
+    data = Path(config.dataset)
+    gp.choose_fusion(data / "recommender", data, gp.FUSION_GRIDS, config.users, config.seed)
+
+
+def evaluate_learned(config) -> None:
+    """Test of the T5 model fused with SASRec alone: the best validation setting without the prior."""
+    from genrec import pipeline as gp
+
+    grid = read_json(Path(config.dataset) / "recommender" / "genrec.json")["fusion"]["grid"]
+    best = max((row for row in grid if row["weights"].get("prior", 0.0) == 0.0), key=lambda row: row["ndcg@10"])
+    gp.evaluate(dataclasses.replace(config, fusion=best["weights"]))
+
+
 def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict) -> list[tuple[str, object, object]]:
     """(stage name, pipeline function, its config) in order."""
     from genrec import pipeline as gp
 
     data = str(dataset)
-    return [
+    recommender = gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
+                                               model=dict(config.get("model", {})), progress=False,
+                                               fusion_grids={"prior": (0.0,)})  # chosen below
+    stages = [
         ("prepare", gp.prepare, gp.PrepareConfig(dataset_name, out=data, raw_dir=raw_dir)),
         ("embed", gp.embed, gp.EmbedConfig(data, progress=False)),
         ("train-tokenizer", gp.train_tokenizer,
          gp.tokenizer_config_from(config.get("tokenizer", {}), dataset=data, progress=False)),
-        ("train-recommender", gp.train_recommender,
-         gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})), model=dict(config.get("model", {})),
-                                      progress=False)),
-        ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),
-        # Not a step a user needs: the same test without shallow fusion, so the report shows what the
-        # generative model does on its own.
-        ("evaluate-model-alone", gp.evaluate,
-         gp.EvaluateConfig(data, split="test", progress=False, fusion_weight=0.0,
-                           output=str(Path(data) / "recommender" / MODEL_ALONE_FILE))),
     ]
+    sasrec = config.get("sasrec")
+    if sasrec is None:
+        stages.append(("train-recommender", gp.train_recommender, recommender))
+    else:
+        options = Path(data).parent / f"{dataset_name}-sasrec-options.json"
+        atomic_write_json(options, {"train": sasrec.get("train", {}), "model": sasrec.get("model", {})})
+        command = [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", data, "--config", str(options),
+                   "--no-progress", *([] if sasrec.get("text", True) else ["--no-text"])]
+        stages.append(("train-recommender+sasrec", train_side_by_side,
+                       SideBySide(recommender, command, str(Path(data).parent / SASREC_LOG))))
+    stages += [
+        ("choose-fusion", choose_fusion, FusionChoice(data, seed=recommender.train.get("seed", 0))),
+        ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),
+    ]
+    if sasrec is not None:
+        stages += [
+            ("evaluate-sasrec", gp.evaluate, gp.EvaluateConfig(
+                data, model=str(dataset / gp.SASREC_DIR), split="test", progress=False,
+                output=str(dataset / "recommender" / SASREC_EVAL_FILE))),
+            ("evaluate-learned", evaluate_learned, gp.EvaluateConfig(
+                data, split="test", progress=False, output=str(dataset / "recommender" / LEARNED_EVAL_FILE))),
+        ]
+    return stages
 
 
 def load_state(state_file: Path) -> dict:
@@ -193,16 +270,16 @@ def _run(args: argparse.Namespace, command: str) -> int:
         ends[name] = total
     train_start = ends["train-tokenizer"]
     model = dataset / "recommender"
-    log = [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+    log = read_log(model)
     test, meta = read_json(model / "eval_test.json"), read_json(model / "genrec.json")
-    alone = read_json(model / MODEL_ALONE_FILE)
-    baselines = ("popularity", "transition_prior")
+    rows = test_rows(model, test)
+    baselines = ("popularity", "transition_prior", "alone")
     info = hardware()
     report = {
         "command": command, "config": config, "hardware": info,
         "stage_seconds": state["seconds"], "stage_calls": state["calls"], "total_seconds": total,
         "test": {k: v for k, v in test.items() if k not in baselines},
-        "model_alone_test": {k: v for k, v in alone.items() if k not in baselines},
+        "test_rows": [{"decoding": label, **{k: metrics[k] for k in TEST_KEYS}} for label, metrics in rows],
         "popularity_test": test["popularity"], "transition_prior_test": test["transition_prior"],
         "fusion": meta.get("fusion"),
         "recommender": {k: meta.get(k) for k in ("recipe", "best_step", "best_valid_ndcg@10", "stop_reason", "steps",
@@ -211,6 +288,14 @@ def _run(args: argparse.Namespace, command: str) -> int:
         "validation_curve": [{"pipeline_seconds": round(train_start + r["seconds"], 1), "step": r["step"], **r["valid"]}
                              for r in log if "valid" in r],
     }
+    sasrec_dir = dataset / "sasrec"
+    if (sasrec_dir / "genrec.json").is_file():
+        sasrec_meta = read_json(sasrec_dir / "genrec.json")
+        report["sasrec"] = {k: sasrec_meta.get(k) for k in ("best_step", "best_valid_ndcg@10", "stop_reason", "steps",
+                                                            "epochs", "train_seconds", "train_config", "model_config",
+                                                            "fusion")}
+        report["sasrec_validation_curve"] = [{"train_seconds": r["seconds"], "step": r["step"], **r["valid"]}
+                                             for r in read_log(sasrec_dir) if "valid" in r]
     out = Path(args.out) if args.out else work
     out.mkdir(parents=True, exist_ok=True)
     plot_curve(log, train_start, ends, test, plot_title(args.dataset_name, info), out / f"{args.name}.png")
@@ -219,23 +304,76 @@ def _run(args: argparse.Namespace, command: str) -> int:
                             [[n, f"`{state['calls'][n]}`", f"{state['seconds'][n]:.0f}"] for n, _, _ in stages]
                             + [["**total**", "", f"**{total:.0f}** ({total / 60:.1f} min)"]])
     lines += [""] + markdown_table(["test (all users, full catalog)", *(k.replace("recall", "Recall").replace(
-        "ndcg", "NDCG").replace("mrr", "MRR") for k in TEST_KEYS)], [
-        [f"genrec (fusion weight {test['fusion_weight']:g})", *(f"{test[k]:.4f}" for k in TEST_KEYS)],
-        ["genrec model alone (no fusion)", *(f"{alone[k]:.4f}" for k in TEST_KEYS)],
-        ["transition prior alone", *(f"{test['transition_prior'][k]:.4f}" for k in TEST_KEYS)],
-        ["popularity", *(f"{test['popularity'][k]:.4f}" for k in TEST_KEYS)]])
+        "ndcg", "NDCG").replace("mrr", "MRR") for k in TEST_KEYS)],
+        [[label, *(f"{metrics[k]:.4f}" for k in TEST_KEYS)] for label, metrics in rows])
     fusion = meta.get("fusion")
     if fusion:
-        tried = ", ".join(f"{row['weight']:g}: {row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f}" for row in fusion["grid"])
-        lines += ["", f"Fusion weight chosen on {fusion['users']:,} sampled validation users by NDCG@10 ({tried})."]
-    lines += ["", f"Recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, best "
-              f"validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']} "
+        tried = "; ".join(f"{_weights(row['weights'])}: {row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f}"
+                          for row in fusion["grid"])
+        lines += ["", f"Fusion weights chosen on {fusion['users']:,} sampled validation users by NDCG@10 (coordinate "
+                      f"search; {tried})."]
+    lines += ["", f"T5 recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, "
+              f"best validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']} "
               f"(stopped by: {meta.get('stop_reason')}); torch threads: {torch_threads()}.", "",
               f"Recipe `{meta.get('recipe')}` as trained: model `{json.dumps(meta['model_config'])}`, "
-              f"train `{json.dumps(meta['train_config'])}`.", "",
-              f"![validation NDCG@10 against wall time]({args.name}.png)", ""]
+              f"train `{json.dumps(meta['train_config'])}`.", ""]
+    if "sasrec" in report:
+        sas = report["sasrec"]
+        lines += [f"SASRec: {sas['steps']} steps ({sas['epochs']} epochs) in {sas['train_seconds']:.0f} s, best "
+                  f"validation NDCG@10 {sas['best_valid_ndcg@10']:.4f} at step {sas['best_step']} (stopped by: "
+                  f"{sas['stop_reason']}); model `{json.dumps(sas['model_config'])}`, train "
+                  f"`{json.dumps(sas['train_config'])}`.", "",
+                  f"![validation Recall@10 of both models against training minutes]({args.name}-learning.png)", ""]
+        plot_learning(log, read_log(sasrec_dir), out / f"{args.name}-learning.png", args.dataset_name)
+    lines += [f"![validation NDCG@10 against wall time]({args.name}.png)", ""]
     write_report(out, args.name, report, "\n".join(lines))
     return 0
+
+
+def read_log(model: Path) -> list[dict]:
+    return [json.loads(line) for line in (model / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(weights: dict) -> str:
+    shown = [f"{name} {w:g}" for name, w in sorted(weights.items()) if w > 0]
+    return ", ".join(shown) or "model alone"
+
+
+def test_rows(model: Path, test: dict) -> list[tuple[str, dict]]:
+    """(label, test metrics) per decoding, each configuration read once from its evaluate output."""
+    rows = [(f"genrec fused ({_weights(test['fusion'])})" if test["fusion"] else "genrec T5 model alone", test)]
+    if (model / LEARNED_EVAL_FILE).is_file():
+        learned = read_json(model / LEARNED_EVAL_FILE)
+        rows.append((f"T5 + SASRec, no prior ({_weights(learned['fusion'])})", learned))
+    if (model / SASREC_EVAL_FILE).is_file():
+        sasrec = read_json(model / SASREC_EVAL_FILE)
+        if sasrec["fusion"]:
+            rows.append((f"SASRec + prior ({_weights(sasrec['fusion'])})", sasrec))
+        rows.append(("SASRec alone", sasrec["alone"].get("model", sasrec)))
+    if test["fusion"]:
+        rows.append(("T5 model alone", test["alone"]["model"]))
+    rows += [("transition prior alone", test["transition_prior"]), ("popularity", test["popularity"])]
+    return rows
+
+
+def plot_learning(t5_log: list[dict], sasrec_log: list[dict], path: Path, dataset_name: str) -> None:
+    """Validation Recall@10 (± s.e., sampled users) of both learned models against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4))
+    for label, log in (("T5 generative (SIDs, beam)", t5_log), ("SASRec", sasrec_log)):
+        evals = [r for r in log if "valid" in r]
+        axis.errorbar([r["seconds"] / 60 for r in evals], [r["valid"]["recall@10"] for r in evals],
+                      yerr=[r["valid"].get("recall@10_se", 0.0) for r in evals], marker="o", capsize=2, label=label)
+    axis.set(xlabel="training minutes", ylabel="validation Recall@10", title=f"{dataset_name}: the two learned models")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
+from genrec.core.limits import MAX_ID_LENGTH
 from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE
 
 
@@ -71,24 +72,45 @@ class ProcessedDataset:
         raise GenrecError(f"unknown split {split!r}: use valid or test")
 
     def user_id_for(self, user: str | int) -> int:
-        """Accept a dataset user number (1..N) or a raw user id from the source data."""
-        text = str(user)
-        if text.isdigit() and 1 <= int(text) <= self.num_users:
-            return int(text)
-        found = _raw_id_index(self, "user_raw_ids").get(text)
-        if found:
-            return found[0][0]
-        raise GenrecError(f"unknown user {user!r}: expected 1..{self.num_users} or a raw user id")
+        """The user ``user`` names under the id rule of ``lookup_id`` (docs/serving.md)."""
+        return lookup_id(self, "user", user)
 
     def item_id_for(self, item: str | int) -> int:
-        """Accept a dataset item number (1..M) or a raw item id (e.g. an ASIN)."""
-        text = str(item)
-        found = _raw_id_index(self, "item_raw_ids").get(text)
+        """The item ``item`` names under the id rule of ``lookup_id`` (docs/serving.md)."""
+        return lookup_id(self, "item", item)
+
+
+def lookup_id(dataset: ProcessedDataset, kind: str, value: str | int) -> int:
+    """The 1-based user or item (``kind``) that ``value`` names; one rule for users and items, CLI and API.
+
+    An int is the dataset number (1..N). A string is the raw id it equals exactly; when no raw id
+    equals it, ASCII digits "17" or "#17" name dataset number 17 (so "#17" reaches number 17 even
+    where a raw id "17" exists). Anything else, including ids with NUL, lone surrogates or more
+    than MAX_ID_LENGTH characters, is an unknown id (GenrecError), never a crash."""
+    count = dataset.num_users if kind == "user" else dataset.num_items
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= count:
+            return value
+    elif isinstance(value, str) and _storable(value):
+        found = _raw_id_index(dataset, f"{kind}_raw_ids").get(value)
         if found:
             return found[0][0]
-        if text.isdigit() and 1 <= int(text) <= self.num_items:
-            return int(text)
-        raise GenrecError(f"unknown item {item!r}: expected 1..{self.num_items} or a raw item id")
+        digits = value[1:] if value.startswith("#") else value
+        if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= count:
+            return int(digits)
+    shown = repr(value[:40]) + "..." if isinstance(value, str) and len(value) > 40 else repr(value)
+    raise GenrecError(f"unknown {kind} {shown}: expected a raw {kind} id or a number 1..{count}")
+
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be a raw id at all: bounded, no NUL, valid UTF-8 (the trie cannot hold the rest)."""
+    if len(text) > MAX_ID_LENGTH or "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON "\ud800"
+        return False
+    return True
 
 
 def _raw_id_index(dataset: ProcessedDataset, field_name: str):

@@ -55,9 +55,19 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning is printed once per process (the demo and train-tokenizer embed more than once)."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        _log(f"WARNING: {message}")
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP connect instead of the hub client's retries when offline (measured: ~5 ms to fail
-    here, where DNS fails at once; at most ``timeout`` where packets are silently dropped).
+    """One quick TCP connect instead of the hub client's retries when offline: it fails at once where
+    DNS fails, and takes at most ``timeout`` where packets are silently dropped.
     ``HF_HUB_OFFLINE=1`` means unreachable without trying."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return False
@@ -152,7 +162,7 @@ def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, bat
             raise
         message = (f"{exc}; using the bundled {BUNDLED_ENCODER} (all-MiniLM-L6-v2, 384-d) instead. "
                    f"For Sentence-T5, download {DEFAULT_ENCODER} into the HF cache or pass --encoder PATH.")
-        _log(f"WARNING: {message}")
+        _warn_once(message)
         fallback = _cached(dataset_dir, BUNDLED_ENCODER, checksum)
         if fallback is not None:
             _log(f"embeddings: reusing cache {fallback.path} (encoder {fallback.encoder}, same item texts)")

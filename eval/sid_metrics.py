@@ -8,7 +8,9 @@ Exactly what each reported metric uses (the paper is loose here; these are our d
   (method-agnostic: every method is judged in the same space); clusters = items sharing the SID
   prefix of length l; SC_l = mean over clusters with |G| >= 2 of the mean pairwise cosine; the
   reported value is the mean of SC_1..SC_L (``semantic_cohesion_per_level`` has each). Singletons
-  are skipped: eq 8 divides by |G|^2 - |G| = 0 for them. We read eq 8's 2/(|G|^2-|G|) as the mean
+  are skipped: eq 8 divides by |G|^2 - |G| = 0 for them. A level where every item has a prefix of its
+  own (typically the last one: no collisions) has no pair to compare: its SC is None (printed n/a)
+  and left out of the mean; likewise PD of a level with fewer than two used codewords. We read eq 8's 2/(|G|^2-|G|) as the mean
   over unordered pairs (the sum over ordered pairs i != j divided by |G|^2 - |G|), so SC is in [-1, 1].
   Computed per cluster as (||sum of unit vectors||^2 - |G|) / (|G|^2 - |G|): O(n d), no pair loop.
 * ``preference_discrimination`` (PD, eq 10, t = 2, lower = more distinct): per level, eq 10 over
@@ -88,8 +90,9 @@ def compute_sid_metrics(codes: np.ndarray, embeddings: np.ndarray, codebooks: li
             pd_levels.append(float(preference_discrimination(codebooks[level].detach().float()[used], t)))
         pd_input = float(preference_discrimination(cluster_centroids(x, torch.from_numpy(codes[:, 0])), t))
     usage, perplexity, ginis = level_usage(codes, codebook_sizes)
-    finite_sc = [v for v in sc_levels if not math.isnan(v)]
-    finite_pd = [v for v in pd_levels if not math.isnan(v)]
+    sc_levels, pd_levels = _undefined_as_none(sc_levels), _undefined_as_none(pd_levels)
+    finite_sc = [v for v in sc_levels if v is not None]
+    finite_pd = [v for v in pd_levels if v is not None]
     metrics: dict[str, Any] = {
         "num_items": int(n),
         "semantic_cohesion": float(np.mean(finite_sc)) if finite_sc else float("nan"),
@@ -111,13 +114,22 @@ def compute_sid_metrics(codes: np.ndarray, embeddings: np.ndarray, codebooks: li
     return metrics
 
 
+_NA_NOTE = " (n/a: every item has its own prefix there, no pair to compare)"
+
+
+def _undefined_as_none(values: list[float]) -> list[float | None]:
+    """NaN (no pair to compare at that level) as None: valid JSON, and plainly "not defined"."""
+    return [None if math.isnan(v) else v for v in values]
+
+
 def format_metrics_table(metrics: dict[str, Any]) -> str:
     def joined(values, fmt):
-        return " / ".join(format(v, fmt) for v in values)
+        return " / ".join("n/a" if v is None or v != v else format(v, fmt) for v in values)
 
     rows = [
         ("semantic cohesion SC (higher better)", f"{metrics['semantic_cohesion']:.4f}  per level "
-                                                 f"{joined(metrics['semantic_cohesion_per_level'], '.3f')}"),
+                                                 f"{joined(metrics['semantic_cohesion_per_level'], '.3f')}"
+                                                 f"{_NA_NOTE if None in metrics['semantic_cohesion_per_level'] else ''}"),
         ("preference discrimination PD (lower better)", f"{metrics['preference_discrimination']:.4f}  per level "
                                                         f"{joined(metrics['preference_discrimination_per_level'], '.3f')}"),
         ("PD of input centroids, level-1 clusters", f"{metrics['preference_discrimination_input']:.4f}"),

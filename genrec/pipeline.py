@@ -18,6 +18,7 @@ run alone on what an earlier one left.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -32,6 +33,7 @@ from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, resolve_dataset_dir
+from genrec.core.limits import MAX_HISTORY
 
 
 def _path(value: str | os.PathLike | None) -> Path | None:
@@ -200,6 +202,10 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
 
 
 # -- train-recommender ----------------------------------------------------------------------------
+FUSION_GRIDS = {"prior": (0.0, 1.0, 2.0, 4.0, 8.0), "sasrec": (0.0, 0.5, 1.0, 2.0, 4.0)}
+SASREC_DIR = "sasrec"
+
+
 @dataclass
 class RecommenderTrainingConfig:
     dataset: str | Path | None = None
@@ -212,11 +218,14 @@ class RecommenderTrainingConfig:
     # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
     # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
     recipe: str = "auto"
-    # Shallow fusion with the item-transition prior (recommender.fusion): after training, these
-    # weights are tried on ``fusion_users`` sampled validation users and the best by NDCG@10 is
-    # stored in genrec.json (evaluate / recommend use it). (0,) = the model alone, nothing tried.
-    fusion_weights: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0)
+    # Fused decoding (recommender.fusion.DecodingPolicy): after training, the weights of the
+    # item-transition prior ("prior") and, when a trained SASRec is there ("sasrec"), of its item
+    # distribution are chosen on ``fusion_users`` sampled validation users by a coordinate search
+    # over these grids (best NDCG@10) and stored in genrec.json; evaluate / recommend / serve use
+    # them. Every grid (0,) = the model alone, nothing tried.
+    fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(FUSION_GRIDS))
     fusion_users: int = 5000
+    sasrec: str | Path | None = None  # a trained SASRec to fuse (default DATASET/sasrec when it is there)
 
 
 @dataclass
@@ -247,14 +256,14 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     train_options, model_options = apply_recipe(recipe, config.train, config.model)
     train_config = apply_overrides(TrainConfig(), train_options, "train options")
     model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
-    if any(not weight >= 0 for weight in config.fusion_weights) or not config.fusion_weights:
-        raise GenrecError(f"fusion weights must be >= 0 (0 = the model alone), got {list(config.fusion_weights)}")
+    _check_grids(config.fusion_grids)
     if config.restart:
         remove_training_output(out)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
         # A run stopped while choosing the fusion weight finishes that step now.
-        fusion = meta.get("fusion") or _choose_fusion(out, dataset_dir, config, train_config.seed)
+        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                                     train_config.seed, config.sasrec)
         return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
                                         "best_ndcg@10": meta["best_valid_ndcg@10"],
                                         "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
@@ -268,14 +277,11 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     if sids.num_items != dataset.num_items:
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
                           f"has {dataset.num_items}")
-    try:
+    with full_disk_as_enospc(out):
         state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
                              meta={"recipe": recipe})
-    except RuntimeError as exc:  # torch.save reports a full disk as "unexpected pos ..." (no errno)
-        if not low_on_space(out):
-            raise
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from exc
-    fusion = _choose_fusion(out, dataset_dir, config, train_config.seed)
+    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
+                           config.sasrec)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
 
 
@@ -285,6 +291,19 @@ def low_on_space(path: Path, margin: int = 16 << 20) -> bool:
     while not path.exists() and path != path.parent:
         path = path.parent
     return shutil.disk_usage(path).free < margin
+
+
+@contextlib.contextmanager
+def full_disk_as_enospc(out: Path):
+    """A training run's failed checkpoint write on a full disk as the OSError ENOSPC it is: torch.save
+    reports it as a RuntimeError ("unexpected pos ...") without an errno, which the CLI would print
+    as a crash."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not low_on_space(out):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from exc
 
 
 # Files only a recommender training run writes into its --out folder.
@@ -306,43 +325,199 @@ def remove_training_output(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def _choose_fusion(out: Path, dataset_dir: Path, config: RecommenderTrainingConfig, seed: int) -> dict | None:
-    """Try ``config.fusion_weights`` on sampled validation users, record the best in genrec.json."""
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.fusion import choose_weight
-    from genrec.recommender.recommender import META_FILE, Recommender
+# -- train-sasrec ---------------------------------------------------------------------------------
+@dataclass
+class SASRecTrainingConfig:
+    dataset: str | Path | None = None
+    out: str | Path | None = None  # default DATASET/sasrec
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec_train.SASRecTrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec.SASRecConfig fields
+    text: bool = True  # item vectors read the items' text embeddings (False: learned ids only)
+    encoder: str | None = None  # the text encoder (default as `genrec embed`)
+    restart: bool = False  # discard checkpoints in ``out``
+    progress: bool = True
+    # After training, the weight of the item-transition prior fused with SASRec's scores is chosen
+    # on ``fusion_users`` validation users (as for train-recommender); (0,) = SASRec alone.
+    fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"prior": FUSION_GRIDS["prior"]})
+    fusion_users: int = 5000
 
-    if tuple(config.fusion_weights) == (0.0,) or os.environ.get("RANK", "0") != "0":
-        return None
-    recommender = Recommender.load(out)
+
+def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
+    """Train (resuming from ``out``'s checkpoint if one is there) and write a SASRec model."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.recommender import META_FILE
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_train import train_sasrec as run_training
+
+    dataset_dir = resolve_dataset_dir(_str(config.dataset))
+    out = _path(config.out) or dataset_dir / SASREC_DIR
+    train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
+    train_config.check()
+    _check_grids(config.fusion_grids)
+    if config.restart:
+        remove_training_output(out)
+    if (out / META_FILE).is_file():
+        meta = read_json(out / META_FILE)
+        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                                     train_config.seed)
+        return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
+                                        "best_ndcg@10": meta["best_valid_ndcg@10"],
+                                        "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
+                                        "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
     dataset = load_processed_dataset(dataset_dir)
-    count = min(config.fusion_users, dataset.num_users) if config.fusion_users > 0 else dataset.num_users
-    users = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1)
-    weight, grid = choose_weight(recommender, dataset, users, sorted(set(map(float, config.fusion_weights))))
-    fusion = {"weight": weight, "users": int(count), "grid": grid}
+    text = None
+    if config.text:
+        text = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress)).vectors
+        if len(text) != dataset.num_items:
+            raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
+    model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
+                                                text_dim=0 if text is None else text.shape[1]),
+                                   config.model, "model options")
+    with full_disk_as_enospc(out):
+        state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
+                             meta={"text": config.text})
+    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
+    return TrainedRecommender(out, state, fusion=fusion)
+
+
+def _check_grids(grids: dict[str, tuple[float, ...]]) -> None:
+    for name, grid in grids.items():
+        if name not in FUSION_GRIDS:
+            raise GenrecError(f"unknown scorer {name!r} in fusion weights; choose from {', '.join(FUSION_GRIDS)}")
+        if not grid or any(not weight >= 0 for weight in grid):
+            raise GenrecError(f"fusion weights of {name} must be >= 0 (0 = not fused), got {list(grid)}")
+
+
+def _sasrec_for(dataset_dir: Path, sasrec: str | Path | None, num_items: int) -> Path | None:
+    """The trained SASRec to fuse: ``sasrec`` (must be one), else DATASET/sasrec when it is a
+    finished SASRec over the same items, else None."""
+    from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
+
+    path = _path(sasrec) or dataset_dir / SASREC_DIR
+    if sasrec is None and not is_sasrec_dir(path):
+        return None
+    model = SASRecRecommender.load(path)
+    if model.num_items != num_items:
+        if sasrec is None:
+            return None
+        raise GenrecError(f"SASRec {path} was trained on {model.num_items} items; this model has {num_items}")
+    return path.resolve()
+
+
+def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ...]], users: int, seed: int,
+                  sasrec: str | Path | None = None) -> dict | None:
+    """Choose the fusion weights of the recommender in ``out`` on ``users`` sampled validation users
+    (coordinate search over ``grids``, ``recommender.fusion.choose_weights``) and record them in its
+    genrec.json: {"weights": {name: w}, "sasrec": path or None, "users", "grid": every setting tried}."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.fusion import choose_weights
+    from genrec.recommender.recommender import META_FILE
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    recommender, dataset = load_trained(dataset_dir, out, fusion={})
+    own = _own_kind(recommender)
+    sasrec_path = None if "sasrec" in own else _sasrec_for(dataset_dir, sasrec, recommender.num_items)
+    grids = {name: grid for name, grid in grids.items()
+             if name not in own and (name != "sasrec" or sasrec_path is not None)}
+    if all(tuple(grid) == (0.0,) for grid in grids.values()):
+        return None
+    scorers = _scorers(dataset, set(grids), sasrec_path, fit="train")
+    count = min(users, dataset.num_users) if users > 0 else dataset.num_users
+    sample = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1)
+    print(f"choosing fusion weights on {count:,} validation users ({', '.join(grids)})", flush=True)
+    weights, tried = choose_weights(lambda policy: recommender.with_policy(policy).evaluate(dataset, "valid", sample),
+                                    scorers, {name: list(grid) for name, grid in grids.items()})
+    fusion = {"weights": weights, "sasrec": _relative(sasrec_path, out) if sasrec_path else None,
+              "users": int(count), "grid": tried,
+              "prior_fitted_on": {"evaluate": PRIOR_FIT["train"], "recommend and serve": PRIOR_FIT["all"]}}
     meta = read_json(out / META_FILE)
     meta["fusion"] = fusion
     atomic_write_json(out / META_FILE, meta)
     return fusion
 
 
-# -- evaluate and recommend -----------------------------------------------------------------------
-def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
-                 fusion_weight: float | None = None):
-    """(Recommender, ProcessedDataset): ``model`` or DATASET/recommender, and the dataset it was
-    trained on unless ``dataset`` names another one with the same items. The recommender decodes
-    with shallow fusion at ``fusion_weight``, by default the weight chosen after training
-    (genrec.json "fusion"; 0 for a model trained without it)."""
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.recommender import Recommender
+def _own_kind(recommender) -> set[str]:
+    """Scorer names a recommender is itself (a SASRec model is not fused with another SASRec)."""
+    return {"sasrec"} if recommender.sids is None else set()
 
+
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` (so a copied folder pair keeps working), absolute if on another drive."""
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(base).resolve())
+    except ValueError:
+        return str(Path(path).resolve())
+
+
+def _scorers(dataset, names: set[str], sasrec_path: Path | None, fit: str) -> dict:
+    """The named per-item scorers for fused decoding. ``fit``: "train" fits count-based scorers on
+    the training parts (all but each user's last two items: evaluation), "all" on every
+    interaction (serving)."""
+    from genrec.recommender.fusion import TransitionPrior
+    from genrec.recommender.sasrec_recommender import SASRecRecommender
+
+    scorers = {}
+    if "prior" in names:
+        sequences = dataset.train_sequences() if fit == "train" else dataset.sequences
+        scorers["prior"] = TransitionPrior.fit(sequences, dataset.num_items)
+    if "sasrec" in names and sasrec_path is not None:
+        scorers["sasrec"] = SASRecRecommender.load(sasrec_path)
+    return scorers
+
+
+# -- evaluate and recommend -----------------------------------------------------------------------
+PRIOR_FIT = {"train": "training parts (all but each user's last two items)", "all": "every interaction"}
+
+
+def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
+                 fusion: dict[str, float] | None = None, fit: str = "train"):
+    """(recommender, ProcessedDataset): ``model`` or DATASET/recommender (a T5 ``Recommender`` or a
+    ``SASRecRecommender``), and the dataset it was trained on unless ``dataset`` names another one
+    with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
+    model alone), by default the weights chosen after training (genrec.json "fusion"). ``fit``: the
+    count-based scorers read the training parts ("train": evaluation) or every interaction
+    ("all": recommend and serve)."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.fusion import DecodingPolicy
+    from genrec.recommender.recommender import Recommender
+    from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
+
+    if fit not in PRIOR_FIT:
+        raise GenrecError(f"fit must be one of {', '.join(PRIOR_FIT)}, got {fit!r}")
     model_dir = _path(model) or resolve_dataset_dir(_str(dataset)) / RECOMMENDER_DIR
-    recommender = Recommender.load(model_dir, tokenizer=tokenizer)
+    if is_sasrec_dir(model_dir):
+        recommender = SASRecRecommender.load(model_dir)
+    else:
+        recommender = Recommender.load(model_dir, tokenizer=tokenizer)
     data = load_processed_dataset(resolve_dataset_dir(_str(dataset) or recommender.meta.get("dataset")))
-    if fusion_weight is None:
-        fusion_weight = (recommender.meta.get("fusion") or {}).get("weight", 0.0)
-    recommender.fuse(data, fusion_weight)  # also checks that the dataset has the model's items
-    return recommender, data
+    recommender._check_items(data)
+    chosen = recommender.meta.get("fusion") or {}
+    weights = dict(chosen.get("weights", {"prior": chosen["weight"]} if "weight" in chosen else {}))
+    if fusion is not None:
+        unknown = sorted(set(fusion) - set(FUSION_GRIDS))
+        if unknown:
+            raise GenrecError(f"unknown scorer {', '.join(unknown)} in fusion weights; choose from "
+                              f"{', '.join(FUSION_GRIDS)}")
+        weights = dict(fusion)
+    for name, weight in weights.items():
+        if not weight >= 0:
+            raise GenrecError(f"fusion weight of {name} must be >= 0 (0 = not fused), got {weight}")
+    needed = {name for name, weight in weights.items() if weight > 0}
+    sasrec_path = None
+    if "sasrec" in needed:
+        if "sasrec" in _own_kind(recommender):
+            raise GenrecError("a SASRec model cannot fuse another SASRec; give it a prior weight only")
+        recorded = chosen.get("sasrec")
+        if recorded is None:
+            raise GenrecError(f"{model_dir}: no SASRec was fused at training time; train one (`genrec train-sasrec`) "
+                              "and rerun `genrec train-recommender` to choose its weight")
+        sasrec_path = (Path(model_dir) / recorded).resolve()
+        if not is_sasrec_dir(sasrec_path):
+            raise GenrecError(f"{model_dir}: the SASRec it fuses ({sasrec_path}) is missing")
+    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed}, _scorers(data, needed, sasrec_path, fit))
+    return recommender.with_policy(policy), data
 
 
 @dataclass
@@ -355,7 +530,7 @@ class EvaluateConfig:
     batch_size: int = 256
     output: str | Path | None = None  # default MODEL/eval_SPLIT.json
     progress: bool = True
-    fusion_weight: float | None = None  # default: the model's chosen weight (0 = the model alone)
+    fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -368,13 +543,25 @@ def evaluate(config: EvaluateConfig) -> dict:
         raise GenrecError("beams must be at least 30 (the largest K evaluated)")
     if config.split not in ("valid", "test"):
         raise GenrecError(f"unknown split {config.split!r}: use valid or test")
-    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion_weight)
+    from genrec.recommender.fusion import DecodingPolicy
+
+    if config.output is not None:
+        _check_output_file(Path(config.output), ".json")
+    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
                                    progress=config.progress)
     seconds = time.perf_counter() - started
+    parts = {}  # each fused part on its own
+    if recommender.policy.scorers:
+        parts["model"] = recommender.with_policy(DecodingPolicy()).evaluate(
+            dataset, config.split, None, config.beams, batch_size=config.batch_size, progress=config.progress)
+        for scorer, _ in recommender.policy.scorers:
+            if hasattr(scorer, "evaluate"):  # a learned scorer (SASRec); the prior is below
+                parts[scorer.name] = scorer.evaluate(dataset, config.split, None, config.beams)
     result = {**metrics, "split": config.split, "num_users": dataset.num_users, "num_items": dataset.num_items,
-              "beams": config.beams, "fusion_weight": recommender.fusion_weight, "decode_seconds": round(seconds, 2),
+              "beams": config.beams, "fusion": recommender.policy.weights, "alone": parts,
+              "prior_fitted_on": PRIOR_FIT["train"], "decode_seconds": round(seconds, 2),
               "users_per_second": round(dataset.num_users / seconds, 1),
               "popularity": popularity_metrics(dataset, config.split),
               "transition_prior": prior_metrics(dataset, config.split),
@@ -391,12 +578,12 @@ def evaluate(config: EvaluateConfig) -> dict:
 class RecommendConfig:
     dataset: str | Path | None = None
     model: str | Path | None = None
-    user: str | None = None  # dataset user number (1..N) or raw user id
-    history: list[str] | None = None  # item numbers or raw item ids, for a history without a user
+    user: str | None = None  # raw user id, else dataset number "17" / "#17" (ProcessedDataset lookup_id)
+    history: list[str] | None = None  # item ids under the same rule, for a history without a user
     top_k: int = 10
     beams: int = 20
     exclude_seen: bool = False
-    fusion_weight: float | None = None  # default: the model's chosen weight
+    fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
 
 
 @dataclass
@@ -405,11 +592,16 @@ class Recommendations:
     user_raw_id: str | None
     history: list[dict]  # item_id, raw_id, title, oldest first
     items: list[dict]  # rank, item_id, raw_id, title, sid, score
+    fusion: dict[str, float] = field(default_factory=dict)  # the fused scorers' weights ({} = the model alone)
 
 
 def recommend(config: RecommendConfig) -> Recommendations:
-    recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)
+    if config.history and config.user is not None:
+        raise GenrecError("give a user (--user) or a history (--history), not both")
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
     if config.history:
+        if len(config.history) > MAX_HISTORY:
+            raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
         history, user = [dataset.item_id_for(item) for item in config.history], 0
     elif config.user is not None:
         user = dataset.user_id_for(config.user)
@@ -419,13 +611,16 @@ def recommend(config: RecommendConfig) -> Recommendations:
     items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
                                           exclude_seen=config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
-                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]))
+                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]),
+                           recommender.policy.weights)
 
 
 def describe_recommendations(dataset, sids, items, scores) -> list[dict]:
-    """Rank, item id, raw id, title, SID and score of one ranked list (0 = no item, dropped)."""
+    """Rank, item id, raw id, title, SID (None for a model without SIDs) and score of one ranked
+    list (0 = no item, dropped)."""
     return [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
-             "title": dataset.item_title(int(item)), "sid": sids.codes_of([int(item)])[0].tolist(),
+             "title": dataset.item_title(int(item)),
+             "sid": None if sids is None else sids.codes_of([int(item)])[0].tolist(),
              "score": float(score)}
             for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
 
@@ -438,6 +633,19 @@ def describe_history(dataset, history: list[int]) -> list[dict]:
 
 
 # -- recommend for every user ---------------------------------------------------------------------
+def _check_output_file(out: Path, suffix: str) -> None:
+    """An output file must go into a folder that exists (none is created silently) and end in ``suffix``."""
+    if out.is_dir():
+        raise GenrecError(f"output {out} is a directory; give a file path such as {out / ('out' + suffix)}")
+    if out.suffix != suffix:
+        raise GenrecError(f"output {out}: expected a file name ending in {suffix}")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    if not out.parent.is_dir():
+        raise GenrecError(f"output {out}: folder {out.parent} does not exist; create it first")
+
+
 @dataclass
 class RecommendAllConfig:
     out: str | Path  # a .parquet file, written atomically
@@ -448,7 +656,7 @@ class RecommendAllConfig:
     exclude_seen: bool = False
     batch_size: int = 256
     progress: bool = True
-    fusion_weight: float | None = None  # default: the model's chosen weight
+    fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
 
 
 @dataclass
@@ -469,16 +677,10 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     from genrec.core.io import atomic_write_bytes
 
     out = Path(config.out)
-    if out.is_dir():
-        raise GenrecError(f"output {out} is a directory; give a file path such as {out / 'recs.parquet'}")
-    if out.suffix != ".parquet":
-        raise GenrecError(f"output {out}: expected a file name ending in .parquet")
-    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
-    if blocking is not None:
-        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    _check_output_file(out, ".parquet")
     if config.top_k < 1 or config.batch_size < 1:
         raise GenrecError("top_k and batch_size must be at least 1")
-    recommender, dataset = load_trained(config.dataset, config.model, fusion_weight=config.fusion_weight)
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
     users = list(range(1, dataset.num_users + 1))
     started = time.perf_counter()
     items, scores = recommender.recommend(dataset.sequences, config.top_k, users=users, beams=config.beams,

@@ -80,9 +80,10 @@ def length_sorted_batches(rows: list[np.ndarray], batch_size: int) -> list[np.nd
 @torch.no_grad()
 def recommend_items(model, builder: ExampleBuilder, table: SidPrefixTable, histories: list[list[int]],
                     num_beams: int, users: list[int] | None = None, batch_size: int = 256,
-                    progress: bool = False, fusion=None) -> tuple[np.ndarray, np.ndarray]:
+                    progress: bool = False, prior=None) -> tuple[np.ndarray, np.ndarray]:
     """Top ``num_beams`` item ids (1-based; 0 = no item) and scores for each history, best first.
-    ``fusion`` (``recommender.fusion.Fusion``): add its weighted transition prior inside the beam."""
+    ``prior(histories, device)``: per-prefix weighted log prior masses fused into the beam
+    (``DecodingPolicy.prefix_log_prior``), or None."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -94,8 +95,8 @@ def recommend_items(model, builder: ExampleBuilder, table: SidPrefixTable, histo
     scores_out = np.zeros((len(rows), num_beams), dtype=np.float32)
     for batch in tqdm(length_sorted_batches(rows, batch_size), desc="decode", disable=not progress, leave=False):
         ids, mask = pad_rows([rows[i] for i in batch], device)
-        prior = None if fusion is None else fusion.log_prior([histories[i] for i in batch], device)
-        items, scores = constrained_beam_search(model, ids, mask, table, num_beams, prior=prior)
+        masses = None if prior is None else prior([histories[i] for i in batch], device)
+        items, scores = constrained_beam_search(model, ids, mask, table, num_beams, prior=masses)
         items_out[batch] = items.cpu().numpy()
         scores_out[batch] = scores.float().cpu().numpy()
     return items_out, scores_out

@@ -1,22 +1,25 @@
-"""Shallow fusion: an item-transition prior added to the model's scores inside the trie beam search.
+"""Fused decoding: per-item scorers added to the model's scores inside the trie beam search.
 
 On the Amazon benchmarks a user's next item is very often one that followed the same recent items
 in other users' training sequences; a count model of those transitions is a strong recommender on
 its own (``TransitionPrior.rank``), and the small T5 learns such item-level associations slowly.
 Fusion (as in language-model shallow fusion for speech / translation decoding) scores an item as
 
-    log p_model(SID | history) + weight * log q(item | history)
+    log p_model(SID | history) + sum_s w_s log q_s(item | history)
 
-where q mixes the transition counts of the last ``recent`` history items (a ``decay`` per step
-back) with a little uniform mass, so every item keeps a finite score. The prior mass of every SID
-prefix is the sum over the items under it; the beam adds, at each position, the change in log mass
-from parent prefix to child (``fast_beam.constrained_beam_search(prior=...)``), so the pruning at
-each position already sees the prior, and the terms telescope to the item's own log q.
+over the scorers s of a ``DecodingPolicy``: the transition prior (q mixes the transition counts of
+the last ``recent`` history items, a ``decay`` per step back, with a little uniform mass, so every
+item keeps a finite score) and any learned item distribution such as SASRec's. The mass of every
+SID prefix under q_s is the sum over the items under it; the beam adds, at each position, the
+change in weighted log mass from parent prefix to child (``fast_beam.constrained_beam_search(
+prior=...)``), so the pruning at each position already sees every scorer, and the terms telescope
+to each item's own weighted log q_s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sparse
@@ -30,6 +33,7 @@ from genrec.recommender.trie import SidPrefixTable
 class TransitionPrior:
     """Counts of "item b came within ``window`` steps after item a" in training sequences."""
 
+    name: ClassVar[str] = "prior"  # as a scorer in a DecodingPolicy
     counts: sparse.csr_matrix  # [num_items + 1, num_items + 1]; row a, column b; id 0 unused
     window: int = 3
     recent: int = 3  # history items the prior reads, most recent first
@@ -108,32 +112,87 @@ def prefix_log_prior(q: np.ndarray, states: list[np.ndarray], weight: float,
     return out
 
 
-class Fusion:
-    """A transition prior, fitted on a dataset's training sequences, at one weight: what the beam
-    search adds (``log_prior``). Built by ``Recommender.fuse``."""
+@dataclass(frozen=True)
+class DecodingPolicy:
+    """What decoding adds to a recommender's own scores: per-item scorers with their weights.
 
-    def __init__(self, prior: TransitionPrior, table: SidPrefixTable, weight: float):
-        if not weight > 0:
-            raise GenrecError(f"fusion weight must be > 0 (0 = no fusion), got {weight}")
-        self.prior, self.weight = prior, float(weight)
-        self.states = prefix_states(table)
+    An item scores log p_model(item | history) + sum_s w_s log q_s(item | history). ``scorers`` are
+    (scorer, weight) pairs with weight > 0; a scorer has a ``name`` and ``probabilities(histories)``
+    ``[batch, M + 1]`` (column 0 = no item), e.g. ``TransitionPrior`` ("prior") or a trained SASRec
+    ("sasrec"). The T5 beam search enters each scorer through the log mass of every SID prefix
+    (``prefix_log_prior``), so the beam sees every scorer before it prunes; a catalogue ranker adds
+    ``log_scores`` to every item. The empty policy is the model alone.
+    """
 
-    def log_prior(self, histories: list[list[int]], device: torch.device | str = "cpu") -> list[torch.Tensor]:
-        return prefix_log_prior(self.prior.probabilities(histories), self.states, self.weight, device)
+    scorers: tuple = ()
+
+    def __post_init__(self):
+        names = [scorer.name for scorer, _ in self.scorers]
+        if len(set(names)) != len(names):
+            raise GenrecError(f"each scorer once in a decoding policy, got {names}")
+        for scorer, weight in self.scorers:
+            if not weight > 0:
+                raise GenrecError(f"fusion weight of {scorer.name} must be > 0 (leave it out for 0), got {weight}")
+
+    @classmethod
+    def from_weights(cls, weights: dict[str, float], scorers: dict) -> "DecodingPolicy":
+        """The policy with ``weights[name]`` for each named scorer in ``scorers``; weight 0 leaves it out."""
+        unknown = sorted(set(weights) - set(scorers))
+        if unknown:
+            raise GenrecError(f"no scorer named {', '.join(unknown)} here (available: {', '.join(sorted(scorers)) or 'none'})")
+        for name, weight in weights.items():
+            if not weight >= 0:
+                raise GenrecError(f"fusion weight of {name} must be >= 0 (0 = not fused), got {weight}")
+        return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {scorer.name: weight for scorer, weight in self.scorers}
+
+    def log_scores(self, histories: list[list[int]]) -> np.ndarray | float:
+        """sum_s w_s log q_s ``[batch, M + 1]`` for ranking a whole catalogue (0.0 for no scorer)."""
+        total = 0.0
+        for scorer, weight in self.scorers:
+            with np.errstate(divide="ignore"):
+                total = total + weight * np.log(scorer.probabilities(histories))
+        return total
+
+    def prefix_log_prior(self, histories: list[list[int]], states: list[np.ndarray],
+                         device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
+        """Per SID position, sum_s w_s log (scorer s's mass of every prefix state) for
+        ``constrained_beam_search(prior=...)``; None for the empty policy."""
+        total = None
+        for scorer, weight in self.scorers:
+            part = prefix_log_prior(scorer.probabilities(histories), states, weight, device)
+            total = part if total is None else [a + b for a, b in zip(total, part)]
+        return total
 
 
-def choose_weight(recommender, dataset, users: np.ndarray, weights, beams: int = 30) -> tuple[float, list[dict]]:
-    """The fusion weight with the best validation NDCG@10 over ``users`` among ``weights`` (0 = the
-    model alone), and every weight's validation Recall@10 / NDCG@10 (± s.e.)."""
-    results = []
-    for weight in weights:
-        recommender.fuse(dataset, weight)
-        metrics = recommender.evaluate(dataset, "valid", users, beams)
-        results.append({"weight": float(weight), **{key: metrics[key] for key in
-                                                   ("recall@10", "recall@10_se", "ndcg@10", "ndcg@10_se")}})
-    best = max(results, key=lambda row: row["ndcg@10"])["weight"]  # first of equals: the smaller weight
-    recommender.fuse(dataset, best)
-    return best, results
+def choose_weights(evaluate, scorers: dict, grids: dict[str, list[float]], rounds: int = 2) -> tuple[dict, list[dict]]:
+    """Coordinate search for the fusion weights with the best validation NDCG@10.
+
+    ``evaluate(policy)`` returns validation metrics of a recommender decoding under ``policy``;
+    ``grids[name]`` lists the weights tried for scorer ``name`` (0 = not fused). Starting from all
+    zeros (the model alone), each round tries every weight of one scorer with the others fixed, in
+    turn, keeping the best (the first of equals: the smaller weight); a setting is evaluated once.
+    Returns the best weights and every evaluated setting's Recall@10 / NDCG@10 (± s.e.)."""
+    weights = {name: 0.0 for name in grids}
+    seen: dict[tuple, dict] = {}
+
+    def score(candidate: dict) -> float:
+        key = tuple(sorted(candidate.items()))
+        if key not in seen:
+            metrics = evaluate(DecodingPolicy.from_weights(candidate, scorers))
+            seen[key] = {"weights": dict(candidate), **{k: metrics[k] for k in
+                                                         ("recall@10", "recall@10_se", "ndcg@10", "ndcg@10_se")}}
+        return seen[key]["ndcg@10"]
+
+    score(weights)
+    for _ in range(rounds if len(grids) > 1 else 1):
+        for name, grid in grids.items():
+            best = max(sorted(set(map(float, grid))), key=lambda w: score({**weights, name: w}))
+            weights[name] = best if score({**weights, name: best}) > score(weights) else weights[name]
+    return weights, list(seen.values())
 
 
 def prior_metrics(dataset, split: str, k: int = 30) -> dict[str, float]:

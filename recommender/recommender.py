@@ -27,6 +27,7 @@ from genrec.data_prep.dataset import ProcessedDataset
 from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
 from genrec.recommender.data import ExampleBuilder, split_examples
 from genrec.recommender.decoding import recommend_items
+from genrec.recommender.fusion import DecodingPolicy, prefix_states
 from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, SemanticIds, load_semantic_ids
@@ -36,10 +37,11 @@ TOKENIZER_COPY = "tokenizer"
 
 
 class Recommender:
-    """Recommendations from a T5 model over one tokenizer's Semantic IDs."""
+    """Recommendations from a T5 model over one tokenizer's Semantic IDs, decoded under a
+    ``DecodingPolicy`` (per-item scorers fused into the beam; none = the model alone)."""
 
     def __init__(self, model: T5ForConditionalGeneration, sids: SemanticIds, config: RecommenderConfig,
-                 meta: dict | None = None, path: Path | None = None):
+                 meta: dict | None = None, path: Path | None = None, policy: DecodingPolicy | None = None):
         self.model = model.eval()
         self.sids = sids
         self.config = config
@@ -53,29 +55,25 @@ class Recommender:
                                       eos=config.encoder_attention != "item_causal",
                                       per_item=config.encoder_input == "items")
         self.table = self.vocab.prefix_table(sids.codes)
-        self.fusion = None  # recommender.fusion.Fusion once ``fuse`` is called with a weight > 0
-        self._prior, self._prior_source = None, None  # the fitted TransitionPrior and its dataset
+        self.policy = policy or DecodingPolicy()
+        self._states = None  # every item's SID prefix state per position, built on first fused decode
 
-    def fuse(self, dataset: ProcessedDataset, weight: float) -> None:
-        """Decode with shallow fusion of ``dataset``'s item-transition prior (its training sequences)
-        at ``weight`` from now on (0 = the model alone). Refitting is skipped for the same dataset."""
-        from genrec.recommender.fusion import Fusion, TransitionPrior
+    def with_policy(self, policy: DecodingPolicy) -> "Recommender":
+        """The same model decoding under ``policy`` (this object is unchanged)."""
+        return Recommender(self.model, self.sids, self.config, self.meta, self.path, policy)
 
-        if weight < 0:
-            raise GenrecError(f"fusion weight must be >= 0, got {weight}")
-        self._check_items(dataset)
-        if weight == 0:
-            self.fusion = None
-            return
-        if self._prior_source != str(dataset.path):
-            # Training parts only (all but each user's last two items): what the model trained on.
-            self._prior = TransitionPrior.fit(dataset.train_sequences(), dataset.num_items)
-            self._prior_source = str(dataset.path)
-        self.fusion = Fusion(self._prior, self.table, weight)
+    def _prior(self):
+        """The beam's per-prefix prior for the policy's scorers (None for the model alone)."""
+        if not self.policy.scorers:
+            return None
+        if self._states is None:
+            self._states = prefix_states(self.table)
+        return lambda histories, device: self.policy.prefix_log_prior(histories, self._states, device)
 
-    @property
-    def fusion_weight(self) -> float:
-        return 0.0 if self.fusion is None else self.fusion.weight
+    def seen_widening(self, history: list[int]) -> int:
+        """Extra beams ``recommend(exclude_seen=True)`` decodes for ``history`` (requests batched
+        together must widen alike to get the answers they would get alone)."""
+        return min(len(set(history)), self.config.max_history)
 
     def _check_items(self, dataset: ProcessedDataset) -> None:
         if dataset.num_items != self.num_items:
@@ -104,27 +102,44 @@ class Recommender:
                                   else "an empty history has nothing to recommend from")
         width = max(top_k, beams or top_k)
         if exclude_seen:
-            width += min(max(len(set(h)) for h in histories), self.config.max_history)
+            width += max(self.seen_widening(h) for h in histories)
         items, scores = recommend_items(self.model, self.builder, self.table, histories, width, users=users,
-                                        batch_size=batch_size, progress=progress, fusion=self.fusion)
+                                        batch_size=batch_size, progress=progress, prior=self._prior())
         if exclude_seen:
             items, scores = _drop_seen(items, scores, histories)
+            for row, history in enumerate(histories):  # seen items beyond max_history can fill the beam
+                if (items[row] > 0).sum() < min(top_k, self.num_items - len(set(history))):
+                    user = None if users is None else [users[row]]
+                    found = self._unseen(history, user, top_k, width, batch_size)
+                    items[row, :len(found[0])], scores[row, :len(found[0])] = found
         return items[:, :top_k], scores[:, :top_k]
+
+    def _unseen(self, history: list[int], user: list[int] | None, top_k: int, width: int,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``top_k`` unseen items (and scores) for one history whose beam of ``width`` held
+        fewer: the beam doubles until enough are unseen or it spans the catalogue."""
+        seen, cap = len(set(history)), self.num_items
+        while True:
+            width = min(width * 2, cap)
+            items, scores = recommend_items(self.model, self.builder, self.table, [history], width, users=user,
+                                            batch_size=batch_size, prior=self._prior())
+            items, scores = _drop_seen(items, scores, [history])
+            if (items[0] > 0).sum() >= min(top_k, cap - seen) or width >= cap:
+                return items[0, :top_k], scores[0, :top_k]
 
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
         """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
-        invalid-output rate over ``users`` (None = all), full catalogue: a target the beam did not
+        invalid-output rate (recommended ids that are no catalogue item; the trie allows none) and
+        empty-slot rate over ``users`` (None = all), full catalogue: a target the beam did not
         generate is a miss."""
         self._check_items(dataset)
-        examples = split_examples(dataset, split, users)
-        items, _ = recommend_items(self.model, self.builder, self.table, [h for _, h, _ in examples], beams,
-                                   users=[u for u, _, _ in examples], batch_size=batch_size, progress=progress,
-                                   fusion=self.fusion)
-        metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]),
-                                  tuple(k for k in DEFAULT_KS if k <= beams))
-        metrics["invalid_rate"] = float((items <= 0).mean())
-        return metrics
+
+        def rank(histories, users_):
+            return recommend_items(self.model, self.builder, self.table, histories, beams, users=users_,
+                                   batch_size=batch_size, progress=progress, prior=self._prior())[0]
+
+        return ranked_metrics(rank, dataset, split, users, beams)
 
     # -- on disk ----------------------------------------------------------------------------------
     def save(self, path: str | Path, meta: dict | None = None) -> Path:
@@ -186,3 +201,17 @@ def _drop_seen(items: np.ndarray, scores: np.ndarray, histories: list[list[int]]
         kept_items[row, :count], kept_scores[row, :count] = items[row][keep], scores[row][keep]
     return kept_items, kept_scores
 
+
+
+def ranked_metrics(rank, dataset: ProcessedDataset, split: str, users: np.ndarray | None, k: int) -> dict:
+    """Leave-one-out metrics of ``rank(histories, users) -> [n, k] item ids`` over ``users`` of
+    ``split`` (None = all): Recall / NDCG at each K in DEFAULT_KS up to ``k``, MRR, the share of
+    recommended ids that are no catalogue item (``invalid_rate``) and of slots left empty (``empty_rate``,
+    0 = fewer items than slots)."""
+    examples = split_examples(dataset, split, users)
+    items = rank([h for _, h, _ in examples], [u for u, _, _ in examples])
+    metrics = ranking_metrics(items, np.asarray([t for _, _, t in examples]), tuple(x for x in DEFAULT_KS if x <= k))
+    produced = items[items != 0]
+    metrics["invalid_rate"] = float(((produced < 1) | (produced > dataset.num_items)).mean()) if produced.size else 0.0
+    metrics["empty_rate"] = float((items == 0).mean())
+    return metrics

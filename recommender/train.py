@@ -43,6 +43,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -65,7 +66,7 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
 LOG_FILE = "metrics.jsonl"
 LOG_EVERY = 50  # steps between loss entries in the log / progress bar
-ESTIMATE_USERS = 256  # validation users timed up front under a time budget (Recommender.evaluate's batch)
+ESTIMATE_USERS = 256  # validation users timed up front under a time budget (one evaluation batch)
 # Settings a resumed run may change: how long it may run and on how many CPU threads, not what a
 # step computes. Any other difference from the checkpoint's settings is refused.
 RESUMABLE_CHANGES = ("time_budget_minutes", "threads")
@@ -183,12 +184,12 @@ def plot_curves(log: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def changed_settings(saved: dict, config: TrainConfig, model_config: RecommenderConfig, examples: int) -> list[str]:
+def changed_settings(saved: dict, config: dict, model_config: dict, examples: int) -> list[str]:
     """``name old -> new`` for each setting of ``saved`` (a checkpoint's state) that the current
-    run has otherwise, RESUMABLE_CHANGES excepted; ``examples`` is the number of training examples
-    (another dataset or tokenizer gives another number)."""
+    run (``config`` and ``model_config`` as dicts) has otherwise, RESUMABLE_CHANGES excepted;
+    ``examples`` is the number of training examples (another dataset or tokenizer gives another number)."""
     changes = []
-    for section, current in (("train_config", asdict(config)), ("model_config", asdict(model_config))):
+    for section, current in (("train_config", config), ("model_config", model_config)):
         before = saved.get(section) or {}
         for name, value in current.items():
             if before.get(name) != value and not (section == "train_config" and name in RESUMABLE_CHANGES):
@@ -198,56 +199,141 @@ def changed_settings(saved: dict, config: TrainConfig, model_config: Recommender
     return changes
 
 
+class TrainingTask(Protocol):
+    """What the generic loop (``run_training``) needs from one kind of model: its module, the
+    batches of an epoch, a training step's loss, validation and the finished artifact."""
+
+    model: torch.nn.Module
+    examples: int  # training examples (targets) per epoch, for the log
+    name: str  # the progress bar's label
+    batching: str  # how a step is computed, for the start line (", micro-batches <= 6")
+
+    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        """The batches of one epoch as index arrays; a pure function of (seed, epoch)."""
+
+    def step(self, model, index: np.ndarray, accelerator) -> torch.Tensor:
+        """Forward and backward (``accelerator.backward``) over this process's share ``index`` of
+        a batch; returns the detached loss."""
+
+    def validate(self, model, users: np.ndarray) -> dict:
+        """Validation metrics (``ndcg@10``, ``recall@10`` and their ``_se``) of the unwrapped model."""
+
+    def save_best(self, model, path: Path) -> None:
+        """Write the unwrapped model's weights to ``path`` (a new folder)."""
+
+    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
+        """Write the finished artifact into ``out`` from the best weights in ``best``."""
+
+
+class T5Task:
+    """The T5 generative recommender: every-prefix (or one-pass) examples, micro-batched steps,
+    validation by trie-constrained beam search."""
+
+    name = "train recommender"
+
+    def __init__(self, dataset: ProcessedDataset, sids: SemanticIds, model_config: RecommenderConfig,
+                 config: TrainConfig):
+        self.dataset, self.sids, self.model_config, self.config = dataset, sids, model_config, config
+        vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
+        self.model = build_model(model_config, vocab)
+        if config.fast_dropout:
+            use_fast_dropout(self.model)
+        self.recommender = Recommender(self.model, sids, model_config)  # the validation decoder
+        self.one_pass = model_config.encoder_attention == "item_causal"  # one encoder pass per user sequence
+        if self.one_pass:
+            self.train = build_sequence_examples(self.recommender.builder, [
+                (user, dataset.train_sequence(user)) for user in range(1, dataset.num_users + 1)])
+        else:
+            self.train = self.recommender.builder.build(training_examples(dataset))
+        if len(self.train) == 0:
+            raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
+        self.examples = len(self.train)
+        self.batching = f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
+        self.batching += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
+
+    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        """Example indices, or with one pass chunk indices (about batch_size targets each)."""
+        if self.one_pass:
+            return sequence_batches(self.train.counts, self.config.batch_size, self.config.seed, epoch)
+        return epoch_batches(self.train.lengths, self.config.batch_size, self.config.seed, epoch,
+                             self.config.sort_window)
+
+    def step(self, model, index: np.ndarray, accelerator) -> torch.Tensor:
+        if self.one_pass:  # chunks already have about their own length: no micro-batches
+            with accelerator.autocast():  # its encoder pass runs outside the model's (autocast) forward
+                loss = one_pass_loss(model, self.train.batch(index, accelerator.device))
+            accelerator.backward(loss)
+            return loss.detach()
+        return accumulate_gradients(model, self.train, index, self.config.micro_batches, accelerator.device,
+                                    backward=accelerator.backward, no_sync=accelerator.no_sync)
+
+    def validate(self, model, users: np.ndarray) -> dict:
+        self.recommender.model = model
+        return self.recommender.evaluate(self.dataset, "valid", users, self.config.eval_beams)
+
+    def save_best(self, model, path: Path) -> None:
+        model.save_pretrained(path)
+
+    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
+        finalize(out, best, self.sids, self.model_config, self.dataset, state, log, meta)
+
+
 def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, model_config: RecommenderConfig,
                       config: TrainConfig, progress: bool = True, meta: dict | None = None) -> dict:
-    """Train (or resume) and write the artifact to ``out``; ``meta`` goes into its genrec.json (e.g.
-    the recipe)."""
-    from accelerate import Accelerator
-    from accelerate.utils import broadcast, broadcast_object_list, set_seed
+    """Train (or resume) the T5 recommender and write its artifact to ``out``; ``meta`` goes into
+    its genrec.json (e.g. the recipe)."""
+    prepare_process(config)
+    set_seed_everywhere(config.seed)
+    task = T5Task(dataset, sids, model_config, config)
+    return run_training(task, out, config, asdict(model_config), dataset.num_users, progress, meta)
 
+
+def prepare_process(config: TrainConfig) -> None:
+    """Process-wide settings for a training run: quiet transformers bars, kept allocator memory,
+    the torch thread count."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
     keep_freed_memory()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
+
+
+def set_seed_everywhere(seed: int) -> None:
+    from accelerate.utils import set_seed
+
+    set_seed(seed)
+
+
+def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_config: dict, num_users: int,
+                 progress: bool = True, meta: dict | None = None) -> dict:
+    """The training loop shared by every model (``TrainingTask``): accelerate, AdamW with warmup
+    and cosine, resumable checkpoints, the time budget, periodic validation on a fixed user
+    sample with the best weights kept, and the artifact written by ``task.finalize``.
+    ``model_config``: the model's settings as a dict (a checkpoint written with others is refused)."""
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast, broadcast_object_list
+
     out = Path(out)
     checkpoint = out / CHECKPOINT_DIR
     # The scheduler steps once per optimizer step: a step is one global batch on any number of devices.
     accelerator = Accelerator(mixed_precision=_mixed_precision(config.mixed_precision),
                               cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
     use_tf32_on_cuda(accelerator.device)
-    set_seed(config.seed)
-    vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
-    model = build_model(model_config, vocab)
-    recommender = Recommender(model, sids, model_config)  # the validation decoder, sharing the weights
-    one_pass = model_config.encoder_attention == "item_causal"  # one encoder pass per user sequence
-    if one_pass:
-        train = build_sequence_examples(recommender.builder, [(user, dataset.train_sequence(user))
-                                                              for user in range(1, dataset.num_users + 1)])
-    else:
-        train = recommender.builder.build(training_examples(dataset))
-    if len(train) == 0:
-        raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
-    eval_users = np.arange(1, dataset.num_users + 1)
+    model = task.model
+    eval_users = np.arange(1, num_users + 1)
     if config.eval_users and config.eval_users < len(eval_users):
         eval_users = np.sort(np.random.default_rng(config.seed).choice(eval_users, config.eval_users, replace=False))
-    def epoch_plan(epoch: int) -> list[np.ndarray]:
-        """The batches of one epoch: example indices, or with one pass chunk indices (about
-        batch_size targets each); a pure function of (seed, epoch) either way."""
-        if one_pass:
-            return sequence_batches(train.counts, config.batch_size, config.seed, epoch)
-        return epoch_batches(train.lengths, config.batch_size, config.seed, epoch, config.sort_window)
-
+    epoch_plan = task.epoch_plan
     batches_per_epoch = len(epoch_plan(0))
     steps = total_steps(config, batches_per_epoch)
     budget = 60.0 * config.time_budget_minutes  # seconds; 0 = no budget
 
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_ndcg@10": -1.0, "best_ndcg@10_se": 0.0,
              "best_step": 0, "bad_evals": 0, "done": False, "stop_reason": None, "train_seconds": 0.0,
-             "eval_seconds": 0.0, "warmup_end_seconds": None, "total_steps": steps, "examples": len(train),
+             "eval_seconds": 0.0, "warmup_end_seconds": None, "total_steps": steps, "examples": task.examples,
              "batches_per_epoch": batches_per_epoch, "train_config": asdict(config),
-             "model_config": asdict(model_config)}
+             "model_config": model_config}
     clock = {"started": None}  # perf_counter() at which this run's training time (all attempts) is 0
 
     def elapsed() -> float:
@@ -260,8 +346,6 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         start = state["warmup_end_seconds"]
         return (elapsed() - start) / max(1e-9, budget - start)
 
-    if config.fast_dropout:
-        use_fast_dropout(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(config.warmup_steps, steps, budget_progress if budget > 0 else None))
@@ -272,7 +356,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     accelerator.wait_for_everyone()
     if (checkpoint / STATE_FILE).is_file():
         saved = read_json(checkpoint / STATE_FILE)
-        changes = changed_settings(saved, config, model_config, len(train))
+        changes = changed_settings(saved, asdict(config), model_config, task.examples)
         if changes:
             raise GenrecError(f"{checkpoint} was written with other settings ({'; '.join(changes)}); rerun with "
                               "the same options, or pass --restart to discard it")
@@ -280,12 +364,10 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         state.update(saved)
         state["train_config"] = asdict(config)  # e.g. a longer --time-budget for the rest of the run
         accelerator.print(f"resuming from step {state['step']} (epoch {state['epoch']}, batch {state['batch_in_epoch']})")
-    split = f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
-    split += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
     limit = f", time budget {config.time_budget_minutes:g} min" if budget > 0 else ""
-    accelerator.print(f"{len(train):,} training examples, {batches_per_epoch:,} batches of {config.batch_size} per epoch, "
+    accelerator.print(f"{task.examples:,} training examples, {batches_per_epoch:,} batches of {config.batch_size} per epoch, "
                       f"{steps:,} steps{limit} on {accelerator.num_processes} process(es), {accelerator.device}, "
-                      f"mixed precision {accelerator.mixed_precision}{split}")
+                      f"mixed precision {accelerator.mixed_precision}{task.batching}")
     log_path = out / LOG_FILE
     out.mkdir(parents=True, exist_ok=True)
     saved_log = checkpoint / LOG_FILE if (checkpoint / LOG_FILE).is_file() else log_path  # the checkpoint's own
@@ -293,7 +375,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     log = [json.loads(line) for line in saved_log.read_text().splitlines()] if resumed else []
     log = [r for r in log if r["step"] <= state["step"]]  # drop entries written after the last checkpoint
 
-    bar = tqdm(total=steps, initial=state["step"], desc="train recommender", dynamic_ncols=True,
+    bar = tqdm(total=steps, initial=state["step"], desc=task.name, dynamic_ncols=True,
                disable=not progress or not accelerator.is_main_process)
     clock["started"] = time.perf_counter() - state["train_seconds"]
     running_loss = torch.zeros((), device=accelerator.device)  # summed on device: no sync per step
@@ -313,7 +395,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             if new_best:
-                accelerator.unwrap_model(model).save_pretrained(tmp / "best")
+                task.save_best(accelerator.unwrap_model(model), tmp / "best")
             elif (checkpoint / "best").exists():
                 shutil.copytree(checkpoint / "best", tmp / "best")
             write_log(log, tmp / LOG_FILE)
@@ -325,15 +407,14 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     def validate(users: np.ndarray) -> dict:
         result = [None]
         if accelerator.is_main_process:
-            recommender.model = accelerator.unwrap_model(model)
-            result[0] = recommender.evaluate(dataset, "valid", users, config.eval_beams)
+            result[0] = task.validate(accelerator.unwrap_model(model), users)
         if accelerator.num_processes > 1:
             broadcast_object_list(result)
         return result[0]
 
     def estimate_validation_seconds() -> float:
         """A first validation's duration: one evaluation batch of the validation users timed, scaled
-        to all of them (beam search costs the same whatever the weights)."""
+        to all of them (its cost does not depend on the weights)."""
         sample = eval_users[:ESTIMATE_USERS]
         started = time.perf_counter()
         validate(sample)
@@ -361,14 +442,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
             model.train()
             # Each process takes its share of the random batch, then cuts that into micro-batches.
             share = index[accelerator.process_index :: accelerator.num_processes]
-            if one_pass:  # chunks already have about their own length: no micro-batches
-                with accelerator.autocast():  # its encoder pass runs outside the model's (autocast) forward
-                    loss = one_pass_loss(model, train.batch(share, accelerator.device))
-                accelerator.backward(loss)
-                loss = loss.detach()
-            else:
-                loss = accumulate_gradients(model, train, share, config.micro_batches, accelerator.device,
-                                            backward=accelerator.backward, no_sync=accelerator.no_sync)
+            loss = task.step(model, share, accelerator)
             optimizer.step()
             if state["warmup_end_seconds"] is None and state["step"] + 1 >= config.warmup_steps:
                 state["warmup_end_seconds"] = elapsed()
@@ -424,7 +498,8 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
             state["batch_in_epoch"] = 0
     bar.close()
     if accelerator.is_main_process:
-        finalize(out, checkpoint, sids, model_config, dataset, state, log, meta)
+        write_log(log, out / LOG_FILE)  # a crash after the last checkpoint's swap may have left it behind
+        task.finalize(out, checkpoint / "best", state, log, meta)
         # The finished artifact holds the best model and genrec.json the run's summary; the resume
         # checkpoint (optimizer state, last weights: several times the model's size) has no use left.
         shutil.rmtree(checkpoint)
@@ -441,14 +516,13 @@ def _with_se(metrics: dict, key: str) -> str:
     return f"{metrics[key]:.4f}±{metrics.get(f'{key}_se', 0.0):.4f}"
 
 
-def finalize(out: Path, checkpoint: Path, sids: SemanticIds, model_config: RecommenderConfig,
+def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: RecommenderConfig,
              dataset: ProcessedDataset, state: dict, log: list, meta: dict | None = None) -> None:
     """The best model, its tokenizer copy and metadata into ``out`` (Recommender.save writes
     genrec.json last, so its presence means the artifact is complete)."""
     from transformers import T5ForConditionalGeneration
 
-    best = T5ForConditionalGeneration.from_pretrained(checkpoint / "best")
-    write_log(log, out / LOG_FILE)  # a crash after the last checkpoint's swap may have left it behind
+    best = T5ForConditionalGeneration.from_pretrained(best_dir)
     plot_curves(log, out / "training_curves.png")
     Recommender(best, sids, model_config).save(out, meta={
         "dataset": str(Path(dataset.path).resolve()),

@@ -92,11 +92,17 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
 
     config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
-    assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender", "evaluate",
-                                               "evaluate-model-alone"]
-    assert stages[4][2].fusion_weight is None and stages[5][2].fusion_weight == 0.0  # chosen weight, then none
+    assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender+sasrec",
+                                               "choose-fusion", "evaluate", "evaluate-sasrec", "evaluate-learned"]
+    side_by_side = stages[3][2]
+    assert side_by_side.recommender.fusion_grids == {"prior": (0.0,)}  # chosen after both models are trained
+    assert side_by_side.sasrec_command[2:4] == ["genrec.cli", "train-sasrec"]
+    assert stages[5][2].fusion is None and stages[6][2].model.endswith("sasrec")  # the chosen weights, then SASRec
+    no_sasrec = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "b", {k: v for k, v in config.items()
+                                                                              if k != "sasrec"})
+    assert [name for name, _, _ in no_sasrec][3:] == ["train-recommender", "choose-fusion", "evaluate"]
     tokenizer = stages[2][2]
-    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "rkmeans" and tokenizer.options == {}
+    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "r3vae" and tokenizer.options == {}
     assert tokenizer.collaborative_weight == 1.0
     for path in ("bench/configs/amazon-beauty-cpu-60min.json", "bench/configs/training-quality.json"):
         config = json.loads(open(path).read())
@@ -142,15 +148,16 @@ def _fake_stages(dataset, attempts):
                                                        "stop_reason": "steps", "train_config": {"lr": 0.003},
                                                        "model_config": {"encoder_input": "items"}}))
 
-    def evaluate(config, name="eval_test.json", weight=2.0):
+    def evaluate(config):
         metrics = {k: 0.1 for k in ttq.TEST_KEYS}
-        (dataset / "recommender" / name).write_text(json.dumps({**metrics, "fusion_weight": weight, "popularity": metrics,
-                                                                "transition_prior": metrics}))
+        alone = {k: 0.05 for k in ttq.TEST_KEYS}
+        (dataset / "recommender" / "eval_test.json").write_text(json.dumps({
+            **metrics, "fusion": {"prior": 2.0}, "alone": {"model": alone}, "popularity": metrics,
+            "transition_prior": metrics}))
 
     nothing = lambda config: None  # noqa: E731
     return [("prepare", prepare, "p"), ("embed", nothing, "e"), ("train-tokenizer", nothing, "t"),
-            ("train-recommender", train_recommender, "r"), ("evaluate", evaluate, "v"),
-            ("evaluate-model-alone", lambda config: evaluate(config, ttq.MODEL_ALONE_FILE, 0.0), "a")]
+            ("train-recommender", train_recommender, "r"), ("choose-fusion", nothing, "c"), ("evaluate", evaluate, "v")]
 
 
 def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monkeypatch, capsys):
@@ -175,7 +182,9 @@ def test_time_to_quality_resumes_and_reports_into_the_work_folder(tmp_path, monk
     assert [r["step"] for r in report["validation_curve"]] == [1, 2]
     assert (work / "run.md").is_file() and (work / "run.png").is_file()
     assert "# Time to quality: ml-1m on" in (work / "run.md").read_text()
-    assert "genrec model alone (no fusion)" in (work / "run.md").read_text() and report["model_alone_test"]["fusion_weight"] == 0
+    rows = {row["decoding"]: row for row in report["test_rows"]}
+    assert set(rows) == {"genrec fused (prior 2)", "T5 model alone", "transition prior alone", "popularity"}
+    assert rows["T5 model alone"]["recall@10"] == 0.05 and "| T5 model alone |" in (work / "run.md").read_text()
     assert ttq.plot_title("ml-1m", {"gpu": None, "cores": 2}).startswith("ml-1m on 2 CPU cores")
 
 
@@ -188,6 +197,8 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
     from genrec.pipeline import tokenizer_config_from
     from genrec.recommender.model import RecommenderConfig
     from genrec.recommender.train import TrainConfig
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
     from genrec.tokenizer.registry import build_tokenizer
 
     paths = sorted(Path("bench/configs").glob("*.json"))
@@ -206,8 +217,14 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
         if name in presets:
             assert name in PRESETS
             stages = ttq.pipeline_stages(name, "/raw", tmp_path / name, ttq.read_config(path))
-            assert [stage for stage, _, _ in stages][-3:] == ["train-recommender", "evaluate", "evaluate-model-alone"]
-            assert 0 < train.time_budget_minutes <= 50  # the other stages need the rest of the hour
+            assert [stage for stage, _, _ in stages][3:] == ["train-recommender+sasrec", "choose-fusion", "evaluate",
+                                                             "evaluate-sasrec", "evaluate-learned"]
+            assert 0 < train.time_budget_minutes <= 40  # the other stages need the rest of the hour
+            sasrec = config["sasrec"]
+            assert set(sasrec) <= {"train", "model", "text"}
+            apply_overrides(SASRecTrainConfig(), sasrec.get("train", {}), str(path))
+            apply_overrides(SASRecConfig(), sasrec.get("model", {}), str(path))
+            assert 0 < sasrec["train"]["time_budget_minutes"] <= 40
 
 
 def test_training_quality_runs_every_variant_and_seed_and_pairs_them_by_seed(tmp_path, monkeypatch):

@@ -121,46 +121,53 @@ def _trained(tmp_path, **options):
 def test_training_chooses_the_weight_on_validation_and_evaluate_uses_it(tmp_path):
     from genrec.pipeline import EvaluateConfig, evaluate, load_trained
 
-    result = _trained(tmp_path, fusion_weights=(0.0, 1.0, 4.0))
+    result = _trained(tmp_path, fusion_grids={"prior": (0.0, 1.0, 4.0)})
     fusion = json.loads((tmp_path / "model" / "genrec.json").read_text())["fusion"]
-    assert result.fusion == fusion and [row["weight"] for row in fusion["grid"]] == [0.0, 1.0, 4.0]
-    assert fusion["weight"] == max(fusion["grid"], key=lambda row: row["ndcg@10"])["weight"]
-    assert fusion["users"] == 60
+    assert result.fusion == fusion and [row["weights"]["prior"] for row in fusion["grid"]] == [0.0, 1.0, 4.0]
+    assert fusion["weights"]["prior"] == max(fusion["grid"], key=lambda row: row["ndcg@10"])["weights"]["prior"]
+    assert fusion["users"] == 60 and fusion["sasrec"] is None
     # The grid's validation numbers are what evaluate gives at each weight on the same users.
     recommender, dataset = load_trained(tmp_path / "data", tmp_path / "model")
-    assert recommender.fusion_weight == fusion["weight"]
+    assert recommender.policy.weights == {k: v for k, v in fusion["weights"].items() if v > 0}
     for row in fusion["grid"]:
-        recommender.fuse(dataset, row["weight"])
-        assert recommender.evaluate(dataset, "valid")["ndcg@10"] == pytest.approx(row["ndcg@10"])
+        fused, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion=row["weights"])
+        assert fused.evaluate(dataset, "valid")["ndcg@10"] == pytest.approx(row["ndcg@10"])
     chosen = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False))
     alone = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False,
-                                    fusion_weight=0.0, output=tmp_path / "alone.json"))
-    assert chosen["fusion_weight"] == fusion["weight"] and alone["fusion_weight"] == 0.0
+                                    fusion={}, output=tmp_path / "alone.json"))
+    assert chosen["fusion"] == recommender.policy.weights and alone["fusion"] == {} and alone["alone"] == {}
+    if chosen["fusion"]:  # the model alone is reported beside the fused numbers
+        assert chosen["alone"]["model"]["ndcg@10"] == pytest.approx(alone["ndcg@10"])
     assert set(chosen["transition_prior"]) >= {"recall@10", "ndcg@10", "mrr"}
     assert chosen["invalid_rate"] == alone["invalid_rate"] == 0.0
 
 
 def test_fusion_off_is_the_model_alone(tmp_path):
-    result = _trained(tmp_path, fusion_weights=(0.0,))
+    result = _trained(tmp_path, fusion_grids={"prior": (0.0,)})
     assert result.fusion is None
     assert "fusion" not in json.loads((tmp_path / "model" / "genrec.json").read_text())
     from genrec.pipeline import load_trained
 
     recommender, dataset = load_trained(tmp_path / "data", tmp_path / "model")
-    assert recommender.fusion is None
+    assert recommender.policy.scorers == ()
     plain = recommender.recommend([[1, 2, 3]], 10)
-    recommender.fuse(dataset, 2.0)
-    fused = recommender.recommend([[1, 2, 3]], 10)
-    recommender.fuse(dataset, 0.0)
-    np.testing.assert_array_equal(recommender.recommend([[1, 2, 3]], 10)[0], plain[0])
+    fused_recommender, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": 2.0})
+    fused = fused_recommender.recommend([[1, 2, 3]], 10)
+    np.testing.assert_array_equal(recommender.recommend([[1, 2, 3]], 10)[0], plain[0])  # unchanged by the other
     assert (fused[0] > 0).all() and len(set(fused[0][0].tolist())) == 10  # real, distinct items
     with pytest.raises(GenrecError, match="fusion weight"):
-        recommender.fuse(dataset, -1.0)
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": -1.0})
+    with pytest.raises(GenrecError, match="unknown scorer"):
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"popularity": 1.0})
+    with pytest.raises(GenrecError, match="no SASRec"):
+        load_trained(tmp_path / "data", tmp_path / "model", fusion={"sasrec": 1.0})
 
 
 def test_bad_fusion_weights_are_clear_errors(tmp_path):
     with pytest.raises(GenrecError, match="fusion weights"):
-        _trained(tmp_path, fusion_weights=(0.0, -2.0))
+        _trained(tmp_path, fusion_grids={"prior": (0.0, -2.0)})
+    with pytest.raises(GenrecError, match="unknown scorer"):
+        _trained(tmp_path, fusion_grids={"popularity": (1.0,)})
 
 
 def test_the_prior_never_reads_validation_or_test_items(tmp_path):
@@ -186,13 +193,99 @@ def test_the_prior_never_reads_validation_or_test_items(tmp_path):
 def test_cli_reports_the_chosen_weight_and_takes_an_override(tmp_path, capsys):
     from genrec.cli import main
 
-    _trained(tmp_path, fusion_weights=(0.0, 2.0))
+    _trained(tmp_path, fusion_grids={"prior": (0.0, 2.0)})
     capsys.readouterr()
     model, data = str(tmp_path / "model"), str(tmp_path / "data")
     assert main(["evaluate", "--model", model, "--dataset", data, "--no-progress", "--fusion-weight", "0",
                  "--output", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
-    assert "the model alone" in out and "transitions" in out
+    assert "model alone" in out and "prior alone" in out and "popularity" in out
     assert main(["recommend", "--model", model, "--dataset", data, "--user", "3", "--fusion-weight", "2"]) == 0
+    assert main(["recommend", "--model", model, "--dataset", data, "--user", "3", "--fusion-weight", "prior=2"]) == 0
     assert main(["evaluate", "--model", model, "--dataset", data, "--fusion-weight", "-1"]) == 2
     assert "fusion weight must be >= 0" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "--dataset", data, "--fusion-weight", "prior=x"]) == 2
+    assert "expected NAME=W" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "--dataset", data, "--fusion-weight", "sasrec=1"]) == 2
+    assert "no SASRec" in capsys.readouterr().err
+
+
+class _FixedScorer:
+    """A scorer with a fixed distribution per history row (for policy tests)."""
+
+    def __init__(self, name, q):
+        self.name, self.q = name, q
+
+    def probabilities(self, histories):
+        return self.q[: len(histories)]
+
+
+def test_two_scorers_add_their_weighted_log_probabilities_to_every_item_in_the_beam():
+    """Exhaustive beam: each item's fused score = its model score + sum_s w_s log q_s(item)."""
+    from genrec.recommender.fusion import DecodingPolicy
+
+    codes, sizes, offsets = make_catalog(num_items=40)
+    table = SidPrefixTable.from_codes(codes, offsets, sizes)
+    model = make_model(offsets[-1] + sizes[-1])
+    ids = torch.tensor([[5, 7, 9, 1], [3, 4, 1, 0]])
+    mask = (ids != 0).long()
+    rng = np.random.default_rng(3)
+    q1, q2 = (np.concatenate([np.zeros((2, 1)), rng.dirichlet(np.ones(40) * 0.5, size=2)], axis=1) for _ in range(2))
+    policy = DecodingPolicy(((_FixedScorer("prior", q1), 1.5), (_FixedScorer("sasrec", q2), 0.7)))
+    plain_items, plain_scores = constrained_beam_search(model, ids, mask, table, 40)
+    prior = policy.prefix_log_prior([[1], [2]], prefix_states(table))
+    items, scores = constrained_beam_search(model, ids, mask, table, 40, prior=prior)
+    for row in range(2):
+        plain = dict(zip(plain_items[row].tolist(), plain_scores[row].tolist()))
+        expected = np.array([plain[i] + 1.5 * np.log(q1[row, i]) + 0.7 * np.log(q2[row, i]) for i in items[row].tolist()])
+        np.testing.assert_allclose(scores[row].numpy(), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(policy.log_scores([[1], [2]])[:, 1:], 1.5 * np.log(q1[:, 1:]) + 0.7 * np.log(q2[:, 1:]))
+    assert policy.weights == {"prior": 1.5, "sasrec": 0.7}
+    assert DecodingPolicy().prefix_log_prior([[1]], prefix_states(table)) is None
+
+
+def test_policy_refuses_bad_weights_and_repeated_scorers():
+    from genrec.recommender.fusion import DecodingPolicy
+
+    scorer = _FixedScorer("prior", np.ones((1, 3)) / 2)
+    with pytest.raises(GenrecError, match="> 0"):
+        DecodingPolicy(((scorer, 0.0),))
+    with pytest.raises(GenrecError, match="once"):
+        DecodingPolicy(((scorer, 1.0), (scorer, 2.0)))
+    with pytest.raises(GenrecError, match="no scorer named"):
+        DecodingPolicy.from_weights({"sasrec": 1.0}, {"prior": scorer})
+    assert DecodingPolicy.from_weights({"prior": 0.0}, {"prior": scorer}).scorers == ()
+
+
+def test_coordinate_search_returns_the_best_setting_it_evaluated_each_once():
+    """A known validation surface: the search finds its maximum over the grid and never
+    evaluates a setting twice."""
+    from genrec.recommender.fusion import choose_weights
+
+    target = {"prior": 4.0, "sasrec": 1.0}
+    calls = []
+
+    def evaluate(policy):
+        weights = {"prior": 0.0, "sasrec": 0.0, **policy.weights}
+        calls.append(tuple(sorted(weights.items())))
+        value = 1.0 - sum(abs(weights[n] - target[n]) for n in target) / 10
+        return {"recall@10": value, "recall@10_se": 0.0, "ndcg@10": value, "ndcg@10_se": 0.0}
+
+    scorers = {"prior": _FixedScorer("prior", None), "sasrec": _FixedScorer("sasrec", None)}
+    weights, tried = choose_weights(evaluate, scorers, {"prior": [0, 1, 2, 4, 8], "sasrec": [0, 0.5, 1, 2]})
+    assert weights == target
+    assert len(calls) == len(set(calls)) == len(tried)
+    assert max(tried, key=lambda row: row["ndcg@10"])["weights"] == target
+
+
+def test_recommend_fits_the_prior_on_every_interaction_and_evaluate_on_the_training_parts(tmp_path):
+    from genrec.pipeline import load_trained
+
+    _trained(tmp_path, fusion_grids={"prior": (0.0,)})
+    dataset = load_processed_dataset(tmp_path / "data")
+    evaluating, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": 1.0})
+    serving, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion={"prior": 1.0}, fit="all")
+    fitted = {kind: r.policy.scorers[0][0].counts.toarray() for kind, r in (("train", evaluating), ("all", serving))}
+    np.testing.assert_array_equal(fitted["train"], TransitionPrior.fit(dataset.train_sequences(), 30).counts.toarray())
+    np.testing.assert_array_equal(fitted["all"], TransitionPrior.fit(dataset.sequences, 30).counts.toarray())
+    assert fitted["all"].sum() > fitted["train"].sum()

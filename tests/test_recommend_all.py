@@ -24,6 +24,7 @@ def _args(root, *extra):
 
 def test_every_user_gets_top_k_rows_equal_to_single_recommend_calls(trained, capsys):
     out = trained / "out" / "recs.parquet"
+    out.parent.mkdir()
     assert main(_args(trained, "--all", "--out", str(out), "--top-k", "4", "--batch-size", "7")) == 0
     assert "25 users" in capsys.readouterr().out
     table = pq.read_table(out)
@@ -37,7 +38,8 @@ def test_every_user_gets_top_k_rows_equal_to_single_recommend_calls(trained, cap
     assert sorted(set(rows["user_id"])) == list(range(1, 26)) and set(rows["rank"]) == {1, 2, 3, 4}
     recommender = Recommender.load(trained / "model")
     for user in (1, 9, 25):
-        items, scores = recommender.recommend([dataset.history(user)], 4, users=[user], beams=20)
+        items, scores = recommender.recommend([dataset.history(user)], 4, users=[user], beams=20,
+                                              exclude_seen=True)  # the CLI default
         mine = [i for i, u in enumerate(rows["user_id"]) if u == user]
         assert [rows["rank"][i] for i in mine] == [1, 2, 3, 4]
         assert [rows["item_id"][i] for i in mine] == items[0].tolist()

@@ -16,28 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.common import stop_process
-from genrec.data_prep.dataset import load_processed_dataset
-from genrec.recommender.recommender import Recommender
 from genrec.serve import create_app
-from tests.recommender_fixtures import train_tiny_recommender
+from tests.serve_fixtures import client, loaded, trained  # noqa: F401 - pytest fixtures
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_tiny_recommender(tmp_path_factory.mktemp("serve"), num_users=20)
-
-
-@pytest.fixture(scope="module")
-def loaded(trained):
-    return Recommender.load(trained / "model"), load_processed_dataset(trained / "data")
-
-
-@pytest.fixture
-def client(loaded):
-    with TestClient(create_app(*loaded)) as client:
-        yield client
 
 
 def test_health_and_page(client):
@@ -63,7 +45,7 @@ def test_items_and_users_by_number_or_raw_id(client, loaded):
 
 def test_recommend_for_a_user_or_a_history_equals_the_recommender(client, loaded):
     recommender, dataset = loaded
-    body = client.post("/recommend", json={"user": "U3", "top_k": 5}).json()
+    body = client.post("/recommend", json={"user": "U3", "top_k": 5, "exclude_seen": False}).json()
     items, scores = recommender.recommend([dataset.history(3)], 5, users=[3], beams=20)
     assert body["user"] == 3 and body["user_raw_id"] == "U3"
     assert [row["item_id"] for row in body["history"]] == dataset.history(3)
@@ -75,7 +57,7 @@ def test_recommend_for_a_user_or_a_history_equals_the_recommender(client, loaded
     assert first["raw_id"] == dataset.item_raw_id(first["item_id"]) and first["title"].startswith("item ")
     assert first["sid"] == recommender.sids.codes_of([first["item_id"]])[0].tolist()
 
-    body = client.post("/recommend", json={"history": ["I2", 3, "4"], "exclude_seen": True}).json()
+    body = client.post("/recommend", json={"history": ["I2", 3, "4"]}).json()  # exclude_seen by default
     assert body["user"] is None and [row["item_id"] for row in body["history"]] == [2, 3, 4]
     ids = [row["item_id"] for row in body["recommendations"]]
     assert len(ids) == 10 and not {2, 3, 4} & set(ids)

@@ -119,3 +119,18 @@ def test_compute_sid_metrics_against_brute_force():
     assert m["preference_discrimination_input"] == pytest.approx(brute_pd(cents), abs=1e-5)
     assert m["reconstruction_mse"] == pytest.approx(0.01 * 6, rel=1e-4)
     assert "collision rate" in format_metrics_table(m)
+
+
+def test_a_level_without_collisions_has_no_sc_and_prints_no_nan():
+    """Every item with its own full SID: the last level has no pair to compare (was NaN in the table)."""
+    import json
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    codes = np.stack([np.repeat([0, 1], 4), np.arange(8)], axis=1)  # level 1: two groups; level 2: all distinct
+    m = compute_sid_metrics(codes, x, [torch.randn(2, 4), torch.randn(8, 4)], (2, 8))
+    assert m["semantic_cohesion_per_level"][1] is None
+    assert m["semantic_cohesion"] == pytest.approx(m["semantic_cohesion_per_level"][0])
+    json.dumps(m, allow_nan=False)  # valid JSON: no NaN anywhere
+    table = format_metrics_table(m)
+    assert "nan" not in table.lower() and "n/a" in table

@@ -29,4 +29,5 @@ def register(subparsers) -> None:
     parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
     parser.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     parser.add_argument("--id-column", default="id", help="column with the items' raw ids (default id)")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, interrupted="interrupted; rerun the same command to finish (items already "
+                                               "added are skipped)")

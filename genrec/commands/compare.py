@@ -9,7 +9,7 @@ from pathlib import Path
 
 from genrec.core.errors import GenrecError
 from genrec.core.layout import resolve_dataset_dir
-from genrec.tokenizer.registry import METHODS
+from genrec.commands.choices import TOKENIZER_METHODS as METHODS
 
 CONFIG_KEYS = ("tokenizer", "method_options", "train", "model", "evaluate")
 
@@ -74,4 +74,5 @@ def register(subparsers) -> None:
     parser.add_argument("--lambdas", default="", help="comma-separated R3-VAE lambda values (Table 9), e.g. 0.001,0.1")
     parser.add_argument("--config", help="JSON file with tokenizer / method_options / train / model / evaluate options")
     parser.add_argument("--out", help="output directory (default: DATASET/compare)")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, interrupted="interrupted; rerun the same command to continue (runs with a "
+                                               "result.json are skipped; a recommender resumes from its checkpoint)")

@@ -1,8 +1,10 @@
 """``genrec demo``: the whole pipeline on the built-in demo shop, offline, in a few minutes on a CPU.
 
-prepare demo -> embed -> train-tokenizer (R3-VAE) -> train-recommender (a small T5) -> evaluate
-(test split, with the popularity baseline) -> recommend for a user and for a new history. Each step
-is one call of genrec.pipeline; rerunning the demo reuses finished steps (delete data/demo to start over).
+prepare demo -> embed -> train-tokenizer (R3-VAE) -> train-recommender (a small T5, then the fusion
+weight of the item-transition prior) -> evaluate (test split, beside the prior alone and
+popularity) -> recommend for a user and for a new history. Each step is one call of
+genrec.pipeline; a rerun reuses finished steps (delete data/demo to start over) and makes the demo
+the current dataset again.
 """
 
 from __future__ import annotations
@@ -10,19 +12,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from genrec import pipeline
-from genrec.core.layout import default_dataset_dir
-
-# Sized for 2 CPU cores: a few minutes end to end. The Beauty recipes are in the README.
+# Sized for 2 CPU cores, a few minutes end to end: smaller than the `cpu` recipe of
+# train-recommender (sized for an hour on Amazon Beauty). No dropout and 1,200 steps, because with
+# dropout 0.1 and 400 steps the model ended below popularity; one encoder position per SID token.
 DEMO_TOKENIZER = {"epochs": 30}
-# 400 steps with dropout 0.1 (the first recipe) ended below popularity (test Recall@10 0.0078 vs
-# 0.0143); 1,200 steps without dropout: valid NDCG@10 0.028 at step 1,200, test Recall@10 0.050.
-# Measured with one encoder position per SID token, pinned so that the cpu recipe's per-item input
-# does not change the demo under its measured numbers.
 DEMO_MODEL = {"d_model": 64, "d_ff": 256, "num_heads": 4, "d_kv": 64, "num_encoder_layers": 2, "num_decoder_layers": 2,
               "dropout": 0.0, "encoder_input": "tokens"}
 DEMO_TRAIN = {"batch_size": 128, "lr": 4e-3, "warmup_steps": 30, "max_steps": 1200, "eval_every": 300,
               "eval_users": 400, "patience": 3}
+DEMO_METRICS = ["recall@10", "ndcg@10", "mrr"]
 
 
 def _step(title: str, run):
@@ -33,32 +31,49 @@ def _step(title: str, run):
     return result
 
 
-def _show(recommendations: pipeline.Recommendations) -> None:
-    who = f"user {recommendations.user}" if recommendations.user else "a new user"
-    print(f"{who}, last item: {recommendations.history[-1]['title']}")
-    for row in recommendations.items:
-        print(f"{row['rank']:>3}. [{row['raw_id']}] {row['title'][:70]}  ({row['score']:.3f})")
+def _prepare(data: Path) -> None:
+    """Prepare the demo dataset once; on a rerun make it the current dataset again (another
+    `genrec prepare` may have changed that since)."""
+    from genrec import pipeline
+    from genrec.core.layout import remember_current_dataset
+
+    if (data / "stats.json").is_file():
+        remember_current_dataset(data)
+        print(f"=== 1/6 prepare: {data} is already prepared; it is the current dataset again", flush=True)
+    else:
+        _step("1/6 prepare", lambda: pipeline.prepare(pipeline.PrepareConfig("demo", out=data)))
 
 
 def _run(args) -> int:
+    from genrec import pipeline
+    from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
+    from genrec.core.layout import default_dataset_dir
+
     data = Path(args.out) if args.out else default_dataset_dir("demo")
     started = time.perf_counter()
     progress = bool(args.progress)
-    if not (data / "stats.json").is_file():
-        _step("1/6 prepare", lambda: pipeline.prepare(pipeline.PrepareConfig("demo", out=data)))
+    _prepare(data)
     _step("2/6 embed", lambda: pipeline.embed(pipeline.EmbedConfig(data, progress=progress)))
     if not (data / "tokenizer" / "semantic_ids.npy").is_file():
         _step("3/6 train-tokenizer (r3vae)", lambda: pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(
             data, method="r3vae", options=DEMO_TOKENIZER, progress=progress)))
     trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         data, train=DEMO_TRAIN, model=DEMO_MODEL, progress=progress)))
-    print(f"best valid NDCG@10 {trained.state['best_ndcg@10']:.4f} at step {trained.state['best_step']}")
+    state = trained.state
+    print(f"model alone: best valid NDCG@10 {state['best_ndcg@10']:.4f} at step {state['best_step']:,} "
+          f"({DEMO_TRAIN['eval_users']} sampled validation users)")
+    if fusion_line(trained.fusion):
+        print(fusion_line(trained.fusion))
     result = _step("5/6 evaluate", lambda: pipeline.evaluate(pipeline.EvaluateConfig(data, split="test",
                                                                                       progress=progress)))
-    for key in ("recall@10", "ndcg@10", "mrr"):
-        print(f"test {key}: {result[key]:.4f} (popularity {result['popularity'][key]:.4f})")
-    _show(_step("6/6 recommend", lambda: pipeline.recommend(pipeline.RecommendConfig(data, user="1", top_k=5))))
-    _show(pipeline.recommend(pipeline.RecommendConfig(data, history=["D00001", "D00002"], top_k=5)))
+    print(f"test split, {result['num_users']:,} users, full catalogue of {result['num_items']:,} items:")
+    print(evaluation_table(result, DEMO_METRICS))
+    for_user = _step("6/6 recommend", lambda: pipeline.recommend(pipeline.RecommendConfig(
+        data, user="1", top_k=5, exclude_seen=True)))
+    for_history = pipeline.recommend(pipeline.RecommendConfig(data, history=["D00001", "D00002"], top_k=5,
+                                                              exclude_seen=True))
+    print("\n".join(recommendation_lines(for_user) + recommendation_lines(for_history)))
+    print(f"{SCORE_NOTE}; items in the history are left out")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; artifacts in {data}/")
     return 0
 
@@ -67,4 +82,6 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the whole pipeline on the built-in demo dataset", description=__doc__)
     parser.add_argument("--out", help="dataset directory (default data/demo)")
     parser.add_argument("--progress", action="store_true", help="show per-step progress bars")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, interrupted=(
+        "interrupted; rerun `genrec demo` to continue: finished steps are reused and training resumes from its "
+        "last checkpoint (none before the first validation)"))

@@ -9,10 +9,45 @@ import sys
 import time
 from dataclasses import fields
 
+from genrec.commands.arguments import whole_number
+from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
 from genrec.core.errors import GenrecError
+from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
 
-FUSION_HELP = ("shallow-fusion weight of the item-transition prior (default: the weight chosen after training; "
-               "0 = the model alone)")
+FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
+               "fused at training time); a bare W is the prior's; default: the weights chosen on validation after "
+               "training; 0 (or prior=0 sasrec=0) = the model alone")
+
+
+def parse_fusion(values: list[str] | None) -> dict[str, float] | None:
+    """``--fusion-weight`` values (``NAME=W`` or a bare ``W`` for the prior) as {name: weight}."""
+    if values is None:
+        return None
+    weights = {}
+    for value in values:
+        name, _, number = value.rpartition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            raise GenrecError(f"--fusion-weight {value!r}: expected NAME=W or a number") from None
+        if not weight >= 0:
+            raise GenrecError(f"--fusion-weight {value!r}: fusion weight must be >= 0")
+        weights[name or "prior"] = weight
+    return {} if all(weight == 0 for weight in weights.values()) else weights
+
+
+def parse_grids(values: list[str] | None) -> dict[str, tuple[float, ...]] | None:
+    """``--fusion-weights`` values (``NAME=W,W,...`` or bare numbers for the prior) as {name: grid}."""
+    if values is None:
+        return None
+    grids: dict[str, list[float]] = {}
+    for value in values:
+        name, _, numbers = value.rpartition("=")
+        try:
+            grids.setdefault(name or "prior", []).extend(float(x) for x in numbers.split(",") if x)
+        except ValueError:
+            raise GenrecError(f"--fusion-weights {value!r}: expected NAME=W,W,... or numbers") from None
+    return {name: tuple(grid) for name, grid in grids.items()}
 
 
 def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
@@ -50,8 +85,8 @@ def _train(args) -> int:
     started = time.perf_counter()
     result = train_recommender(RecommenderTrainingConfig(
         dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
-        restart=args.restart, progress=not args.no_progress, recipe=args.recipe,
-        **({"fusion_weights": tuple(args.fusion_weights)} if args.fusion_weights is not None else {})))
+        restart=args.restart, progress=not args.no_progress, recipe=args.recipe, sasrec=args.sasrec,
+        **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
     state = result.state
     fusion = result.fusion
     if result.already_done:
@@ -71,29 +106,22 @@ def _train(args) -> int:
 
 
 def _print_fusion(fusion: dict | None) -> None:
-    if not fusion:
-        return
-    tried = ", ".join(f"{row['weight']:g}: {row['ndcg@10']:.4f}" for row in fusion["grid"])
-    print(f"fusion with the item-transition prior: weight {fusion['weight']:g} chosen on {fusion['users']:,} "
-          f"validation users (NDCG@10 by weight: {tried}); evaluate / recommend use it, --fusion-weight 0 for "
-          f"the model alone")
+    line = fusion_line(fusion)
+    if line:
+        print(line)
 
 
 def _evaluate(args) -> int:
     from genrec.pipeline import EvaluateConfig, evaluate
 
+    print(f"evaluating every user on the {args.split} split (beam {args.beams}), then the baselines ...", flush=True)
     result = evaluate(EvaluateConfig(dataset=args.dataset, model=args.model, tokenizer=args.tokenizer,
                                      split=args.split, beams=args.beams, batch_size=args.batch_size,
                                      output=args.output, progress=_show_progress(args),
-                                     fusion_weight=args.fusion_weight))
-    popularity, prior = result["popularity"], result["transition_prior"]
-    fused = f", fusion weight {result['fusion_weight']:g}" if result["fusion_weight"] else ", the model alone"
-    print(f"{args.split}: {result['num_users']:,} users, full catalog ({result['num_items']:,} items), "
-          f"beam {args.beams}{fused}, {result['users_per_second']} users/s")
-    print(f"{'metric':<10} {'genrec':>8} {'popularity':>11} {'transitions':>12}")
-    for key in [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 30)] + ["mrr"]:
-        print(f"{key:<10} {result[key]:>8.4f} {popularity[key]:>11.4f} {prior[key]:>12.4f}")
-    print(f"{'invalid':<10} {result['invalid_rate']:>8.4f}")
+                                     fusion=parse_fusion(args.fusion_weight)))
+    print(f"{args.split}: {result['num_users']:,} users, full catalogue ({result['num_items']:,} items), "
+          f"beam {args.beams}, {result['users_per_second']} users/s")
+    print(evaluation_table(result))
     print(f"wrote {result['output']}")
     return 0
 
@@ -106,22 +134,17 @@ def _show_progress(args) -> bool:
 def _recommend(args) -> int:
     from genrec.pipeline import RecommendConfig, recommend
 
-    if args.top_k < 1:
-        raise GenrecError("--top-k must be at least 1")
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
                                        top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
-                                       fusion_weight=args.fusion_weight))
+                                       fusion=parse_fusion(args.fusion_weight)))
     if args.json:
         print(json.dumps({"user": result.user or None, "user_raw_id": result.user_raw_id,
                           "history": result.history, "recommendations": result.items}, indent=2))
         return 0
-    who = f"user {result.user} ({result.user_raw_id})" if result.user else "the given history"
-    print(f"top {len(result.items)} for {who}, history of {len(result.history)} items; "
-          f"last: {result.history[-1]['title'][:70]}")
-    for row in result.items:
-        sid = "-".join(map(str, row["sid"]))
-        print(f"{row['rank']:>3}. [{row['item_id']:>6} {row['raw_id']}] {row['title'][:60]:<60} sid {sid:<15} "
-              f"{row['score']:.3f}")
+    print("\n".join(recommendation_lines(result)))
+    seen = "items in the history are left out (--include-seen keeps them)" if args.exclude_seen else \
+        "items in the history may be recommended again"
+    print(f"{SCORE_NOTE}; {seen}")
     return 0
 
 
@@ -135,12 +158,10 @@ def _recommend_all(args) -> int:
         raise GenrecError("--all needs --out FILE.parquet")
     if args.json:
         raise GenrecError("--json does not apply to --all (the output is the --out parquet file)")
-    if args.top_k < 1:
-        raise GenrecError("--top-k must be at least 1")
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
-        fusion_weight=args.fusion_weight))
+        fusion=parse_fusion(args.fusion_weight)))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
     return 0
@@ -155,9 +176,7 @@ def _recommend_or_all(args) -> int:
 
 
 def register(subparsers) -> None:
-    # The choices come from the modules that define them (one list each).
-    from genrec.recommender.encoder_input import ENCODER_INPUTS
-    from genrec.recommender.item_causal import ENCODER_ATTENTION
+    from genrec.commands.choices import ENCODER_ATTENTION, ENCODER_INPUTS
     from genrec.recommender.recipes import CHOICES as RECIPE_CHOICES
 
     train = subparsers.add_parser("train-recommender", help="train the T5 recommender on a tokenizer's SIDs")
@@ -185,7 +204,7 @@ def register(subparsers) -> None:
                             "least padding, one optimizer step (same gradient; default 6, 1 = off)")
     train.add_argument("--sort-window", dest="sort_window", type=int,
                        help="length-bucketed batches: this many sorted together (default 1 = plain random batches; "
-                            "the old default was 50)")
+                            "50 is 7%% faster on Beauty at the same quality)")
     train.add_argument("--seed", type=int)
     train.add_argument("--mixed-precision", dest="mixed_precision", choices=("auto", "no", "bf16", "fp16"))
     train.add_argument("--threads", type=int,
@@ -206,40 +225,55 @@ def register(subparsers) -> None:
     train.add_argument("--encoder-input", dest="encoder_input", choices=ENCODER_INPUTS,
                        help="tokens: one encoder position per SID token (TIGER); items: one position per history "
                             "item, the sum of its SID token embeddings (4x shorter encoder input)")
-    train.add_argument("--fusion-weights", dest="fusion_weights", type=float, nargs="+", metavar="W",
-                       help="shallow-fusion weights of the item-transition prior tried on validation users after "
-                            "training; the best is stored (default 0 1 2 4 8; 0 alone = the model only)")
+    train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
+                       help="weights tried on validation users after training for each fused scorer (prior: the "
+                            "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "
+                            "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
+                            "prior's; prior=0 alone = the model only)")
+    train.add_argument("--sasrec", help="trained SASRec to fuse (default DATASET/sasrec when it is there)")
     train.add_argument("--restart", action="store_true",
                        help="delete --out (only a genrec training output or an empty folder) and start over")
     train.add_argument("--no-progress", action="store_true")
-    train.set_defaults(func=_train)
+    train.set_defaults(func=_train, interrupted=(
+        "interrupted; rerun the same command to resume from the last checkpoint (one is written at each "
+        "validation, every --eval-every steps; none before the first, and --restart discards it)"))
 
     evaluate = subparsers.add_parser("evaluate", help="Recall/NDCG@K and MRR over all users, full catalog")
     evaluate.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     evaluate.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     evaluate.add_argument("--tokenizer", help="check the model against this tokenizer artifact")
     evaluate.add_argument("--split", choices=("valid", "test"), default="test")
-    evaluate.add_argument("--beams", type=int, default=30)
-    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--beams", type=whole_number(30, MAX_BEAMS, " (at least the largest K, 30)"), default=30,
+                          help=f"beam width, 30..{MAX_BEAMS} (default 30; Recall@30 needs 30)")
+    evaluate.add_argument("--batch-size", type=whole_number(1), default=256)
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
-    evaluate.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
+    evaluate.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
     recommend = subparsers.add_parser("recommend", help="top-K items for a user or a list of items")
-    recommend.add_argument("--user", help="dataset user number (1..N) or raw user id")
-    recommend.add_argument("--history", nargs="+", metavar="ITEM", help="recommend for a new user with these items")
-    recommend.add_argument("--top-k", type=int, default=10)
-    recommend.add_argument("--beams", type=int, default=20)
-    recommend.add_argument("--exclude-seen", action="store_true", help="never recommend an item from the history")
+    recommend.add_argument("--user", help="raw user id, or the dataset number as #N (N alone when no raw id is N; "
+                                          "the id rule: docs/serving.md)")
+    recommend.add_argument("--history", nargs="+", metavar="ITEM",
+                           help="recommend for a new user with these items (raw ids, or #N for item number N)")
+    recommend.add_argument("--top-k", type=whole_number(1, MAX_TOP_K, " (the HTTP API's limit too)"), default=10,
+                           help=f"items per user, 1..{MAX_TOP_K} (default 10)")
+    recommend.add_argument("--beams", type=whole_number(1, MAX_BEAMS), default=20,
+                           help=f"beam width, 1..{MAX_BEAMS} (default 20); a width below --top-k is raised to it")
+    seen = recommend.add_mutually_exclusive_group()
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
+                      help="also recommend items already in the history (default: leave them out)")
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
+                      help=argparse.SUPPRESS)  # the default now; still accepted so older command lines run
     recommend.add_argument("--json", action="store_true")
-    recommend.add_argument("--fusion-weight", type=float, metavar="W", help=FUSION_HELP)
+    recommend.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out)")
     recommend.add_argument("--out", metavar="FILE.parquet",
                            help="with --all: parquet file, one row per (user, rank): user_id, user_raw_id, "
                                 "rank, item_id, item_raw_id, score")
-    recommend.add_argument("--batch-size", type=int, default=256, help="with --all: histories decoded together")
+    recommend.add_argument("--batch-size", type=whole_number(1), default=256,
+                           help="with --all: histories decoded together")
     recommend.add_argument("--no-progress", action="store_true", help="with --all: no progress bar")
-    recommend.set_defaults(func=_recommend_or_all)
+    recommend.set_defaults(func=_recommend_or_all, exclude_seen=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 
 from genrec.core.errors import GenrecError
+from genrec.core.limits import DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _check_address(host: str, port: int) -> None:
@@ -29,11 +32,16 @@ def _serve(args) -> int:
         raise GenrecError(f"genrec serve needs {exc.name}: pip install fastapi uvicorn") from None
     if not 0 <= args.port <= 65535:
         raise GenrecError(f"--port {args.port}: expected 0..65535")
-    if args.max_batch < 1 or args.max_wait_ms < 0 or args.beams < 1:
-        raise GenrecError("--max-batch and --beams must be at least 1, --max-wait-ms at least 0")
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.beams < 1 or args.max_queue < 1 or not args.timeout > 0:
+        raise GenrecError("--max-batch, --max-queue and --beams must be at least 1, --max-wait-ms at least 0, "
+                          "--timeout above 0")
     _check_address(args.host, args.port)
-    recommender, dataset = load_trained(args.dataset, args.model)
-    app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    recommender, dataset = load_trained(args.dataset, args.model, fit="all")
+    app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     max_queue=args.max_queue, timeout_s=args.timeout)
+    if args.host not in LOOPBACK:
+        print(f"genrec serve: no authentication; anyone who can reach {args.host}:{args.port} can use it "
+              "(put it behind a proxy that authenticates, see docs/serving.md)", flush=True)
     print(f"genrec serve: {dataset.num_users:,} users, {dataset.num_items:,} items from {recommender.path}; "
           f"http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -44,11 +52,16 @@ def register(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="HTTP JSON API + web page over a trained recommender")
     serve.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     serve.add_argument("--model", help="recommender directory (default DATASET/recommender)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default loopback only; the API has no authentication)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--beams", type=int, default=20, help="beam width (at least top_k)")
     serve.add_argument("--max-batch", type=int, default=64, help="most requests decoded together")
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="how long the first request of a batch waits for others")
+    serve.add_argument("--max-queue", type=int, default=DEFAULT_MAX_QUEUE,
+                       help=f"most requests waiting for the model; more get 503 (default {DEFAULT_MAX_QUEUE})")
+    serve.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help=f"longest wait for recommendations; then 503 (default {DEFAULT_TIMEOUT_S:g})")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(func=_serve)

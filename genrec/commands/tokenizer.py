@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-from genrec.tokenizer.registry import METHODS
+from genrec.commands.choices import TOKENIZER_METHODS as METHODS
 
 # Flag -> (config key, value); flags a method's config lacks are rejected with the valid options.
 _SWITCHES = {

@@ -1,0 +1,256 @@
+"""A soak of ``genrec serve`` on loopback: many clients for minutes, with cancelled requests mixed in.
+
+    python -m bench.serve_soak --dataset DIR [--model DIR] --out DIR [--clients 32] [--minutes 10]
+
+Starts ``genrec serve`` as a subprocess on a free 127.0.0.1 port (as bench.serve_load does) and
+builds a pool of ``--inputs`` requests (users by dataset number and histories by raw id, top_k 5 or
+10, exclude_seen on or off). Each input is first asked alone, one at a time: that answer is the
+reference. Then ``--clients`` threads send random inputs for ``--minutes``, each on its own
+keep-alive connection; a ``--cancel-share`` of the requests is abandoned part way (the client
+gives up after a few milliseconds, or closes the socket after half the body). Every completed
+answer must equal its reference (same items, scores within 1e-3); a request with no answer, a
+non-200 or a different answer is counted as lost, an error or a mismatch. Reported: p50/p99 per
+time window, server RSS at the start and end of the soak, and the server's queue figures.
+Writes OUT/serve_soak.json and OUT/serve_soak.md.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import markdown_table, run_script, script_parser, stop_process, write_report
+from bench.serve_load import HOST, free_port, get_json, start_server
+from genrec.core.hardware import hardware, hardware_line
+
+ANSWER_TIMEOUT_S = 60.0  # a request unanswered this long is lost
+
+
+def server_rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (Linux /proc)."""
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
+
+
+def input_pool(dataset_dir: str, count: int, seed: int) -> list[dict]:
+    """``count`` request bodies: users (JSON numbers) and histories (raw item ids), varied options."""
+    from genrec.data_prep.dataset import load_processed_dataset
+
+    dataset = load_processed_dataset(dataset_dir)
+    rng = random.Random(seed)
+    pool = []
+    for index in range(count):
+        options = {"top_k": rng.choice((5, 10)), "exclude_seen": rng.random() < 0.5}
+        if index % 2 == 0:
+            pool.append({"user": rng.randint(1, dataset.num_users), **options})
+        else:
+            items = rng.sample(range(1, dataset.num_items + 1), rng.randint(1, min(30, dataset.num_items)))
+            pool.append({"history": [dataset.item_raw_id(item) for item in items], **options})
+    return pool
+
+
+def post(connection: http.client.HTTPConnection, body: dict) -> tuple[int, dict]:
+    connection.request("POST", "/recommend", json.dumps(body), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def picks(answer: dict) -> tuple[list[int], list[float]]:
+    return [row["item_id"] for row in answer["recommendations"]], [row["score"] for row in answer["recommendations"]]
+
+
+def same_answer(answer: dict, reference: dict) -> bool:
+    """Same items in the same order and scores within 1e-3 (a batch may round differently)."""
+    (items, scores), (want_items, want_scores) = picks(answer), picks(reference)
+    return items == want_items and np.allclose(scores, want_scores, rtol=1e-3, atol=1e-3)
+
+
+def cancel_one(port: int, body: dict, rng: random.Random) -> None:
+    """Abandon a request part way: give up after a few ms, or close after sending half the body."""
+    payload = json.dumps(body).encode()
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        head = (f"POST /recommend HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n").encode()
+        if rng.random() < 0.5:
+            sock.sendall(head + payload[: len(payload) // 2])
+            return
+        sock.sendall(head + payload)
+        sock.settimeout(rng.uniform(0.001, 0.03))
+        try:
+            sock.recv(1)
+        except OSError:  # the timeout: the client gives up
+            pass
+
+
+class Soak:
+    """The shared state of one soak: references, counters and (time, latency) samples."""
+
+    def __init__(self, port: int, pool: list[dict], references: list[dict], cancel_share: float):
+        self.port, self.pool, self.references, self.cancel_share = port, pool, references, cancel_share
+        self.lock = threading.Lock()
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, latency s)
+        self.counts = {"answered": 0, "cancelled": 0, "errors": 0, "lost": 0, "mismatched": 0}
+        self.examples: list[str] = []
+
+    def count(self, key: str, example: str | None = None) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if example and len(self.examples) < 10:
+                self.examples.append(example)
+
+    def client(self, seed: int, started: float, until: float) -> None:
+        """One client: random inputs until ``until``; a fresh connection after any failure."""
+        rng = random.Random(seed)
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=ANSWER_TIMEOUT_S)
+        while time.perf_counter() < until:
+            index = rng.randrange(len(self.pool))
+            if rng.random() < self.cancel_share:
+                cancel_one(self.port, self.pool[index], rng)
+                self.count("cancelled")
+                continue
+            sent = time.perf_counter()
+            try:
+                status, answer = post(connection, self.pool[index])
+            except (socket.timeout, TimeoutError):
+                self.count("lost", f"input {index}: no answer within {ANSWER_TIMEOUT_S:g} s")
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=ANSWER_TIMEOUT_S)
+                continue
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                self.count("errors", f"input {index}: {type(exc).__name__}: {exc}")
+                connection.close()
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=ANSWER_TIMEOUT_S)
+                continue
+            latency = time.perf_counter() - sent
+            if status != 200:
+                self.count("errors", f"input {index}: HTTP {status} {str(answer)[:200]}")
+            elif not same_answer(answer, self.references[index]):
+                self.count("mismatched", f"input {index}: {picks(answer)[0]} != {picks(self.references[index])[0]}")
+            else:
+                with self.lock:
+                    self.counts["answered"] += 1
+                    self.samples.append((sent - started, latency))
+        connection.close()
+
+
+def windows(samples: list[tuple[float, float]], seconds: float, window: float) -> list[dict]:
+    """Requests, p50 and p99 (ms) per ``window`` seconds of the soak."""
+    rows = []
+    for start in np.arange(0, seconds, window):
+        ms = np.asarray([latency for at, latency in samples if start <= at < start + window]) * 1000
+        rows.append({"from_s": round(float(start), 1), "requests": int(len(ms)),
+                     "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+                     "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None})
+    return rows
+
+
+def sample_rss(pid: int, stop: threading.Event, every: float, out: list) -> None:
+    while not stop.wait(every):
+        try:
+            out.append(round(server_rss_mb(pid), 1))
+        except OSError:
+            return
+
+
+def soak(args, port: int, server_pid: int) -> dict:
+    """References first (one at a time), then the timed soak; the figures of the report."""
+    pool = input_pool(args.dataset, args.inputs, args.seed)
+    connection = http.client.HTTPConnection(HOST, port, timeout=ANSWER_TIMEOUT_S)
+    references = []
+    for body in pool:
+        status, answer = post(connection, body)
+        if status != 200:
+            raise SystemExit(f"reference request {body} failed: HTTP {status} {answer}")
+        references.append(answer)
+    connection.close()
+    state = Soak(port, pool, references, args.cancel_share)
+    seconds = args.minutes * 60
+    rss, stop = [round(server_rss_mb(server_pid), 1)], threading.Event()
+    sampler = threading.Thread(target=sample_rss, args=(server_pid, stop, max(seconds / 40, 0.5), rss), daemon=True)
+    started = time.perf_counter()
+    sampler.start()
+    threads = [threading.Thread(target=state.client, args=(args.seed + 1 + n, started, started + seconds))
+               for n in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    rss.append(round(server_rss_mb(server_pid), 1))
+    ms = np.asarray([latency for _, latency in state.samples]) * 1000
+    return {**state.counts, "seconds": round(elapsed, 1), "examples": state.examples,
+            "requests_per_second": round(state.counts["answered"] / elapsed, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
+            "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
+            "windows": windows(state.samples, seconds, args.window or max(seconds / 20, 1.0)),
+            "rss_mb": {"start": rss[0], "end": rss[-1], "max": max(rss), "samples": rss},
+            "server_queue": get_json(port, "/health")["queue"]}
+
+
+def markdown(report: dict) -> str:
+    result, settings = report["result"], report["settings"]
+    rows = [[w["from_s"], w["requests"], w["p50_ms"], w["p99_ms"]] for w in result["windows"]]
+    return "\n".join([
+        "# genrec serve: soak", "", f"`{report['command']}`", "", f"Hardware: {report['hardware_line']}", "",
+        f"Model: {report['server']['model']} ({report['server']['num_users']:,} users, "
+        f"{report['server']['num_items']:,} items), beam {report['server']['beams']}; {settings['clients']} clients "
+        f"for {settings['minutes']:g} min on loopback, {settings['inputs']} distinct inputs, "
+        f"{settings['cancel_share']:.0%} of requests abandoned part way; server torch threads "
+        f"{settings['server_omp_threads']}.", "",
+        f"Answered {result['answered']:,} ({result['requests_per_second']} req/s), cancelled {result['cancelled']:,}, "
+        f"lost {result['lost']}, errors {result['errors']}, mismatched {result['mismatched']}; "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; server RSS {result['rss_mb']['start']} MB at the "
+        f"start, {result['rss_mb']['end']} MB at the end (max {result['rss_mb']['max']}); server queue at the end "
+        f"{json.dumps(result['server_queue'])}.", "",
+        *markdown_table(["from s", "answered", "p50 ms", "p99 ms"], rows), ""])
+
+
+def run(args, command: str) -> int:
+    port = free_port()
+    server = start_server(args, port)
+    try:
+        health = get_json(port, "/health")
+        result = soak(args, port, server.pid)
+    finally:
+        stop_process(server)
+    info = hardware()
+    report = {"command": command, "hardware": info, "hardware_line": hardware_line(info),
+              "server": {key: health[key] for key in ("num_users", "num_items", "model", "beams")},
+              "settings": {"clients": args.clients, "minutes": args.minutes, "inputs": args.inputs,
+                           "cancel_share": args.cancel_share, "max_batch": args.max_batch,
+                           "max_wait_ms": args.max_wait_ms, "server_omp_threads": os.environ.get("OMP_NUM_THREADS")},
+              "result": result}
+    write_report(Path(args.out), "serve_soak", report, markdown(report))
+    return 0 if result["lost"] == result["errors"] == result["mismatched"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = script_parser("bench.serve_soak", __doc__)
+    parser.add_argument("--dataset", required=True, help="prepared dataset directory")
+    parser.add_argument("--model", help="recommender directory (default DATASET/recommender)")
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--inputs", type=int, default=200, help="distinct request bodies")
+    parser.add_argument("--cancel-share", type=float, default=0.1, help="share of requests abandoned part way")
+    parser.add_argument("--window", type=float, help="seconds per p50/p99 row (default a twentieth of the soak)")
+    parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the server")
+    parser.add_argument("--seed", type=int, default=0)
+    return run_script("bench.serve_soak", parser, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""``genrec train-sasrec``: the SASRec sequential recommender, evaluated, served and fused like the T5 model."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from genrec.commands.recommender import _options, parse_grids
+from genrec.commands.report import fusion_line
+
+LOSS_CHOICES = ("full", "sampled")  # recommender.sasrec.LOSSES (not imported: the parser loads no torch)
+SAMPLER_CHOICES = ("popularity", "uniform")  # recommender.sasrec.NEGATIVE_SAMPLERS
+
+
+def _train(args) -> int:
+    from genrec.pipeline import SASRecTrainingConfig, train_sasrec
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
+
+    train_options, model_options = _options(args, SASRecTrainConfig, SASRecConfig)
+    started = time.perf_counter()
+    result = train_sasrec(SASRecTrainingConfig(
+        dataset=args.dataset, out=args.out, train=train_options, model=model_options, text=args.text,
+        encoder=args.encoder, restart=args.restart, progress=not args.no_progress,
+        **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
+    state = result.state
+    if result.already_done:
+        print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
+              f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
+    elif os.environ.get("RANK", "0") == "0":
+        print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({state['stop_reason']}); "
+              f"best valid NDCG@10 {state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} at step "
+              f"{state['best_step']:,} -> {result.path}")
+    line = fusion_line(result.fusion)
+    if line:
+        print(line)
+    return 0
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser(
+        "train-sasrec", help="train SASRec (self-attentive next-item model); evaluate / recommend / serve take it "
+                             "with --model DATASET/sasrec, and train-recommender fuses it into the T5 beam")
+    train.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
+    train.add_argument("--out", help="output directory (default DATASET/sasrec)")
+    train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
+    train.add_argument("--loss", choices=LOSS_CHOICES,
+                       help="full: softmax over the whole catalogue; sampled (default): over --negatives shared "
+                            "negatives with the logQ correction")
+    train.add_argument("--negatives", type=int, help="shared negatives per batch for the sampled softmax (default 1024)")
+    train.add_argument("--sampler", choices=SAMPLER_CHOICES, help="how negatives are drawn (default popularity)")
+    train.add_argument("--text", action=argparse.BooleanOptionalAction, default=True,
+                       help="item vectors add a projection of the item's text embedding (default; --no-text: ids only)")
+    train.add_argument("--encoder", help="text encoder of the embeddings (default as `genrec embed`)")
+    train.add_argument("--time-budget", dest="time_budget_minutes", type=float, metavar="MINUTES",
+                       help="stop training after this much wall time, then keep the best checkpoint (0 = off)")
+    train.add_argument("--max-steps", dest="max_steps", type=int)
+    train.add_argument("--epochs", type=float, help="train this many epochs instead of --max-steps")
+    train.add_argument("--batch-size", dest="batch_size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--eval-every", dest="eval_every", type=int)
+    train.add_argument("--eval-users", dest="eval_users", type=int, help="validation users checked during training (0 = all)")
+    train.add_argument("--patience", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--threads", type=int, help="torch CPU threads (1 when other jobs share the cores)")
+    train.add_argument("--max-len", dest="max_len", type=int, help="most recent items read (default 50)")
+    train.add_argument("--d-model", dest="d_model", type=int)
+    train.add_argument("--layers", dest="num_layers", type=int)
+    train.add_argument("--num-heads", dest="num_heads", type=int)
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="prior=W,W",
+                       help="weights of the item-transition prior fused with SASRec, tried on validation users after "
+                            "training (default prior=0,1,2,4,8; prior=0 = SASRec alone)")
+    train.add_argument("--restart", action="store_true", help="discard checkpoints in --out and start over")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train, interrupted=(
+        "interrupted; rerun the same command to resume from the last checkpoint (one is written at each "
+        "validation, every --eval-every steps)"))

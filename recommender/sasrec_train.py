@@ -1,0 +1,115 @@
+"""Training SASRec in the shared loop (``recommender.train.run_training``): one row per user, the
+full or sampled softmax (``recommender.sasrec.sasrec_loss``), validation by ranking the catalogue."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.core.errors import GenrecError
+from genrec.data_prep.dataset import ProcessedDataset
+from genrec.recommender.sasrec import LOSSES, NEGATIVE_SAMPLERS, NegativeSampler, SASRec, SASRecConfig, sasrec_loss
+from genrec.recommender.sasrec_recommender import SASRecRecommender
+from genrec.recommender.sequences import SequenceRows, user_batches
+from genrec.recommender.train import TrainConfig, plot_curves, prepare_process, run_training, set_seed_everywhere
+
+BEST_FILE = "model.pt"
+
+
+@dataclass
+class SASRecTrainConfig(TrainConfig):
+    """The shared loop's settings with SASRec's defaults, and its loss."""
+
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    max_steps: int = 100_000
+    eval_every: int = 350
+    eval_users: int = 3000
+    patience: int = 5
+    loss: str = "sampled"  # "full": softmax over the whole catalogue; "sampled": over shared negatives
+    negatives: int = 1024  # shared negatives per batch (sampled)
+    sampler: str = "popularity"  # how negatives are drawn: popularity (with logQ correction) or uniform
+
+    def check(self) -> None:
+        if self.loss not in LOSSES:
+            raise GenrecError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.sampler not in NEGATIVE_SAMPLERS:
+            raise GenrecError(f"sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {self.sampler!r}")
+        if self.negatives < 1:
+            raise GenrecError(f"negatives must be at least 1, got {self.negatives}")
+
+
+class SASRecTask:
+    """SASRec for ``run_training``."""
+
+    name = "train sasrec"
+
+    def __init__(self, dataset: ProcessedDataset, model_config: SASRecConfig, config: SASRecTrainConfig,
+                 text: np.ndarray | None):
+        config.check()
+        self.dataset, self.model_config, self.config = dataset, model_config, config
+        self.model = SASRec(model_config, text)
+        self.rows = SequenceRows.build(dataset.train_sequences(), model_config.max_len)
+        if len(self.rows) == 0:
+            raise GenrecError(f"{dataset.path}: no training rows (every user needs at least 4 items)")
+        self.examples = self.rows.num_targets
+        self.batching = (", full softmax" if config.loss == "full" else
+                         f", sampled softmax over {config.negatives} {config.sampler} negatives")
+        counts = np.bincount(np.concatenate(dataset.train_sequences()), minlength=dataset.num_items + 1)
+        self.sampler = NegativeSampler.build(config.sampler, config.negatives, dataset.num_items, counts)
+        self.recommender = SASRecRecommender(self.model)  # the validation ranker, sharing the weights
+
+    def epoch_plan(self, epoch: int) -> list[np.ndarray]:
+        return user_batches(len(self.rows), self.config.batch_size, self.config.seed, epoch)
+
+    def step(self, model, index: np.ndarray, accelerator) -> torch.Tensor:
+        inputs, targets = self.rows.batch(index, accelerator.device)
+        if self.config.loss == "full":
+            loss = sasrec_loss(model, inputs, targets)
+        else:
+            negatives = self.sampler.draw().to(accelerator.device)
+            log_q = self.sampler.log_q.to(accelerator.device) if self.config.sampler == "popularity" else None
+            loss = sasrec_loss(model, inputs, targets, negatives, log_q)
+        accelerator.backward(loss)
+        return loss.detach()
+
+    def validate(self, model, users: np.ndarray) -> dict:
+        self.recommender.model = model
+        return self.recommender.evaluate(self.dataset, "valid", users, beams=30)
+
+    def save_best(self, model, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path / BEST_FILE)
+
+    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
+        self.model.load_state_dict(torch.load(best / BEST_FILE, weights_only=True))
+        plot_curves(log, out / "training_curves.png")
+        SASRecRecommender(self.model).save(out, meta={
+            "dataset": str(Path(self.dataset.path).resolve()),
+            "best_step": state["best_step"],
+            "best_valid_ndcg@10": state["best_ndcg@10"],
+            "best_valid_ndcg@10_se": state["best_ndcg@10_se"],
+            "stop_reason": state["stop_reason"],
+            "steps": state["step"],
+            "epochs": round(state["step"] / state["batches_per_epoch"], 2),
+            "train_seconds": round(state["train_seconds"], 1),
+            "train_config": state["train_config"],
+            "model_config": state["model_config"],
+            "examples": state["examples"],
+            **(meta or {}),
+        })
+
+
+def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfig, config: SASRecTrainConfig,
+                 text: np.ndarray | None, progress: bool = True, meta: dict | None = None) -> dict:
+    """Train (or resume) SASRec and write its artifact to ``out``."""
+    prepare_process(config)
+    set_seed_everywhere(config.seed)
+    task = SASRecTask(dataset, model_config, config, text)
+    return run_training(task, out, config, dataclasses.asdict(model_config), dataset.num_users, progress, meta)
