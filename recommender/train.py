@@ -336,8 +336,8 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
              "model_config": model_config}
     clock = {"started": None}  # perf_counter() at which this run's training time (all attempts) is 0
 
-    def elapsed() -> float:
-        return time.perf_counter() - clock["started"]
+    def elapsed() -> float:  # several processes under a budget: the main process's clock, synced once a step
+        return clock["synced"] if "synced" in clock else time.perf_counter() - clock["started"]
 
     def budget_progress() -> float:
         """Share of the budget's post-warmup time used (the cosine's clock under a budget)."""
@@ -443,6 +443,10 @@ def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_confi
             # Each process takes its share of the random batch, then cuts that into micro-batches.
             share = index[accelerator.process_index :: accelerator.num_processes]
             loss = task.step(model, share, accelerator)
+            if budget > 0 and accelerator.num_processes > 1:  # one learning-rate clock for all processes
+                clock.pop("synced", None)
+                clock["synced"] = float(broadcast(torch.tensor([elapsed()], dtype=torch.float64,
+                                                           device=accelerator.device)).item())
             optimizer.step()
             if state["warmup_end_seconds"] is None and state["step"] + 1 >= config.warmup_steps:
                 state["warmup_end_seconds"] = elapsed()
