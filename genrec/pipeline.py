@@ -238,6 +238,14 @@ class TrainedRecommender:
     fusion: dict | None = None  # the chosen fusion weight and each weight's validation metrics
 
 
+def _finished(out: Path, meta: dict, fusion: dict | None) -> TrainedRecommender:
+    """A training run that had finished before this call, from its genrec.json."""
+    return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
+                                    "best_ndcg@10": meta["best_valid_ndcg@10"],
+                                    "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
+                                    "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
+
+
 def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     """Train (resuming from ``out``'s checkpoint if one is there) and write the recommender."""
     from genrec.core.seeding import seed_everything
@@ -264,10 +272,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
         # A run stopped while choosing the fusion weight finishes that step now.
         fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
                                                      train_config.seed, config.sasrec)
-        return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
-                                        "best_ndcg@10": meta["best_valid_ndcg@10"],
-                                        "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
-                                        "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
+        return _finished(out, meta, fusion)
     notice = recipe_notice(recipe, reason, train_config, model_config)
     if os.environ.get("RANK", "0") == "0":  # accelerate launch: one line, not one per process
         print(notice, flush=True)
@@ -361,10 +366,7 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
         meta = read_json(out / META_FILE)
         fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
                                                      train_config.seed)
-        return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
-                                        "best_ndcg@10": meta["best_valid_ndcg@10"],
-                                        "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
-                                        "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
+        return _finished(out, meta, fusion)
     dataset = load_processed_dataset(dataset_dir)
     text = None
     if config.text:

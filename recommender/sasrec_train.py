@@ -15,7 +15,8 @@ from genrec.data_prep.dataset import ProcessedDataset
 from genrec.recommender.sasrec import LOSSES, NEGATIVE_SAMPLERS, NegativeSampler, SASRec, SASRecConfig, sasrec_loss
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.recommender.sequences import SequenceRows, user_batches
-from genrec.recommender.train import TrainConfig, plot_curves, prepare_process, run_training, set_seed_everywhere
+from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, run_training, set_seed_everywhere,
+                                      training_summary)
 
 BEST_FILE = "model.pt"
 
@@ -90,20 +91,7 @@ class SASRecTask:
     def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
         self.model.load_state_dict(torch.load(best / BEST_FILE, weights_only=True))
         plot_curves(log, out / "training_curves.png")
-        SASRecRecommender(self.model).save(out, meta={
-            "dataset": str(Path(self.dataset.path).resolve()),
-            "best_step": state["best_step"],
-            "best_valid_ndcg@10": state["best_ndcg@10"],
-            "best_valid_ndcg@10_se": state["best_ndcg@10_se"],
-            "stop_reason": state["stop_reason"],
-            "steps": state["step"],
-            "epochs": round(state["step"] / state["batches_per_epoch"], 2),
-            "train_seconds": round(state["train_seconds"], 1),
-            "train_config": state["train_config"],
-            "model_config": state["model_config"],
-            "examples": state["examples"],
-            **(meta or {}),
-        })
+        SASRecRecommender(self.model).save(out, meta={**training_summary(self.dataset, state), **(meta or {})})
 
 
 def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfig, config: SASRecTrainConfig,

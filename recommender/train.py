@@ -529,8 +529,16 @@ def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: Recomme
     best = T5ForConditionalGeneration.from_pretrained(best_dir)
     plot_curves(log, out / "training_curves.png")
     Recommender(best, sids, model_config).save(out, meta={
-        "dataset": str(Path(dataset.path).resolve()),
+        **training_summary(dataset, state),
         "tokenizer": str(Path(sids.path).resolve()) if sids.path else None,
+        **(meta or {}),
+    })
+
+
+def training_summary(dataset: ProcessedDataset, state: dict) -> dict:
+    """What a finished artifact's genrec.json records of its training run (any model kind)."""
+    return {
+        "dataset": str(Path(dataset.path).resolve()),
         "best_step": state["best_step"],
         "best_valid_ndcg@10": state["best_ndcg@10"],
         "best_valid_ndcg@10_se": state["best_ndcg@10_se"],
@@ -542,5 +550,4 @@ def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: Recomme
         "model_config": state["model_config"],
         "examples": state["examples"],
         "total_steps": state["total_steps"],
-        **(meta or {}),
-    })
+    }
