@@ -392,18 +392,20 @@ def _check_grids(grids: dict[str, tuple[float, ...]]) -> None:
 
 
 def _sasrec_for(dataset_dir: Path, sasrec: str | Path | None, num_items: int) -> Path | None:
-    """The trained SASRec to fuse: ``sasrec`` (must be one), else DATASET/sasrec when it is a
-    finished SASRec over the same items, else None."""
-    from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
+    """The trained SASRec to fuse: ``sasrec`` (must be one, over ``num_items`` items), else
+    DATASET/sasrec when it is a finished SASRec over the same items, else None."""
+    from genrec.recommender.sasrec_recommender import CONFIG_FILE, is_sasrec_dir
 
     path = _path(sasrec) or dataset_dir / SASREC_DIR
-    if sasrec is None and not is_sasrec_dir(path):
-        return None
-    model = SASRecRecommender.load(path)
-    if model.num_items != num_items:
+    if not is_sasrec_dir(path):
         if sasrec is None:
             return None
-        raise GenrecError(f"SASRec {path} was trained on {model.num_items} items; this model has {num_items}")
+        raise GenrecError(f"--sasrec {path}: not a trained SASRec model; run `genrec train-sasrec` first")
+    trained_on = read_json(path / CONFIG_FILE)["num_items"]
+    if trained_on != num_items:
+        if sasrec is None:
+            return None
+        raise GenrecError(f"SASRec {path} was trained on {trained_on} items; this model has {num_items}")
     return path.resolve()
 
 

@@ -127,6 +127,10 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     assert {"prior": 0.0, "sasrec": 0.0} in tried and any(w["sasrec"] == 2.0 for w in tried)
     best = max(t5.fusion["grid"], key=lambda row: row["ndcg@10"])
     assert t5.fusion["weights"] == best["weights"]
+    from genrec.pipeline import FUSION_GRIDS, choose_fusion
+
+    with pytest.raises(GenrecError, match="not a trained SASRec"):
+        choose_fusion(tiny / "t5", tiny / "data", FUSION_GRIDS, 40, 0, sasrec=tiny / "nowhere")
     fused, dataset = load_trained(tiny / "data", tiny / "t5", fusion={"prior": 1.0, "sasrec": 2.0})
     assert fused.policy.weights == {"prior": 1.0, "sasrec": 2.0}
     items, _ = fused.recommend([[1, 2, 3]], 10)
