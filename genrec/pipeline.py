@@ -376,6 +376,7 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
                                                 text_dim=0 if text is None else text.shape[1]),
                                    config.model, "model options")
+    model_config.check()
     with full_disk_as_enospc(out):
         state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
                              meta={"text": config.text})

@@ -39,6 +39,18 @@ class SASRecConfig:
     num_heads: int = 2
     dropout: float = 0.2
 
+    def check(self) -> None:
+        """Settings a model can be built from; a one-line GenrecError otherwise."""
+        from genrec.core.errors import GenrecError
+
+        for name in ("max_len", "d_model", "d_ff", "num_layers", "num_heads"):
+            if getattr(self, name) < 1:
+                raise GenrecError(f"SASRec {name} must be at least 1, got {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise GenrecError(f"SASRec d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})")
+        if not 0 <= self.dropout < 1:
+            raise GenrecError(f"SASRec dropout must be in [0, 1), got {self.dropout}")
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: SASRecConfig):

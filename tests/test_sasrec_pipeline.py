@@ -90,6 +90,16 @@ def test_bad_training_options_are_clear_errors(tiny):
         _train(tiny, tiny / "x", sampler="zipf")
 
 
+def test_bad_model_options_are_one_line_cli_errors(tiny, capsys):
+    from genrec.cli import main
+
+    for flags, message in ((["--max-len", "0"], "max_len"), (["--d-model", "30", "--num-heads", "4"], "multiple"),
+                           (["--dropout", "1.5"], "dropout"), (["--negatives", "0"], "negatives")):
+        assert main(["train-sasrec", "--dataset", str(tiny / "data"), "--no-text", "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def _pipeline_sasrec(root, **options):
     from genrec.pipeline import SASRecTrainingConfig, train_sasrec as run
 
