@@ -415,7 +415,6 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     """Choose the fusion weights of the recommender in ``out`` on ``users`` sampled validation users
     (coordinate search over ``grids``, ``recommender.fusion.choose_weights``) and record them in its
     genrec.json: {"weights": {name: w}, "sasrec": path or None, "users", "grid": every setting tried}."""
-    from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.fusion import choose_weights
     from genrec.recommender.recommender import META_FILE
 

@@ -72,3 +72,28 @@ def train_tiny_recommender(root: Path, num_users: int) -> Path:
                          warmup_steps=2, lr=3e-3)
     train_recommender(dataset, sids, root / "model", model, config, progress=False)
     return root
+
+
+class Killed(Exception):
+    """Raised inside an optimizer step to stand for the process being killed there."""
+
+
+def train_until_killed(monkeypatch, train, kill_at_step: int) -> None:
+    """Run ``train()`` so that it dies (as if killed) inside optimizer step ``kill_at_step``: no
+    hook in the trainer, only AdamW.step patched for the call."""
+    import pytest
+    import torch
+
+    calls = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == kill_at_step:
+            raise Killed
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    with pytest.raises(Killed):
+        train()
+    monkeypatch.undo()

@@ -21,7 +21,7 @@ from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.train import TrainConfig, train_recommender
 from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
-from tests.recommender_fixtures import write_dataset, write_tokenizer
+from tests.recommender_fixtures import train_until_killed, write_dataset, write_tokenizer
 from genrec.tokenizer.artifact import load_semantic_ids
 
 TINY_MODEL = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
@@ -101,25 +101,8 @@ def _train(tmp_path, out, max_steps=12):
     return train_recommender(dataset, sids, out, TINY_MODEL, config, progress=False)
 
 
-class Killed(Exception):
-    pass
-
-
 def _train_until_killed(tmp_path, out, monkeypatch, kill_at_step):
-    """The run dies (as if killed) inside optimizer step ``kill_at_step``: no hook in the trainer."""
-    calls = {"n": 0}
-    original = torch.optim.AdamW.step
-
-    def step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == kill_at_step:
-            raise Killed
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    with pytest.raises(Killed):
-        _train(tmp_path, out)
-    monkeypatch.undo()
+    train_until_killed(monkeypatch, lambda: _train(tmp_path, out), kill_at_step)
 
 
 @pytest.fixture

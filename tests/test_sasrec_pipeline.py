@@ -12,7 +12,7 @@ from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.sasrec import SASRecConfig
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.recommender.sasrec_train import SASRecTrainConfig, train_sasrec
-from tests.recommender_fixtures import write_dataset, write_embedding_cache, write_tokenizer
+from tests.recommender_fixtures import train_until_killed, write_dataset, write_embedding_cache, write_tokenizer
 
 TINY = dict(max_len=6, d_model=16, d_ff=32, num_layers=1, num_heads=2, dropout=0.1)
 
@@ -35,25 +35,10 @@ def tiny(tmp_path):
     return tmp_path
 
 
-class Killed(Exception):
-    pass
-
-
 def test_killed_training_resumes_to_the_same_weights(tiny, monkeypatch):
     torch.manual_seed(0)
     _train(tiny, tiny / "full")
-    calls, original = {"n": 0}, torch.optim.AdamW.step
-
-    def step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 11:  # dies inside step 11: the checkpoint of step 8 survives
-            raise Killed
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    with pytest.raises(Killed):
-        _train(tiny, tiny / "resumed")
-    monkeypatch.undo()
+    train_until_killed(monkeypatch, lambda: _train(tiny, tiny / "resumed"), kill_at_step=11)  # step 8 survives
     assert json.loads((tiny / "resumed" / "checkpoint" / "trainer_state.json").read_text())["step"] == 8
     final = _train(tiny, tiny / "resumed")
     assert final["step"] == 12 and not (tiny / "resumed" / "checkpoint").exists()

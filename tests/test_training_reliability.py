@@ -20,15 +20,11 @@ from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.train import TrainConfig, train_recommender
 from genrec.tokenizer.artifact import load_semantic_ids
-from tests.recommender_fixtures import write_dataset, write_tokenizer
+from tests.recommender_fixtures import Killed, train_until_killed, write_dataset, write_tokenizer
 from tests.test_item_causal import setup as item_causal_setup
 
 TINY = RecommenderConfig(num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_kv=8, d_ff=32,
                          dropout=0.1, max_history=5)
-
-
-class Killed(Exception):
-    pass
 
 
 @pytest.fixture
@@ -128,19 +124,7 @@ def test_an_interrupted_checkpoint_swap_is_undone_on_resume(tiny, monkeypatch):
 
 
 def _checkpoint_at_step_4(tiny, monkeypatch):
-    original = torch.optim.AdamW.step
-    calls = {"n": 0}
-
-    def step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Killed
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.optim.AdamW, "step", step)
-    with pytest.raises(Killed):
-        _train(tiny, tiny / "model")
-    monkeypatch.undo()
+    train_until_killed(monkeypatch, lambda: _train(tiny, tiny / "model"), kill_at_step=6)
 
 
 def test_resume_refuses_changed_settings_and_names_them(tiny, monkeypatch):
