@@ -14,9 +14,10 @@ from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import ProcessedDataset
 from genrec.recommender.sasrec import LOSSES, NEGATIVE_SAMPLERS, NegativeSampler, SASRec, SASRecConfig, sasrec_loss
 from genrec.recommender.sasrec_recommender import SASRecRecommender
-from genrec.recommender.sequences import SequenceRows, user_batches
+from genrec.recommender.data import epoch_batches, micro_batches
+from genrec.recommender.sequences import SequenceRows
 from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, run_training, set_seed_everywhere,
-                                      training_summary)
+                                      training_summary, weighted_micro_steps)
 
 BEST_FILE = "model.pt"
 
@@ -62,23 +63,34 @@ class SASRecTask:
         self.examples = self.rows.num_targets
         self.batching = (", full softmax" if config.loss == "full" else
                          f", sampled softmax over {config.negatives} {config.sampler} negatives")
+        self.batching += f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
+        self.batching += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
         counts = np.bincount(np.concatenate(dataset.train_sequences()), minlength=dataset.num_items + 1)
         self.sampler = NegativeSampler.build(config.sampler, config.negatives, dataset.num_items, counts)
         self.recommender = SASRecRecommender(self.model)  # the validation ranker, sharing the weights
 
     def epoch_plan(self, epoch: int) -> list[np.ndarray]:
-        return user_batches(len(self.rows), self.config.batch_size, self.config.seed, epoch)
+        return epoch_batches(self.rows.lengths, self.config.batch_size, self.config.seed, epoch,
+                             self.config.sort_window)
 
     def step(self, model, index: np.ndarray, accelerator) -> torch.Tensor:
-        inputs, targets = self.rows.batch(index, accelerator.device)
-        if self.config.loss == "full":
-            loss = sasrec_loss(model, inputs, targets)
-        else:
-            negatives = self.sampler.draw().to(accelerator.device)
-            log_q = self.sampler.log_q.to(accelerator.device) if self.config.sampler == "popularity" else None
-            loss = sasrec_loss(model, inputs, targets, negatives, log_q)
-        accelerator.backward(loss)
-        return loss.detach()
+        """One batch's mean loss over its item positions, computed in micro-batches of similar
+        length (each cut to its longest row) that share the step's negatives: the same gradient as
+        the whole padded batch at a fraction of the padding."""
+        device = accelerator.device
+        negatives, log_q = None, None
+        if self.config.loss == "sampled":
+            negatives = self.sampler.draw().to(device)
+            log_q = self.sampler.log_q.to(device) if self.config.sampler == "popularity" else None
+
+        def piece_loss(piece: np.ndarray) -> torch.Tensor:
+            inputs, targets = self.rows.batch(piece, device)
+            return sasrec_loss(model, inputs, targets, negatives, log_q)
+
+        pieces = micro_batches(index, self.rows.lengths, self.config.micro_batches)
+        counts = [int(self.rows.lengths[piece].sum()) for piece in pieces]
+        return weighted_micro_steps(model, pieces, counts, piece_loss, device, accelerator.backward,
+                                    accelerator.no_sync)
 
     def validate(self, model, users: np.ndarray) -> dict:
         self.recommender.model = model

@@ -49,8 +49,3 @@ class SequenceRows:
         targets = torch.from_numpy(self.targets[index, -width:].astype(np.int64)).to(device)
         return inputs, targets
 
-
-def user_batches(count: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """A random order of ``count`` rows cut into batches; a pure function of (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(count)
-    return [order[start:start + batch_size] for start in range(0, count, batch_size)]

@@ -93,29 +93,38 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = torch's default, one per core; 1 on a machine other jobs share)
 
 
-def accumulate_gradients(model, train: TokenizedExamples, index: np.ndarray, parts: int,
+def weighted_micro_steps(model, pieces: list[np.ndarray], counts: list[int], piece_loss,
                          device: torch.device | str = "cpu", backward=None, no_sync=None) -> torch.Tensor:
-    """Forward and backward over the micro-batches of the batch ``index`` (recommender.data.micro_batches:
-    sorted by input length, cut into at most ``parts`` runs with the least padding), each loss weighted
-    by its share of the batch's target tokens. T5's loss is the mean over target tokens, so the summed
-    gradients are the gradient of the whole padded batch's loss; returns that loss (detached).
+    """Forward and backward over the micro-batches ``pieces`` of one batch, each mean loss
+    ``piece_loss(piece)`` weighted by its share ``counts`` of the batch's targets, so the summed
+    gradients are those of the whole batch's mean loss; returns that loss (detached).
 
     ``backward`` (default ``Tensor.backward``; the trainer passes ``accelerator.backward``) and
     ``no_sync`` (``accelerator.no_sync``: no gradient all-reduce until the last micro-batch) let the
     same code run under accelerate.
     """
     backward = backward or torch.Tensor.backward
-    pieces = micro_batches(index, train.lengths, parts)
-    counts = [int((train.targets[piece] != -100).sum()) for piece in pieces]
     total = sum(counts)
     batch_loss = torch.zeros((), device=device)
     for i, (piece, count) in enumerate(zip(pieces, counts)):
         last = i == len(pieces) - 1
         with nullcontext() if last or no_sync is None else no_sync(model):
-            loss = prefix_loss(model, **train.batch(piece, device)) * (count / total)
+            loss = piece_loss(piece) * (count / total)
             backward(loss)
         batch_loss += loss.detach()
     return batch_loss
+
+
+def accumulate_gradients(model, train: TokenizedExamples, index: np.ndarray, parts: int,
+                         device: torch.device | str = "cpu", backward=None, no_sync=None) -> torch.Tensor:
+    """T5's step over the micro-batches of the batch ``index`` (recommender.data.micro_batches:
+    sorted by input length, cut into at most ``parts`` runs with the least padding). T5's loss is the
+    mean over target tokens, so weighting each run by its target tokens gives the gradient of the
+    whole padded batch's loss (``weighted_micro_steps``)."""
+    pieces = micro_batches(index, train.lengths, parts)
+    counts = [int((train.targets[piece] != -100).sum()) for piece in pieces]
+    return weighted_micro_steps(model, pieces, counts, lambda piece: prefix_loss(model, **train.batch(piece, device)),
+                                device, backward, no_sync)
 
 
 def total_steps(config: TrainConfig, batches_per_epoch: int) -> int:

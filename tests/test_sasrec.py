@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec.recommender.sasrec import NegativeSampler, SASRec, SASRecConfig, sasrec_loss
-from genrec.recommender.sequences import SequenceRows, left_pad, user_batches
+from genrec.recommender.sequences import SequenceRows, left_pad
 
 
 def _model(num_items=30, text_dim=8, dropout=0.0, seed=0, **options):
@@ -113,5 +113,28 @@ def test_training_rows_are_shifted_left_padded_windows():
     inputs, targets = examples.batch(np.array([1]))
     assert inputs.tolist() == [[4]] and targets.tolist() == [[5]]
     assert left_pad([[1, 2, 3], []], 2).tolist() == [[2, 3], [0, 0]]
-    first, again = user_batches(10, 4, 0, 1), user_batches(10, 4, 0, 1)
-    assert all((a == b).all() for a, b in zip(first, again)) and sorted(np.concatenate(first)) == list(range(10))
+
+
+@pytest.mark.parametrize("negatives", [None, torch.tensor([1, 3, 5, 7, 2])])
+def test_micro_batched_step_has_the_whole_batch_gradient(negatives):
+    """Micro-batches cut to their own length, weighted by item positions, sharing the negatives:
+    the loss and gradients of the whole padded batch."""
+    from genrec.recommender.data import micro_batches
+    from genrec.recommender.train import weighted_micro_steps
+
+    rng = np.random.default_rng(0)
+    sequences = [list(rng.integers(1, 9, size=n)) for n in (2, 3, 9, 4, 12, 2, 6)]
+    rows = SequenceRows.build(sequences, max_len=8)
+    model = SASRec(SASRecConfig(num_items=8, max_len=8, d_model=16, d_ff=32, dropout=0.0))
+    index = np.arange(len(rows))
+    whole = sasrec_loss(model, *rows.batch(index), negatives)
+    whole.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    pieces = micro_batches(index, rows.lengths, 3)
+    assert len(pieces) > 1
+    loss = weighted_micro_steps(model, pieces, [int(rows.lengths[p].sum()) for p in pieces],
+                                lambda piece: sasrec_loss(model, *rows.batch(piece), negatives))
+    assert torch.allclose(loss, whole.detach(), atol=1e-6)
+    for got, want in zip((p.grad for p in model.parameters()), expected):
+        assert torch.allclose(got, want, atol=1e-6)
