@@ -370,7 +370,8 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     dataset = load_processed_dataset(dataset_dir)
     text = None
     if config.text:
-        text = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress)).vectors
+        embeddings = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress))
+        text, text_encoder = embeddings.vectors, embeddings.encoder
         if len(text) != dataset.num_items:
             raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
     model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
@@ -379,7 +380,7 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     model_config.check()
     with full_disk_as_enospc(out):
         state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
-                             meta={"text": config.text})
+                             meta={"text": config.text, "encoder": None if text is None else text_encoder})
     fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
     return TrainedRecommender(out, state, fusion=fusion)
 
@@ -442,6 +443,83 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     return fusion
 
 
+NEW_ITEM_USERS = 2000  # validation users the new-item scorer is chosen on
+
+
+def _trained_items(recommender) -> int:
+    """Items the model knew when it was trained (later ones came from add-items)."""
+    return recommender.num_items - int(recommender.meta.get("items_added", 0))
+
+
+def _text_scorers(model_dir: Path, recommender, dataset) -> dict:
+    """The new-item text scorers available to this model (``recommender.new_items``): "content"
+    always; "sasrec" from the model itself, the SASRec it fuses, or DATASET/sasrec when trained with text."""
+    from genrec.recommender.new_items import TextScorer, unit_rows
+    from genrec.recommender.recommender import TOKENIZER_COPY
+    from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
+
+    encoder = recommender.meta.get("encoder")  # a SASRec's; a T5 model's tokenizer records its own
+    if recommender.sids is not None:
+        encoder = read_json(Path(model_dir) / TOKENIZER_COPY / "config.json").get("encoder")
+    vectors = unit_rows(embed(EmbedConfig(dataset.path, encoder=encoder, progress=False)).vectors)
+    if len(vectors) != dataset.num_items + 1:
+        raise GenrecError(f"{dataset.path}: {dataset.num_items} items but {len(vectors) - 1} embeddings; rerun `genrec embed`")
+    scorers = {"content": TextScorer("content", vectors)}
+    sasrec = recommender if recommender.sids is None else None
+    if sasrec is None:
+        recorded = (recommender.meta.get("fusion") or {}).get("sasrec")
+        path = (Path(model_dir) / recorded) if recorded else Path(dataset.path) / SASREC_DIR
+        sasrec = SASRecRecommender.load(path) if is_sasrec_dir(path) else None
+    if sasrec is not None and sasrec.model.text_projection is not None and \
+            sasrec.model.config.text_dim == vectors.shape[1]:
+        scorers["sasrec"] = TextScorer("sasrec", vectors, sasrec.model)
+    return scorers
+
+
+def fit_new_items(out: Path, dataset_dir: Path, users: int = NEW_ITEM_USERS, seed: int = 0) -> dict | None:
+    """Choose the text scorer and temperature that bring items added later into this model's
+    rankings (``recommender.new_items.fit_text_scorer``, on validation users) and record them in its
+    genrec.json as "new_items"."""
+    from genrec.recommender.recommender import META_FILE
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    recommender, dataset = load_trained(dataset_dir, out, fusion={}, new_item_share=0)
+    settings = _fit_text_scorer(recommender, dataset, _text_scorers(out, recommender, dataset), users, seed)
+    meta = read_json(out / META_FILE)
+    meta["new_items"] = settings
+    atomic_write_json(out / META_FILE, meta)
+    return settings
+
+
+def _fit_text_scorer(recommender, dataset, scorers: dict, users: int = NEW_ITEM_USERS, seed: int = 0) -> dict:
+    """``recommender.new_items.fit_text_scorer`` on ``users`` sampled validation users, candidates
+    standing in for new items: a tenth of the catalogue (100..2,000 items)."""
+    from genrec.recommender.new_items import fit_text_scorer
+
+    count = min(users, dataset.num_users)
+    sample = np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1
+    examples = [dataset.split(int(user), "valid") for user in sample]
+    return fit_text_scorer(scorers, examples, dataset.num_items,
+                           sample=int(np.clip(dataset.num_items // 10, 100, 2000)), seed=seed)
+
+
+def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None):
+    """The policy part that mixes items added after training into the ranking (None when there are
+    none, or ``share`` is 0); scorer and temperature as chosen after training (``fit_new_items``)."""
+    from genrec.recommender.new_items import NewItemMixture
+
+    trained = _trained_items(recommender)
+    if trained >= dataset.num_items or share == 0:
+        return None
+    scorers = _text_scorers(model_dir, recommender, dataset)
+    settings = recommender.meta.get("new_items") or _fit_text_scorer(recommender, dataset, scorers)
+    if settings["scorer"] not in scorers:
+        raise GenrecError(f"{model_dir}: its new-item scorer {settings['scorer']!r} is not available here")
+    share = (dataset.num_items - trained) / dataset.num_items if share is None else share
+    return NewItemMixture(scorers[settings["scorer"]], float(settings["temperature"]), trained + 1, share)
+
+
 def _own_kind(recommender) -> set[str]:
     """Scorer names a recommender is itself (a SASRec model is not fused with another SASRec)."""
     return {"sasrec"} if recommender.sids is None else set()
@@ -476,13 +554,14 @@ PRIOR_FIT = {"train": "training parts (all but each user's last two items)", "al
 
 
 def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
-                 fusion: dict[str, float] | None = None, fit: str = "train"):
+                 fusion: dict[str, float] | None = None, fit: str = "train", new_item_share: float | None = None):
     """(recommender, ProcessedDataset): ``model`` or DATASET/recommender (a T5 ``Recommender`` or a
     ``SASRecRecommender``), and the dataset it was trained on unless ``dataset`` names another one
     with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
     model alone), by default the weights chosen after training (genrec.json "fusion"). ``fit``: the
     count-based scorers read the training parts ("train": evaluation) or every interaction
-    ("all": recommend and serve)."""
+    ("all": recommend and serve). Items added after training are mixed in with ``new_item_share``
+    of the probability (None: their share of the catalogue; 0: not at all; ``_new_item_mixture``)."""
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.fusion import DecodingPolicy
     from genrec.recommender.recommender import Recommender
@@ -520,7 +599,10 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
         sasrec_path = (Path(model_dir) / recorded).resolve()
         if not is_sasrec_dir(sasrec_path):
             raise GenrecError(f"{model_dir}: the SASRec it fuses ({sasrec_path}) is missing")
-    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed}, _scorers(data, needed, sasrec_path, fit))
+    if new_item_share is not None and not 0 <= new_item_share < 1:
+        raise GenrecError(f"the new items' share must be in [0, 1), got {new_item_share}")
+    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed}, _scorers(data, needed, sasrec_path, fit),
+                                         _new_item_mixture(model_dir, recommender, data, new_item_share))
     return recommender.with_policy(policy), data
 
 
@@ -535,6 +617,7 @@ class EvaluateConfig:
     output: str | Path | None = None  # default MODEL/eval_SPLIT.json
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
+    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -551,7 +634,8 @@ def evaluate(config: EvaluateConfig) -> dict:
 
     if config.output is not None:
         _check_output_file(Path(config.output), ".json")
-    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion)
+    recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion,
+                                        new_item_share=config.new_item_share)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
                                    progress=config.progress)
@@ -588,6 +672,7 @@ class RecommendConfig:
     beams: int = 20
     exclude_seen: bool = False
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
+    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
 
 
 @dataclass
@@ -602,7 +687,8 @@ class Recommendations:
 def recommend(config: RecommendConfig) -> Recommendations:
     if config.history and config.user is not None:
         raise GenrecError("give a user (--user) or a history (--history), not both")
-    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
+                                        new_item_share=config.new_item_share)
     if config.history:
         if len(config.history) > MAX_HISTORY:
             raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
@@ -661,6 +747,7 @@ class RecommendAllConfig:
     batch_size: int = 256
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
+    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
 
 
 @dataclass
@@ -684,7 +771,8 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     _check_output_file(out, ".parquet")
     if config.top_k < 1 or config.batch_size < 1:
         raise GenrecError("top_k and batch_size must be at least 1")
-    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all")
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
+                                        new_item_share=config.new_item_share)
     users = list(range(1, dataset.num_users + 1))
     started = time.perf_counter()
     items, scores = recommender.recommend(dataset.sequences, config.top_k, users=users, beams=config.beams,
@@ -824,4 +912,6 @@ def add_items(config: AddItemsConfig) -> AddedItems:
     meta["items_added"] = int(meta.get("items_added", 0)) + len(added)
     atomic_write_json(model_dir / META_FILE, meta)
     Recommender.load(model_dir)  # the grown artifact loads (vocabulary, trie, checksum)
+    if "new_items" not in meta:  # how the new items enter this model's rankings, chosen on validation
+        fit_new_items(model_dir, dataset_dir)
     return AddedItems(added, skipped, moved, model_dir)

@@ -121,10 +121,12 @@ class DecodingPolicy:
     ``[batch, M + 1]`` (column 0 = no item), e.g. ``TransitionPrior`` ("prior") or a trained SASRec
     ("sasrec"). The T5 beam search enters each scorer through the log mass of every SID prefix
     (``prefix_log_prior``), so the beam sees every scorer before it prunes; a catalogue ranker adds
-    ``log_scores`` to every item. The empty policy is the model alone.
+    ``log_scores`` to every item. ``new_items`` (a ``recommender.new_items.NewItemMixture``) mixes
+    the items added after training into the final ranking. The empty policy is the model alone.
     """
 
     scorers: tuple = ()
+    new_items: object | None = None
 
     def __post_init__(self):
         names = [scorer.name for scorer, _ in self.scorers]
@@ -135,7 +137,7 @@ class DecodingPolicy:
                 raise GenrecError(f"fusion weight of {scorer.name} must be > 0 (leave it out for 0), got {weight}")
 
     @classmethod
-    def from_weights(cls, weights: dict[str, float], scorers: dict) -> "DecodingPolicy":
+    def from_weights(cls, weights: dict[str, float], scorers: dict, new_items=None) -> "DecodingPolicy":
         """The policy with ``weights[name]`` for each named scorer in ``scorers``; weight 0 leaves it out."""
         unknown = sorted(set(weights) - set(scorers))
         if unknown:
@@ -143,7 +145,7 @@ class DecodingPolicy:
         for name, weight in weights.items():
             if not weight >= 0:
                 raise GenrecError(f"fusion weight of {name} must be >= 0 (0 = not fused), got {weight}")
-        return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0))
+        return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0), new_items)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -156,6 +158,14 @@ class DecodingPolicy:
             with np.errstate(divide="ignore"):
                 total = total + weight * np.log(scorer.probabilities(histories))
         return total
+
+    def finish(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
+               exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The final top ``top_k`` from a recommender's ranked ``items`` / ``scores``: mixed with the
+        new items when the policy has them, else the first ``top_k`` as they are."""
+        if self.new_items is None:
+            return items[:, :top_k], scores[:, :top_k]
+        return self.new_items.merge(histories, items, scores, top_k, exclude_seen)
 
     def prefix_log_prior(self, histories: list[list[int]], states: list[np.ndarray],
                          device: torch.device | str = "cpu") -> list[torch.Tensor] | None:

@@ -112,7 +112,7 @@ class Recommender:
                     user = None if users is None else [users[row]]
                     found = self._unseen(history, user, top_k, width, batch_size)
                     items[row, :len(found[0])], scores[row, :len(found[0])] = found
-        return items[:, :top_k], scores[:, :top_k]
+        return self.policy.finish(histories, items, scores, top_k, exclude_seen)
 
     def _unseen(self, history: list[int], user: list[int] | None, top_k: int, width: int,
                 batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +136,9 @@ class Recommender:
         self._check_items(dataset)
 
         def rank(histories, users_):
-            return recommend_items(self.model, self.builder, self.table, histories, beams, users=users_,
-                                   batch_size=batch_size, progress=progress, prior=self._prior())[0]
+            items, scores = recommend_items(self.model, self.builder, self.table, histories, beams, users=users_,
+                                            batch_size=batch_size, progress=progress, prior=self._prior())
+            return self.policy.finish(histories, items, scores, beams)[0]
 
         return ranked_metrics(rank, dataset, split, users, beams)
 

@@ -70,16 +70,18 @@ class SASRecRecommender:
                   beams: int | None = None, exclude_seen: bool = False, batch_size: int = 256,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``top_k`` item ids and scores (log p_sasrec + the policy's weighted log q), best
-        first; ``exclude_seen`` ranks only items not in the history. ``users``/``beams``: unused
-        (the signature of ``Recommender.recommend``)."""
+        first; ``exclude_seen`` ranks only items not in the history. ``beams``: candidates mixed
+        with new items (the policy's ``new_items``); ``users``: unused (the signature of
+        ``Recommender.recommend``)."""
         if top_k < 1:
             raise GenrecError("top_k must be at least 1")
         for history in histories:
             if not history or not all(1 <= int(item) <= self.num_items for item in history):
                 raise GenrecError(f"history {history[:5]}: needs item ids in 1..{self.num_items}")
-        k = min(top_k, self.num_items)
-        items_out = np.zeros((len(histories), top_k), dtype=np.int64)
-        scores_out = np.full((len(histories), top_k), -np.inf, dtype=np.float32)
+        width = max(top_k, beams or top_k) if self.policy.new_items is not None else top_k  # candidates to mix
+        k = min(width, self.num_items)
+        items_out = np.zeros((len(histories), width), dtype=np.int64)
+        scores_out = np.full((len(histories), width), -np.inf, dtype=np.float32)
         for start in range(0, len(histories), batch_size):
             batch = histories[start:start + batch_size]
             scores = self.log_probabilities(batch) + self.policy.log_scores(batch)
@@ -94,13 +96,14 @@ class SASRecRecommender:
             top[np.isinf(top_scores)] = 0
             items_out[start:start + len(batch), :k] = top
             scores_out[start:start + len(batch), :k] = top_scores
-        return items_out, scores_out
+        return self.policy.finish(histories, items_out, scores_out, top_k, exclude_seen)
 
     def evaluate(self, dataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
         """Leave-one-out metrics like ``Recommender.evaluate`` (full catalogue, top ``beams``)."""
         self._check_items(dataset)
-        return ranked_metrics(lambda histories, _users: self.recommend(histories, beams, batch_size=batch_size)[0],
+        return ranked_metrics(lambda histories, _users: self.recommend(histories, beams, beams=beams,
+                                                                       batch_size=batch_size)[0],
                               dataset, split, users, beams)
 
     def _check_items(self, dataset) -> None:

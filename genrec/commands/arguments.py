@@ -19,3 +19,14 @@ def whole_number(low: int, high: int | None = None, why: str = ""):
         return value
 
     return parse
+
+
+def share(text: str) -> float:
+    """An argparse ``type``: a fraction in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return value

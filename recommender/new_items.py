@@ -1,0 +1,172 @@
+"""New items in the ranking: the recommender's distribution mixed with a text-based one over the
+items added after it was trained.
+
+A model gives items it never saw in training almost no probability (their Semantic IDs were never
+generated; SASRec has no id vector for them), so on their own they are never recommended. A
+mixture brings them in without touching the scores of the others:
+
+    p(i | h) = (1 - share) p_rec(i | h) + share p_new(i | h)
+
+p_rec is the recommender's (fused) distribution, normalised over the candidates it decoded; p_new
+lives on the new items only: a softmax over their text scores for the history divided by a
+temperature. ``share`` is the part of the next picks expected to go to new items (by default their
+share of the catalogue). A new item enters a top-K only where its mixture probability beats a
+known item's.
+
+Text scores (``TextScorer``): ``content`` = cosine of the item's text embedding with a recency
+weighted mean of the history's (no training); ``sasrec`` = a trained SASRec's last hidden state dotted
+with the projection of the item's text embedding (the part of its item vector a new item has).
+Which one, and the temperature, are chosen on validation users (``fit_text_scorer``): the
+validation target ranked among a random sample of catalogue items standing in for new ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genrec.core.errors import GenrecError
+
+TEXT_SCORERS = ("content", "sasrec")
+TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """[M + 1, d] float32 unit rows for item ids 0..M (row 0 = zeros) from [M, d] embeddings."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors / np.maximum(norms, 1e-12)])
+
+
+@dataclass
+class TextScorer:
+    """Scores of items for histories from the items' text embeddings alone.
+
+    ``kind`` "content": cos(e_i, sum_k decay^k e_{h_-k} over the ``recent`` last items, normalised);
+    "sasrec": ``model``'s hidden state after the history . (text projection of e_i). ``vectors``:
+    unit text embeddings [M + 1, d] of the current catalogue (row 0 = no item)."""
+
+    kind: str
+    vectors: np.ndarray
+    model: object | None = None  # a SASRec (recommender.sasrec.SASRec) for kind "sasrec"
+    recent: int = 3
+    decay: float = 0.5
+
+    def __post_init__(self):
+        if self.kind not in TEXT_SCORERS:
+            raise GenrecError(f"new-item scorer must be one of {', '.join(TEXT_SCORERS)}, got {self.kind!r}")
+        if self.kind == "sasrec" and (self.model is None or self.model.text_projection is None):
+            raise GenrecError("the sasrec new-item scorer needs a SASRec trained with text (not --no-text)")
+
+    def queries(self, histories: list[list[int]]) -> np.ndarray:
+        """One vector per history [batch, d'], to be dotted with ``keys`` of items."""
+        if self.kind == "content":
+            out = np.zeros((len(histories), self.vectors.shape[1]), np.float32)
+            for row, history in enumerate(histories):
+                for k, item in enumerate(reversed(history[-self.recent:])):
+                    out[row] += self.decay**k * self.vectors[item]
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        from genrec.recommender.sequences import left_pad
+
+        model = self.model.eval()
+        with torch.no_grad():
+            inputs = torch.from_numpy(left_pad(histories, model.config.max_len))
+            return model(inputs)[:, -1].float().numpy()
+
+    def keys(self, items: np.ndarray) -> np.ndarray:
+        """Vectors of ``items`` [n, d'] that ``queries`` are dotted with."""
+        vectors = self.vectors[np.asarray(items)]
+        if self.kind == "content":
+            return vectors
+        with torch.no_grad():
+            return self.model.text_projection(torch.from_numpy(vectors)).float().numpy()
+
+    def scores(self, histories: list[list[int]], items: np.ndarray) -> np.ndarray:
+        """[batch, len(items)] text scores."""
+        return self.queries(histories) @ self.keys(items).T
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+@dataclass
+class NewItemMixture:
+    """The mixture above for a catalogue whose items ``first_new``..M were added after training."""
+
+    scorer: TextScorer
+    temperature: float
+    first_new: int
+    share: float
+
+    def __post_init__(self):
+        if not 0 < self.share < 1:
+            raise GenrecError(f"the new items' share must be between 0 and 1, got {self.share}")
+        if not self.temperature > 0:
+            raise GenrecError(f"new-item temperature must be > 0, got {self.temperature}")
+
+    @property
+    def new_items(self) -> np.ndarray:
+        return np.arange(self.first_new, len(self.scorer.vectors))
+
+    def merge(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
+              exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``top_k`` of the mixture from the recommender's ranked ``items`` / log-``scores``
+        (0 = empty slot, -inf score) and the best new items; scores are log mixture probabilities."""
+        new = self.new_items
+        if len(new) == 0:
+            return items[:, :top_k], scores[:, :top_k]
+        log_new = _log_softmax(self.scorer.scores(histories, new) / self.temperature)
+        out_items = np.zeros((len(histories), top_k), dtype=np.int64)
+        out_scores = np.full((len(histories), top_k), -np.inf, dtype=np.float32)
+        for row, history in enumerate(histories):
+            mass: dict[int, float] = {}
+            valid = items[row] > 0
+            if valid.any():
+                known = np.asarray(scores[row][valid], dtype=np.float64)
+                known = np.exp(known - known.max())
+                for item, p in zip(items[row][valid].tolist(), (known / known.sum()).tolist()):
+                    mass[item] = (1 - self.share) * p
+            candidates = np.argsort(-log_new[row], kind="stable")
+            if exclude_seen:
+                seen = set(history)
+                candidates = [c for c in candidates[: top_k + len(seen)] if int(new[c]) not in seen]
+            for c in candidates[:top_k]:
+                item = int(new[c])
+                mass[item] = mass.get(item, 0.0) + self.share * float(np.exp(log_new[row, c]))
+            ranked = sorted(mass.items(), key=lambda pair: (-pair[1], pair[0]))[:top_k]
+            out_items[row, :len(ranked)] = [item for item, _ in ranked]
+            out_scores[row, :len(ranked)] = np.log([p for _, p in ranked])
+        return out_items, out_scores
+
+
+def fit_text_scorer(scorers: dict[str, TextScorer], examples: list[tuple[list[int], int]], num_items: int,
+                    sample: int, seed: int = 0, temperatures: tuple[float, ...] = TEMPERATURES) -> dict:
+    """Choose the text scorer and temperature on validation ``examples`` (history, target): each
+    target is ranked among ``sample`` random other catalogue items standing in for new ones; the
+    scorer with the best NDCG@10 wins and its temperature is the one with the least mean negative
+    log-likelihood of the target (the mixture needs calibrated probabilities, not only an order).
+    Returns {"scorer", "temperature", "ndcg@10", "nll", "tried": {kind: {...}}}."""
+    if not examples:
+        raise GenrecError("no validation examples to fit the new-item scorer on")
+    rng = np.random.default_rng(seed)
+    sample = min(sample, num_items - 1)
+    histories = [h for h, _ in examples]
+    targets = np.asarray([t for _, t in examples])
+    others = np.stack([rng.choice(num_items, sample, replace=False) + 1 for _ in examples])
+    others = np.where(others == targets[:, None], (others % num_items) + 1, others)  # never the target
+    candidates = np.concatenate([targets[:, None], others], axis=1)  # column 0 = the target
+    tried = {}
+    for kind, scorer in scorers.items():
+        queries = scorer.queries(histories)
+        raw = np.einsum("bd,bkd->bk", queries, scorer.keys(candidates.reshape(-1)).reshape(*candidates.shape, -1))
+        rank = (raw[:, 1:] > raw[:, :1]).sum(1)
+        ndcg = float(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0).mean())
+        nll = {t: float(-_log_softmax(raw / t)[:, 0].mean()) for t in temperatures}
+        best = min(nll, key=nll.get)
+        tried[kind] = {"ndcg@10": ndcg, "temperature": best, "nll": nll[best]}
+    kind = max(tried, key=lambda k: tried[k]["ndcg@10"])
+    return {"scorer": kind, **tried[kind], "sample": sample, "users": len(examples), "tried": tried}

@@ -1,0 +1,113 @@
+"""Items added after training reach the rankings through a mixture with a text-based distribution
+over them (``recommender.new_items``): the mixture's numbers against a direct computation, the
+scorer choice on validation, and the pipeline after ``add-items``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from genrec import pipeline
+from genrec.core.errors import GenrecError
+from genrec.recommender.new_items import NewItemMixture, TextScorer, fit_text_scorer, unit_rows
+from genrec.recommender.sasrec import SASRec, SASRecConfig
+from genrec.recommender.sequences import left_pad
+from tests.test_add_items import trained  # noqa: F401  (module fixture: a tiny trained catalogue)
+
+
+def content_scorer(num_items=8, dim=5, seed=0) -> TextScorer:
+    vectors = np.random.default_rng(seed).normal(size=(num_items, dim))
+    return TextScorer("content", unit_rows(vectors))
+
+
+def test_content_query_is_the_decayed_mean_of_the_recent_history():
+    scorer = content_scorer()
+    history = [1, 2, 3, 4]
+    expected = scorer.vectors[4] + 0.5 * scorer.vectors[3] + 0.25 * scorer.vectors[2]
+    expected /= np.linalg.norm(expected)
+    assert np.allclose(scorer.queries([history])[0], expected, atol=1e-6)
+    assert np.allclose(scorer.scores([history], np.array([5, 6])), expected @ scorer.vectors[[5, 6]].T, atol=1e-6)
+
+
+def test_sasrec_text_scores_are_a_text_only_sasrec_logits():
+    """The "sasrec" scorer is what SASRec gives an item with no id vector: hidden . W e_item."""
+    torch.manual_seed(0)
+    vectors = np.random.default_rng(1).normal(size=(9, 6)).astype(np.float32)
+    model = SASRec(SASRecConfig(num_items=9, text_dim=6, use_ids=False, max_len=5, d_model=8, d_ff=16,
+                                dropout=0.0), text=vectors).eval()
+    scorer = TextScorer("sasrec", unit_rows(vectors), model)
+    histories = [[1, 2, 3], [4]]
+    items = np.array([2, 5, 9])
+    with torch.no_grad():
+        logits = model.scores(torch.from_numpy(left_pad(histories, 5))).numpy()
+    assert np.allclose(scorer.scores(histories, items), logits[:, items], atol=1e-5)
+    with pytest.raises(GenrecError, match="trained with text"):
+        TextScorer("sasrec", unit_rows(vectors), SASRec(SASRecConfig(num_items=9)))
+
+
+def test_mixture_matches_a_direct_computation():
+    scorer = content_scorer(num_items=8)
+    mixture = NewItemMixture(scorer, temperature=0.3, first_new=7, share=0.2)  # items 7, 8 are new
+    history = [1, 2]
+    items = np.array([[3, 4, 5, 0]])
+    scores = np.array([[-1.0, -2.0, -4.0, -np.inf]], dtype=np.float32)
+    got_items, got_scores = mixture.merge([history], items, scores, top_k=4)
+    known = np.exp([-1.0, -2.0, -4.0])
+    known /= known.sum()
+    text = scorer.scores([history], np.array([7, 8]))[0] / 0.3
+    new = np.exp(text - text.max())
+    new /= new.sum()
+    expected = {3: 0.8 * known[0], 4: 0.8 * known[1], 5: 0.8 * known[2], 7: 0.2 * new[0], 8: 0.2 * new[1]}
+    ranked = sorted(expected, key=lambda i: -expected[i])[:4]
+    assert got_items[0].tolist() == ranked
+    assert np.allclose(np.exp(got_scores[0]), [expected[i] for i in ranked], atol=1e-6)
+
+
+def test_mixture_leaves_the_ranking_alone_without_new_items_and_drops_seen_new_items():
+    scorer = content_scorer(num_items=8)
+    items = np.array([[3, 4, 5]])
+    scores = np.array([[-1.0, -2.0, -3.0]], dtype=np.float32)
+    none_new = NewItemMixture(scorer, temperature=0.3, first_new=9, share=0.5)
+    assert none_new.merge([[1]], items, scores, 2)[0].tolist() == [[3, 4]]
+    everything_new = NewItemMixture(scorer, temperature=0.3, first_new=7, share=0.99)
+    top = everything_new.merge([[1, 7]], items, scores, 3, exclude_seen=True)[0][0].tolist()
+    assert 7 not in top and top[0] == 8
+    with pytest.raises(GenrecError, match="share"):
+        NewItemMixture(scorer, temperature=0.3, first_new=7, share=1.0)
+
+
+def test_fit_picks_the_informative_scorer_and_the_likeliest_temperature():
+    rng = np.random.default_rng(0)
+    half = rng.normal(size=(30, 8))
+    vectors = unit_rows(np.vstack([half, half]))  # item i + 30 has item i's text
+    examples = [([i], i + 30) for i in range(1, 31)]  # ... and is what follows it
+    noise = TextScorer("content", unit_rows(rng.normal(size=(60, 8))))
+    informative = TextScorer("content", vectors)
+    result = fit_text_scorer({"content": informative, "sasrec": noise}, examples, 60, sample=20,
+                             temperatures=(0.05, 0.5, 5.0))
+    assert result["scorer"] == "content" and result["ndcg@10"] == 1.0
+    assert result["tried"]["content"]["ndcg@10"] > result["tried"]["sasrec"]["ndcg@10"]
+    assert result["temperature"] == 0.05  # the target always scores 1, every other item less: sharpest wins
+
+
+def add_new_items(root, data, texts, name: str) -> list[int]:
+    items = root / f"{name}.jsonl"
+    rows = [{"id": f"{name}-{k}", "title": f"new {k}", "text": f"Title: {name} product number {k}"} for k in range(4)]
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return pipeline.add_items(pipeline.AddItemsConfig(items, dataset=data, progress=False)).item_ids
+
+
+def test_added_items_reach_recommendations_only_through_the_mixture(trained):  # noqa: F811
+    root, data, texts = trained
+    added = add_new_items(root, data, texts, "mix")
+    meta = json.loads((data / "recommender" / "genrec.json").read_text())
+    assert meta["new_items"]["scorer"] == "content"  # chosen on validation when the items came in
+    history = [[1, 2, 3]]
+    mixed, _ = pipeline.load_trained(data, None, new_item_share=0.9)
+    assert set(mixed.recommend(history, top_k=5)[0][0].tolist()) & set(added)
+    plain, _ = pipeline.load_trained(data, None, new_item_share=0)
+    assert plain.policy.new_items is None
+    assert mixed.evaluate(pipeline.load_trained(data, None)[1], "test", beams=30)["invalid_rate"] == 0.0
+    with pytest.raises(GenrecError, match="share"):
+        pipeline.load_trained(data, None, new_item_share=1.5)
