@@ -9,13 +9,16 @@ how the recommender treats them, per tokenizer method.
    dropped) and the remaining items renumbered in their original order; its embeddings are the
    original rows of the warm items, so neither the tokenizer nor the recommender sees a cold item.
 2. Per method: train the tokenizer and the recommender on the warm dataset (the config's
-   recipe), then `add-items` the cold items (their original texts, embedded with the tokenizer's
-   encoder, SIDs from the trained tokenizer).
+   recipe; with a "sasrec" section also a SASRec, once, beside the first T5 model, then the fusion
+   weights on validation as `genrec train-recommender` chooses them), then `add-items` the cold
+   items (their original texts, embedded with the tokenizer's encoder, SIDs from the trained
+   tokenizer), which also chooses the new-item text scorer on validation (recommender.new_items).
 3. Test on the ORIGINAL leave-one-out cases of every warm-dataset user (history = their whole
-   original sequence but the last item, cold items included under their new ids): Recall@10 and
-   NDCG@10 split by whether the target is cold or warm, the share of all top-10 slots that go to
-   cold items (against their share of the catalogue), and how many cold items appear in anyone's
-   top 10.
+   original sequence but the last item, cold items included under their new ids), decoding with
+   no new-item handling and with each text scorer mixed in (its share chosen on the original
+   validation cases, the second-to-last items): Recall@10 and NDCG@10 split by whether
+   the target is cold or warm, the share of all top-10 slots that go to cold items (against their
+   share of the catalogue), and how many cold items appear in anyone's top 10.
 
 Every stage is cached in WORK (a rerun skips finished runs; training resumes). The report goes to
 WORK unless ``--out`` is given.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -83,33 +87,104 @@ def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
                                         "text": data.item_text(i)}) + "\n" for i in cold))
 
 
-def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str], k: int = 10,
-          beams: int = 30) -> dict:
-    """Original leave-one-out test cases, mapped to the grown catalogue's ids."""
-    from genrec import pipeline
-    from genrec.data_prep.dataset import load_processed_dataset
+SHARES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # the new items' part of the mixture, chosen on validation
+
+
+def original_cases(original, grown, users: list[int], cold_raw: set[str], split: str):
+    """(histories, targets, cold target?) of the original leave-one-out ``split`` ("valid": the
+    second-to-last item, "test": the last) of ``users``, in the grown catalogue's ids."""
+    end = {"valid": 2, "test": 1}[split]
+    histories, targets, cold = [], [], []
+    for user in users:
+        sequence = original.history(user)
+        mapped = [grown.item_id_for(original.item_raw_id(i)) for i in sequence]
+        histories.append(mapped[:-end])
+        targets.append(mapped[-end])
+        cold.append(original.item_raw_id(sequence[-end]) in cold_raw)
+    return histories, np.asarray(targets), np.asarray(cold)
+
+
+def metrics_of(items: np.ndarray, targets: np.ndarray, cold_target: np.ndarray, cold_ids: np.ndarray,
+               k: int = 10) -> dict:
     from genrec.eval.ranking_metrics import ranking_metrics
 
-    original = load_processed_dataset(source)
-    recommender, grown = pipeline.load_trained(run_data, run_model)
-    histories, targets, cold_target = [], [], []
-    for user in users:
-        sequence = [grown.item_id_for(original.item_raw_id(i)) for i in original.history(user)]
-        histories.append(sequence[:-1])
-        targets.append(sequence[-1])
-        cold_target.append(original.item_raw_id(original.history(user)[-1]) in cold_raw)
-    items, _ = recommender.recommend(histories, top_k=beams, beams=beams)
-    targets, cold_target = np.asarray(targets), np.asarray(cold_target)
-    cold_ids = np.asarray([grown.item_id_for(raw) for raw in cold_raw])
     top = items[:, :k]
-    result = {"users": len(users), "cold_targets": int(cold_target.sum()),
-              "cold_share_of_catalogue": len(cold_ids) / grown.num_items,
-              "cold_share_of_top10_slots": float(np.isin(top, cold_ids).mean()),
-              "cold_items_in_some_top10": int(np.isin(cold_ids, top).sum()), "cold_items": len(cold_ids)}
-    for name, mask in (("cold", cold_target), ("warm", ~cold_target), ("all", np.ones_like(cold_target))):
-        metrics = ranking_metrics(items[mask], targets[mask], (10,)) if mask.any() else {}
-        result[name] = {key: metrics.get(key) for key in ("recall@10", "ndcg@10")}
+    result = {"cold_share_of_top10_slots": float(np.isin(top, cold_ids).mean()),
+              "cold_items_in_some_top10": int(np.isin(cold_ids, top).sum())}
+    for part, mask in (("cold", cold_target), ("warm", ~cold_target), ("all", np.ones_like(cold_target))):
+        metrics = ranking_metrics(items[mask], targets[mask], (k,)) if mask.any() else {}
+        result[part] = {key: metrics.get(key) for key in (f"recall@{k}", f"ndcg@{k}")}
     return result
+
+
+def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str],
+          beams: int = 30) -> dict:
+    """Per new-item variant, test metrics on the original leave-one-out cases: the model's fused
+    decoding as it is ("none"), and mixed with each text scorer at the share that does best on the
+    original validation cases (all targets, NDCG@10); "chosen" = the scorer chosen on validation
+    when add-items grew the model, at its share. The beam is decoded once per split; each mixture
+    re-ranks its candidates (what ``Recommender.recommend`` does with a policy's ``new_items``)."""
+    from genrec import pipeline
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.new_items import NewItemMixture
+
+    original = load_processed_dataset(source)
+    recommender, grown = pipeline.load_trained(run_data, run_model, new_item_share=0)
+    settings = recommender.meta["new_items"]
+    first_new = pipeline.trained_items(recommender) + 1
+    cold_ids = np.asarray(sorted(grown.item_id_for(raw) for raw in cold_raw))
+    decoded = {}
+    for split in ("valid", "test"):
+        histories, targets, cold = original_cases(original, grown, users, cold_raw, split)
+        items, scores = recommender.recommend(histories, top_k=beams, beams=beams)
+        decoded[split] = (histories, targets, cold, items, scores)
+    out = {"users": len(users), "cold_targets": int(decoded["test"][2].sum()), "cold_items": len(cold_ids),
+           "cold_share_of_catalogue": len(cold_ids) / grown.num_items, "new_items": settings,
+           "variants": {"none": metrics_of(decoded["test"][3], decoded["test"][1], decoded["test"][2], cold_ids)}}
+    for kind, scorer in pipeline.new_item_scorers(run_model, recommender, grown).items():
+        def evaluate(split, share):
+            histories, targets, cold, items, scores = decoded[split]
+            mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share)
+            return metrics_of(mixture.merge(histories, items, scores, beams)[0], targets, cold, cold_ids)
+
+        on_valid = {share: evaluate("valid", share) for share in SHARES}
+        share = max(SHARES, key=lambda s: on_valid[s]["all"]["ndcg@10"])
+        out["variants"][kind] = {"share": share, **evaluate("test", share),
+                                 "validation": {str(s): m["all"] for s, m in on_valid.items()}}
+    out["variants"]["chosen"] = dict(out["variants"][settings["scorer"]])
+    return out
+
+
+def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
+    """The tokenizer and T5 model of ``method`` on the run's warm catalogue and, with a "sasrec"
+    section, a SASRec on it trained beside the first T5 (one core each; copied into every run's
+    folder as DATASET/sasrec); then the fusion weights on validation users."""
+    from bench.time_to_quality import SideBySide, train_side_by_side
+    from genrec import pipeline
+
+    options = {**config.get("tokenizer", {}), "method": method, **config.get("method_options", {}).get(method, {})}
+    if not (data / "tokenizer" / "model.safetensors").is_file():
+        pipeline.train_tokenizer(pipeline.tokenizer_config_from(options, dataset=str(data), progress=False))
+    sasrec = config.get("sasrec")
+    trained_sasrec = work / "sasrec"
+    recommender = pipeline.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
+                                                     model=dict(config.get("model", {})), progress=False,
+                                                     fusion_grids={"prior": (0.0,)})  # chosen below
+    if sasrec is not None and not (trained_sasrec / "genrec.json").is_file():
+        settings = work / "sasrec-options.json"
+        settings.write_text(json.dumps({"train": sasrec.get("train", {}), "model": sasrec.get("model", {})}))
+        command = [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", str(work / "warm"),
+                   "--out", str(trained_sasrec), "--config", str(settings), "--fusion-weights", "prior=0",
+                   "--no-progress"]
+        train_side_by_side(SideBySide(recommender, command, str(work / "train_sasrec.log")))
+    trained = pipeline.train_recommender(recommender)
+    if sasrec is not None and not (data / "sasrec" / "genrec.json").is_file():
+        shutil.copytree(trained_sasrec, data / ".sasrec.tmp", dirs_exist_ok=True)
+        (data / ".sasrec.tmp").rename(data / "sasrec")
+    if "fusion" not in json.loads((data / "recommender" / "genrec.json").read_text()):
+        pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
+                               recommender.train.get("seed", 0))
+    return {"tokenizer_options": options, "best_step": trained.state.get("best_step")}
 
 
 def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], users: list[int]) -> dict:
@@ -123,13 +198,10 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
     if not (data / "stats.json").is_file():
         shutil.copytree(work / "warm", data)  # each method grows its own copy of the catalogue
     started = time.perf_counter()
-    options = {**config.get("tokenizer", {}), **config.get("method_options", {}).get(method, {})}
-    if not (data / "tokenizer" / "model.safetensors").is_file():
-        pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method=method, options=options, progress=False))
-    trained = pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
-        data, train=config.get("train", {}), model=config.get("model", {}), progress=False))
+    trained = train_models(config, work, data, method)
     added = pipeline.add_items(pipeline.AddItemsConfig(work / "cold_items.jsonl", dataset=data, progress=False))
-    result = {"method": method, "tokenizer_options": options, "best_step": trained.state.get("best_step"),
+    fusion = json.loads((data / "recommender" / "genrec.json").read_text()).get("fusion") or {}
+    result = {"method": method, **trained, "fusion": fusion.get("weights"),
               "added": len(added.item_ids) or None, "moved_to_free_code": added.moved,
               **score(Path(args.dataset), data / "recommender", data, users, cold_raw),
               "seconds": round(time.perf_counter() - started, 1)}
@@ -142,19 +214,38 @@ def render(report: dict) -> str:
     def f(value):
         return "n/a" if value is None else f"{value:.4f}"
 
-    rows = [[r["method"], f(r["cold"]["recall@10"]), f(r["cold"]["ndcg@10"]), f(r["warm"]["recall@10"]),
-             f(r["warm"]["ndcg@10"]), f"{r['cold_share_of_top10_slots']:.4f}",
-             f"{r['cold_items_in_some_top10']}/{r['cold_items']}", r["moved_to_free_code"]] for r in report["runs"]]
+    rows = []
+    for r in report["runs"]:
+        none = r["variants"]["none"]["warm"]["recall@10"]
+        for name, v in r["variants"].items():
+            change = (v["warm"]["recall@10"] - none) / none if none else None
+            label = name + (f" ({r['new_items']['scorer']})" if name == "chosen" else "")
+            rows.append([r["method"], label, "-" if "share" not in v else f"{v['share']:g}",
+                         f(v["cold"]["recall@10"]), f(v["cold"]["ndcg@10"]), f(v["warm"]["recall@10"]),
+                         f(v["warm"]["ndcg@10"]), "n/a" if change is None else f"{change:+.1%}",
+                         f(v["all"]["recall@10"]), f(v["all"]["ndcg@10"]), f"{v['cold_share_of_top10_slots']:.4f}",
+                         f"{v['cold_items_in_some_top10']}/{r['cold_items']}"])
     first = report["runs"][0] if report["runs"] else {}
+    chosen = [f"{r['method']}: {r['new_items']['scorer']} (temperature {r['new_items']['temperature']}, "
+              f"validation NDCG@10 among {r['new_items']['sample']} stand-ins: " +
+              ", ".join(f"{k} {v['ndcg@10']:.4f}" for k, v in r["new_items"]["tried"].items()) + ")"
+              for r in report["runs"]]
     return "\n".join([
         f"# Cold-start items on {report['dataset_name']}", "",
         f"Command: `{report['command']}`", "", f"Hardware: {report['hardware']}", "",
         f"{report['cold_items']} of {report['num_items']} items held out ({report['cold_fraction']:.0%}, seed "
         f"{report['seed']}); {first.get('users', 0):,} test users, {first.get('cold_targets', 0):,} of them with a cold "
-        f"target; cold items are {first.get('cold_share_of_catalogue', 0):.1%} of the grown catalogue. "
-        "Recipe: " + json.dumps({k: report["config"].get(k) for k in ("model", "train")}), "",
-        *markdown_table(["method", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10", "cold share of top-10",
-                         "cold items ever in a top-10", "moved to a free code"], rows), ""])
+        f"target; cold items are {first.get('cold_share_of_catalogue', 0):.1%} of the grown catalogue. Config: "
+        + json.dumps(report["config"]), "",
+        "Variants: `none` = the trained model's fused decoding as it is; `content` / `sasrec` = mixed with that "
+        "text scorer over the added items (recommender.new_items: temperature chosen on validation users of the "
+        "warm catalogue, share = the best of " + ", ".join(map(str, SHARES)) + " by all-target NDCG@10 on the "
+        "original validation cases); `chosen` = the scorer add-items chose on validation. Test is read once per "
+        "row. Warm change: warm Recall@10 against `none`.", "",
+        *markdown_table(["tokenizer", "new items", "share", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
+                         "warm change", "all R@10", "all NDCG@10", "cold share of top-10",
+                         "cold items ever in a top-10"], rows), "",
+        "Chosen on validation: " + "; ".join(chosen), ""])
 
 
 def main_run(args, command: str) -> int:
@@ -198,7 +289,8 @@ def main_run(args, command: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = script_parser("bench.cold_start", __doc__)
     parser.add_argument("--dataset", required=True, help="prepared dataset with item embeddings computed")
-    parser.add_argument("--config", help="JSON with tokenizer / method_options / train / model options")
+    parser.add_argument("--config", help="JSON with tokenizer / method_options / train / model options, and an "
+                                         "optional sasrec section ({\"train\": ..., \"model\": ...})")
     parser.add_argument("--work", required=True, help="scratch folder (runs are cached here)")
     parser.add_argument("--methods", default="r3vae,rqvae,rkmeans,vqvae,opq")
     parser.add_argument("--cold-fraction", type=float, default=0.1)

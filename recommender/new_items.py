@@ -30,7 +30,7 @@ import torch
 from genrec.core.errors import GenrecError
 
 TEXT_SCORERS = ("content", "sasrec")
-TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+TEMPERATURES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
