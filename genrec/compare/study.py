@@ -1,0 +1,47 @@
+"""The whole study: embeddings once, every run (``runs``), then the report (``report``) in OUT:
+compare.json (config, summary, every run), compare.md and the plots."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from genrec import pipeline
+from genrec.compare import report
+from genrec.compare.config import REFERENCE, StudyConfig
+from genrec.compare.runs import check_options, plan, run_all
+from genrec.core.io import atomic_write_json, atomic_write_text
+
+PLOTS = ("recall_by_variant.png", "sid_metrics_vs_recall.png", "validation_curves.png", "codebook_usage.png")
+
+
+def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, hardware: str) -> dict:
+    check_options(config)
+    # Embeddings once, here, so parallel runs never encode at the same time, and every run reads the
+    # same encoder's cache.
+    encoder = pipeline.embed(pipeline.EmbedConfig(dataset, encoder=config.encoder, progress=False)).encoder
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan(config, dataset, out, encoder)
+    results = run_all(runs, config.jobs)
+    summary = report.summarize(results)
+    reference = next((r for r in runs if r.variant.method == REFERENCE and not r.variant.options), None)
+    if reference is not None:
+        summary["reference_projection"] = {
+            "run": reference.folder.name,
+            **report.reference_projection(reference.folder / "tokenizer", dataset, out)}
+    header = (f"# Tokenizer study on {dataset.name}\n\nCommand: `{command_line}`\n\nHardware: {hardware}\n\n"
+              f"Runs: {len(results)} ({len(results) // config.seeds} variants x {config.seeds} seeds); recipe "
+              f"`{config.recipe}` with train {config.train or '{}'}, model {config.model or '{}'}; embeddings {encoder}. "
+              f"Plots: {', '.join(PLOTS)}.")
+    full = {"command": command_line, "hardware": hardware, "config": dataclasses.asdict(config), "encoder": encoder,
+            **summary, "runs": results}
+    atomic_write_json(out / "compare.json", full)
+    atomic_write_text(out / "compare.md", report.render_markdown(summary, header))
+    report.plot_recall(results, out / PLOTS[0])
+    report.plot_metric_scatter(results, out / PLOTS[1])
+    report.plot_validation_curves(results, out / PLOTS[2])
+    first_runs = {}
+    for run in runs:
+        first_runs.setdefault(run.variant.name, run.folder)
+    report.plot_usage_curves(results, first_runs, out / PLOTS[3])
+    return full
