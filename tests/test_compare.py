@@ -130,6 +130,7 @@ def test_a_killed_run_resumes_its_recommender_from_the_checkpoint(tmp_path, monk
 def test_two_jobs_are_two_processes_with_one_thread_each(tmp_path, monkeypatch):
     dataset = tiny_dataset(tmp_path)
     monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the children get 1 whatever the parent has
     config = small_config(tmp_path, seeds=2)
     assert main(["compare", "--dataset", str(dataset), "--config", str(config), "--out", str(tmp_path / "s"),
                  "--jobs", "2"]) == 0
@@ -137,6 +138,7 @@ def test_two_jobs_are_two_processes_with_one_thread_each(tmp_path, monkeypatch):
     pids = {r["process"]["pid"] for r in found}
     assert len(pids) == 2 and os.getpid() not in pids
     assert all(r["process"]["omp_num_threads"] == "1" and r["process"]["torch_threads"] == 1 for r in found)
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # the parent's own setting is back
 
 
 def fake_run(variant: str, seed: int, recall: float, sc: float) -> dict:

@@ -6,6 +6,7 @@ Imports no torch: ``genrec compare --help`` lists these fields from here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -42,7 +43,7 @@ ABLATIONS = {
 def _opt(default, help: str):
     """A config field with its help line (shown by ``genrec compare --help``)."""
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 

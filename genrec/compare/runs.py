@@ -169,9 +169,21 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _one_thread() -> None:
-    """Worker initializer: one thread per process before torch is imported (one job per core)."""
-    os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+@contextlib.contextmanager
+def _one_thread_children():
+    """Processes started inside the block inherit OMP_NUM_THREADS=1 (numpy and torch read it at
+    import, before any code of ours runs there): one job per core."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _status(index: int, total: int, run: Run, result: dict | None, started: float) -> str:
@@ -202,20 +214,21 @@ def run_all(runs: list[Run], jobs: int) -> list[dict]:
             print(_status(count, len(todo), runs[index], results[index], started), flush=True)
     elif todo:
         import multiprocessing
-        from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
-            futures = {}
-            for count, index in enumerate(todo, start=1):
-                futures[pool.submit(run_one, _with_threads(runs[index], 1))] = (count, index)
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    count, index = futures[future]
-                    results[index] = future.result()  # a failed run raises here; the pool cancels the rest
-                    print(_status(count, len(todo), runs[index], results[index], started), flush=True)
+        # A fresh process per run (maxtasksperchild=1), started with one thread; leaving the block (a
+        # failed run, Ctrl-C) terminates the other workers: their runs resume on the next call.
+        context = multiprocessing.get_context("spawn")
+        with _one_thread_children(), context.Pool(jobs, maxtasksperchild=1) as pool:
+            tasks = [(index, _with_threads(runs[index], 1)) for index in todo]
+            for count, (index, result) in enumerate(pool.imap_unordered(_run_indexed, tasks), start=1):
+                results[index] = result
+                print(_status(count, len(todo), runs[index], result, started), flush=True)
     return [results[index] for index in range(len(runs))]
+
+
+def _run_indexed(task: tuple[int, Run]) -> tuple[int, dict]:
+    index, run = task
+    return index, run_one(run)
 
 
 def _with_threads(run: Run, threads: int) -> Run:
