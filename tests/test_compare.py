@@ -44,7 +44,7 @@ def study(tmp_path_factory):
 
 def test_one_row_per_variant_and_seed_with_both_decodings(study):
     _, out, _ = study
-    report_json = json.loads((out / "compare.json").read_text())
+    report_json = json.loads((out / "compare.json").read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN
     rows = [(r["variant"], r["seed"]) for r in report_json["runs"]]
     assert sorted(rows) == sorted((v, s) for v in VARIANTS for s in (0, 1))
     assert set(report_json["variants"]) == VARIANTS

@@ -13,9 +13,10 @@ thread (``OMP_NUM_THREADS=1``): one job per core.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from genrec import pipeline
@@ -30,7 +31,7 @@ SID_KEYS = ("semantic_cohesion", "preference_discrimination", "collision_rate", 
             "largest_bucket", "reconstruction_mse", "training_seconds")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Run:
     """What a worker process needs for one run (picklable)."""
 
@@ -93,8 +94,6 @@ def validation_curve(recommender_dir: Path) -> list[dict]:
     path = recommender_dir / TRAIN_LOG
     if not path.is_file():
         return []
-    import json
-
     curve = []
     for line in path.read_text().splitlines():
         entry = json.loads(line) if line.strip() else {}
@@ -232,9 +231,7 @@ def _run_indexed(task: tuple[int, Run]) -> tuple[int, dict]:
 
 
 def _with_threads(run: Run, threads: int) -> Run:
-    from dataclasses import replace
-
-    return replace(run, threads=threads)
+    return dataclasses.replace(run, threads=threads)
 
 
 def plan(config: StudyConfig, dataset: Path, out: Path, encoder: str) -> list[Run]:

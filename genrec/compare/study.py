@@ -4,6 +4,7 @@ compare.json (config, summary, every run), compare.md and the plots."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from genrec import pipeline
@@ -35,7 +36,7 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
               f"Plots: {', '.join(PLOTS)}.")
     full = {"command": command_line, "hardware": hardware, "config": dataclasses.asdict(config), "encoder": encoder,
             **summary, "runs": results}
-    atomic_write_json(out / "compare.json", full)
+    atomic_write_json(out / "compare.json", _nan_as_null(full))
     atomic_write_text(out / "compare.md", report.render_markdown(summary, header))
     report.plot_recall(results, out / PLOTS[0])
     report.plot_metric_scatter(results, out / PLOTS[1])
@@ -45,3 +46,14 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
         first_runs.setdefault(run.variant.name, run.folder)
     report.plot_usage_curves(results, first_runs, out / PLOTS[3])
     return full
+
+
+def _nan_as_null(value):
+    """NaN (an undefined correlation or interval) as JSON null: valid JSON for any reader."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _nan_as_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_as_null(item) for item in value]
+    return value
