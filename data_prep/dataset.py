@@ -79,6 +79,42 @@ class ProcessedDataset:
         """The item ``item`` names under the id rule of ``lookup_id`` (docs/serving.md)."""
         return lookup_id(self, "item", item)
 
+    def catalogue(self, num_items: int | None = None) -> dict:
+        """The catalogue version of items 1..``num_items`` (default all): {"num_items", "fingerprint"}.
+        Items are only ever appended, so a version is its item count, and the fingerprint (a hash of
+        the raw ids in order) tells this dataset's version from another dataset's."""
+        count = self.num_items if num_items is None else num_items
+        return {"num_items": count, "fingerprint": catalogue_fingerprint(self.item_raw_ids[:count])}
+
+    def first_items(self, num_items: int) -> "ProcessedDataset":
+        """This dataset as catalogue version ``num_items``: items added after it are left out (a model
+        that knows that version works on it and ignores newer items)."""
+        if num_items >= self.num_items:
+            return self
+        return ProcessedDataset(self.path, self.sequences, self.user_raw_ids, self.item_raw_ids[:num_items],
+                                self.item_titles[:num_items], self.item_texts[:num_items], self.stats)
+
+
+def catalogue_fingerprint(raw_ids: list[str]) -> str:
+    """sha256 of the raw item ids in id order."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(list(raw_ids), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def known_catalogue(dataset: ProcessedDataset, recorded: dict | None, num_items: int, who) -> ProcessedDataset:
+    """The catalogue version of ``dataset`` that a model (``who``) knowing ``num_items`` items, with
+    ``recorded`` = its genrec.json "catalogue" (None for a model from before fingerprints), works on.
+    A dataset that is not the model's (fewer items, or other ids first) is a one-line GenrecError."""
+    if dataset.num_items < num_items:
+        raise GenrecError(f"{dataset.path} has {dataset.num_items} items; {who} knows {num_items}: it is not the "
+                          "dataset this model was trained on (pass that one with --dataset)")
+    if recorded and recorded.get("fingerprint") != dataset.catalogue(num_items)["fingerprint"]:
+        raise GenrecError(f"{dataset.path} is not the dataset {who} was trained on (its first {num_items} item ids "
+                          "differ from the ones the model recorded); pass that one with --dataset")
+    return dataset.first_items(num_items)
+
 
 def lookup_id(dataset: ProcessedDataset, kind: str, value: str | int) -> int:
     """The 1-based user or item (``kind``) that ``value`` names; one rule for users and items, CLI and API.

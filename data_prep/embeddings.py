@@ -125,13 +125,10 @@ def _cache_dir(dataset_dir: Path, encoder: str) -> Path:
 
 def _cached(dataset_dir: Path, encoder: str, checksum: str) -> ItemEmbeddings | None:
     """The cached vectors for ``encoder`` if they were computed from exactly these item texts."""
-    folder = _cache_dir(dataset_dir, encoder)
-    if not (folder / META_FILE).is_file() or not (folder / EMBEDDINGS_FILE).is_file():
+    found = _cached_meta(dataset_dir, encoder)
+    if found is None or found[1].get("texts_sha256") != checksum:
         return None
-    meta = read_json(folder / META_FILE)
-    if meta.get("texts_sha256") != checksum:
-        return None
-    return ItemEmbeddings(np.load(folder / EMBEDDINGS_FILE), meta["encoder"], folder)
+    return ItemEmbeddings(np.load(found[0] / EMBEDDINGS_FILE), found[1]["encoder"], found[0])
 
 
 def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, batch_size: int = 64,
@@ -175,8 +172,7 @@ def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, bat
     meta = {"encoder": used, "requested": requested, "dim": int(vectors.shape[1]), "num_items": int(vectors.shape[0]),
             "texts_sha256": checksum, "normalized_by_model": _normalizes(model)}
     with atomic_directory(folder) as tmp:  # vectors and meta appear together or not at all
-        np.save(tmp / EMBEDDINGS_FILE, vectors)
-        atomic_write_json(tmp / META_FILE, meta)
+        write_embedding_cache(tmp, vectors, meta)
     return ItemEmbeddings(vectors, used, folder)
 
 
@@ -185,35 +181,59 @@ def _normalizes(model) -> bool:
     return any(type(module).__name__ == "Normalize" for module in model)
 
 
+def extended_item_embeddings(dataset_dir, texts: list[str], encoder: str, batch_size: int = 64,
+                              device: str | None = None, show_progress: bool = True) -> tuple[np.ndarray, dict]:
+    """(vectors, cache meta) of the items with ``texts`` (the dataset's items, then items being
+    added): the cached rows of the dataset's items are kept and only the other texts are encoded,
+    with ``encoder`` exactly (the one a tokenizer or model was trained on: a substitute would put new
+    items in another space). Nothing is written (``write_embedding_cache`` does)."""
+    dataset_dir = Path(dataset_dir)
+    checksum = texts_checksum(texts)
+    cached = _cached_meta(dataset_dir, encoder)
+    old, meta = np.zeros((0, 0), dtype=np.float32), {"encoder": encoder, "requested": encoder}
+    if cached is not None:
+        count = int(cached[1].get("num_items", -1))
+        if 0 < count <= len(texts) and cached[1].get("texts_sha256") == texts_checksum(texts[:count]):
+            old, meta = np.load(cached[0] / EMBEDDINGS_FILE), cached[1]
+    if len(old) < len(texts):
+        model = load_encoder(encoder, device)
+        _log(f"embeddings: encoding {len(texts) - len(old):,} new item texts with {encoder}")
+        new = model.encode(texts[len(old):], batch_size=batch_size, show_progress_bar=show_progress,
+                           convert_to_numpy=True).astype(np.float32)
+        old = np.concatenate([old, new]) if len(old) else new
+    meta = {**meta, "dim": int(old.shape[1]), "num_items": int(old.shape[0]), "texts_sha256": checksum}
+    return old, meta
+
+
+def _cached_meta(dataset_dir: Path, encoder: str) -> tuple[Path, dict] | None:
+    folder = _cache_dir(dataset_dir, encoder)
+    if (folder / META_FILE).is_file() and (folder / EMBEDDINGS_FILE).is_file():
+        return folder, read_json(folder / META_FILE)
+    return None
+
+
+def embedding_cache_dir(dataset_dir, encoder: str) -> Path:
+    """Where the embeddings of ``dataset_dir``'s items under ``encoder`` are cached."""
+    return _cache_dir(Path(dataset_dir), encoder)
+
+
+def write_embedding_cache(folder: Path, vectors: np.ndarray, meta: dict) -> None:
+    """The vectors and their meta.json into ``folder`` (which must exist)."""
+    np.save(folder / EMBEDDINGS_FILE, vectors)
+    atomic_write_json(folder / META_FILE, meta)
+
+
 def extend_item_embeddings(dataset_dir, encoder: str, batch_size: int = 64, device: str | None = None,
                            show_progress: bool = True) -> ItemEmbeddings:
-    """Embeddings of every item after items were appended to the dataset: the cached rows of the
-    old items are kept and only the new items' texts are encoded, with ``encoder`` exactly (the one
-    the tokenizer was trained on: a substitute would put new items in another space)."""
+    """``extended_item_embeddings`` of the dataset's own items, written to the cache."""
     from genrec.data_prep.dataset import load_processed_dataset
 
-    dataset_dir = Path(dataset_dir)
     texts = load_processed_dataset(dataset_dir).item_texts
-    checksum = texts_checksum(texts)
-    cached = _cached(dataset_dir, encoder, checksum)
+    cached = _cached(Path(dataset_dir), encoder, texts_checksum(texts))
     if cached is not None:
         return cached
-    folder = _cache_dir(dataset_dir, encoder)
-    old = None
-    if (folder / META_FILE).is_file() and (folder / EMBEDDINGS_FILE).is_file():
-        meta = read_json(folder / META_FILE)
-        count = int(meta.get("num_items", -1))
-        if 0 < count <= len(texts) and meta.get("texts_sha256") == texts_checksum(texts[:count]):
-            old = np.load(folder / EMBEDDINGS_FILE)
-    if old is None:  # no cache of the old items: encode everything
-        old, meta = np.zeros((0, 0), dtype=np.float32), {"encoder": encoder, "requested": encoder}
-    model = load_encoder(encoder, device)
-    _log(f"embeddings: encoding {len(texts) - len(old):,} new item texts with {encoder}")
-    new = model.encode(texts[len(old):], batch_size=batch_size, show_progress_bar=show_progress,
-                       convert_to_numpy=True).astype(np.float32)
-    vectors = np.concatenate([old, new]) if len(old) else new
-    meta = {**meta, "dim": int(vectors.shape[1]), "num_items": int(vectors.shape[0]), "texts_sha256": checksum}
+    vectors, meta = extended_item_embeddings(dataset_dir, texts, encoder, batch_size, device, show_progress)
+    folder = _cache_dir(Path(dataset_dir), encoder)
     with atomic_directory(folder) as tmp:
-        np.save(tmp / EMBEDDINGS_FILE, vectors)
-        atomic_write_json(tmp / META_FILE, meta)
+        write_embedding_cache(tmp, vectors, meta)
     return ItemEmbeddings(vectors, encoder, folder)

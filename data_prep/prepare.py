@@ -67,28 +67,39 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
     return stats
 
 
-def append_items(dataset_dir: Path, items: list[tuple[str, str, str]]) -> list[int]:
-    """Add catalogue items (raw id, title, text) after the existing ones: ids M+1..M+k, nothing
-    renumbered, no interactions. items.parquet and stats.json are each replaced atomically, items
-    first (a rerun after an interruption then finds the items present and only fixes the stats)."""
+def grown_items(dataset_dir: Path, items: list[tuple[str, str, str]]) -> tuple[bytes, dict]:
+    """The items.parquet bytes and stats.json of the dataset with catalogue items (raw id, title,
+    text) appended after the existing ones: ids M+1..M+k, nothing renumbered, no interactions.
+    Nothing is written (add-items stages and commits them, genrec.catalogue)."""
     import io
 
-    from genrec.core.io import atomic_write_bytes, read_json
+    from genrec.core.io import read_json
 
     dataset_dir = Path(dataset_dir)
     table = pq.read_table(dataset_dir / ITEMS_FILE)
-    first = table.num_rows + 1
-    new_ids = list(range(first, first + len(items)))
     if items:
-        columns = {"item_id": new_ids, "raw_id": [r for r, _, _ in items], "title": [t for _, t, _ in items],
-                   "text": [x for _, _, x in items]}
+        first = table.num_rows + 1
+        columns = {"item_id": list(range(first, first + len(items))), "raw_id": [r for r, _, _ in items],
+                   "title": [t for _, t, _ in items], "text": [x for _, _, x in items]}
         added = pa.table({name: pa.array(values, type=table.schema.field(name).type) for name, values in columns.items()})
         table = pa.concat_tables([table, added], promote_options="default")
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        atomic_write_bytes(dataset_dir / ITEMS_FILE, buffer.getvalue())
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
     stats = read_json(dataset_dir / STATS_FILE)
+    # From the stats' own count, so a stats.json left behind its items.parquet (a run killed between
+    # the two) is brought up to date by the next.
     stats["items_added"] = int(stats.get("items_added", 0)) + (table.num_rows - int(stats["num_items"]))
     stats["num_items"] = table.num_rows
+    return buffer.getvalue(), stats
+
+
+def append_items(dataset_dir: Path, items: list[tuple[str, str, str]]) -> list[int]:
+    """``grown_items`` written in place: items.parquet, then stats.json, each atomically."""
+    from genrec.core.io import atomic_write_bytes
+
+    dataset_dir = Path(dataset_dir)
+    first = pq.read_metadata(dataset_dir / ITEMS_FILE).num_rows + 1
+    data, stats = grown_items(dataset_dir, items)
+    atomic_write_bytes(dataset_dir / ITEMS_FILE, data)
     atomic_write_json(dataset_dir / STATS_FILE, stats)
-    return new_ids
+    return list(range(first, first + len(items)))

@@ -32,7 +32,8 @@ import numpy as np
 from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
-from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, resolve_dataset_dir
+from genrec.core.layout import (RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, portable_path, recorded_path,
+                                resolve_dataset_dir)
 from genrec.core.limits import MAX_HISTORY
 
 
@@ -182,7 +183,7 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
         raise GenrecError("collaborative_weight must be >= 0 and collaborative_dim >= 1")
     embeddings = embed(EmbedConfig(dataset, encoder=config.encoder, progress=config.progress))
     started = time.perf_counter()
-    vectors, extra, arrays = embeddings.vectors, {"dataset": str(dataset)}, {}
+    vectors, extra, arrays = embeddings.vectors, {"dataset": portable_path(dataset, out)}, {}
     if config.collaborative_weight > 0:
         from genrec.data_prep.collaborative import COLLABORATIVE_FILE, collaborative_vectors, tokenizer_vectors
         from genrec.data_prep.dataset import load_processed_dataset
@@ -404,10 +405,10 @@ def _sasrec_for(dataset_dir: Path, sasrec: str | Path | None, num_items: int) ->
             return None
         raise GenrecError(f"--sasrec {path}: not a trained SASRec model; run `genrec train-sasrec` first")
     trained_on = read_json(path / CONFIG_FILE)["num_items"]
-    if trained_on != num_items:
+    if trained_on < num_items:  # more: grown by add-items since, read as the model's version (_scorers)
         if sasrec is None:
             return None
-        raise GenrecError(f"SASRec {path} was trained on {trained_on} items; this model has {num_items}")
+        raise GenrecError(f"SASRec {path} knows {trained_on} items; this model has {num_items}")
     return path.resolve()
 
 
@@ -461,7 +462,8 @@ def _text_scorers(model_dir: Path, recommender, dataset) -> dict:
     encoder = recommender.meta.get("encoder")  # a SASRec's; a T5 model's tokenizer records its own
     if recommender.sids is not None:
         encoder = read_json(Path(model_dir) / TOKENIZER_COPY / "config.json").get("encoder")
-    vectors = unit_rows(embed(EmbedConfig(dataset.path, encoder=encoder, progress=False)).vectors)
+    # The dataset may know more items than the model (added since for other models): its version's rows.
+    vectors = unit_rows(embed(EmbedConfig(dataset.path, encoder=encoder, progress=False)).vectors[:dataset.num_items])
     if len(vectors) != dataset.num_items + 1:
         raise GenrecError(f"{dataset.path}: {dataset.num_items} items but {len(vectors) - 1} embeddings; rerun `genrec embed`")
     scorers = {"content": TextScorer("content", vectors)}
@@ -545,7 +547,11 @@ def _scorers(dataset, names: set[str], sasrec_path: Path | None, fit: str) -> di
         sequences = dataset.train_sequences() if fit == "train" else dataset.sequences
         scorers["prior"] = TransitionPrior.fit(sequences, dataset.num_items)
     if "sasrec" in names and sasrec_path is not None:
-        scorers["sasrec"] = SASRecRecommender.load(sasrec_path)
+        sasrec = SASRecRecommender.load(sasrec_path)
+        if sasrec.num_items < dataset.num_items:
+            raise GenrecError(f"the SASRec {sasrec_path} knows {sasrec.num_items} items, the model fusing it "
+                              f"{dataset.num_items}: rerun `genrec add-items` to grow it too")
+        scorers["sasrec"] = sasrec.with_items(dataset.num_items)  # grown since: read as the model's version
     return scorers
 
 
@@ -562,7 +568,7 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     count-based scorers read the training parts ("train": evaluation) or every interaction
     ("all": recommend and serve). Items added after training are mixed in with ``new_item_share``
     of the probability (None: their share of the catalogue; 0: not at all; ``_new_item_mixture``)."""
-    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.dataset import known_catalogue, load_processed_dataset
     from genrec.recommender.fusion import DecodingPolicy
     from genrec.recommender.recommender import Recommender
     from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
@@ -574,8 +580,10 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
         recommender = SASRecRecommender.load(model_dir)
     else:
         recommender = Recommender.load(model_dir, tokenizer=tokenizer)
-    data = load_processed_dataset(resolve_dataset_dir(_str(dataset) or recommender.meta.get("dataset")))
-    recommender._check_items(data)
+    recorded = recorded_path(recommender.meta.get("dataset"), model_dir)
+    data = load_processed_dataset(resolve_dataset_dir(_str(dataset) or _str(recorded)))
+    # The catalogue version the model knows: a dataset grown since by add-items is read as it was then.
+    data = known_catalogue(data, recommender.meta.get("catalogue"), recommender.num_items, model_dir)
     chosen = recommender.meta.get("fusion") or {}
     weights = dict(chosen.get("weights", {"prior": chosen["weight"]} if "weight" in chosen else {}))
     if fusion is not None:
@@ -802,116 +810,38 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
 class AddItemsConfig:
     items: str | Path  # CSV/TSV/JSONL/parquet: an id column, and a "text" column or the preset's fields
     dataset: str | Path | None = None
-    model: str | Path | None = None  # default DATASET/recommender
+    # the models to grow (one or a list; default DATASET/recommender); the SASRec each fuses and
+    # DATASET/sasrec are grown with them
+    model: str | Path | list[str | Path] | None = None
     id_column: str = "id"
     progress: bool = True
 
 
 @dataclass
 class AddedItems:
-    item_ids: list[int]  # ids of the items that got SIDs in this call (M+1, ...)
+    item_ids: list[int]  # ids of the items this call brought into the models (M+1, ...)
     skipped: list[str]  # raw ids already in the catalogue
     moved: int  # new items whose own bucket was full and took the nearest last-level code with room
-    model: Path
-
-
-def _new_item_text(row: dict, preset: str, id_column: str) -> tuple[str, str]:
-    """(title, text) of a new item: its "text" column verbatim, else the preset's composition."""
-    from genrec.data_prep import item_text
-
-    title = item_text.clean(row.get("title") or row.get("name") or "")
-    if row.get("text"):
-        return title, item_text.clean(row["text"])
-    if preset.startswith("amazon-"):
-        categories = row.get("categories")
-        if isinstance(categories, str):  # a CSV cell: "Beauty, Skin Care"
-            row = {**row, "categories": [[name.strip() for name in categories.split(",")]]}
-        return item_text.amazon_text(row)
-    return item_text.generic_text(row, id_column)
-
-
-def _sid_candidates(tokenizer, vectors) -> list[np.ndarray]:
-    """Each new item's codes, then the same prefix with every other last-level code, nearest first
-    (distance between the item and the decoded SID): the fall-backs when its bucket is full."""
-    codes = tokenizer.encode(vectors)
-    size = tokenizer.codebook_sizes[-1]
-    out = []
-    for row, x in zip(codes, vectors):
-        options = np.repeat(row[None, :], size, axis=0)
-        options[:, -1] = np.arange(size)
-        distance = ((tokenizer.decode(options) - x[None, :]) ** 2).sum(1)
-        order = [int(row[-1]), *[int(j) for j in np.argsort(distance, kind="stable") if j != row[-1]]]
-        out.append(options[order])
-    return out
+    model: Path  # the first model given
+    models: list[Path] = field(default_factory=list)  # every model now on the dataset's catalogue version
+    num_items: int = 0  # that version (the dataset's item count)
 
 
 def add_items(config: AddItemsConfig) -> AddedItems:
-    """New catalogue items join the dataset, the tokenizer's SID table and the trained recommender's
-    trie without retraining: embeddings from the tokenizer's own encoder, codes from the trained
-    tokenizer, fresh collision suffixes; every existing SID stays as it was. A rerun after an
-    interruption finishes the job (items already present are skipped)."""
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.data_prep.collaborative import artifact_input
-    from genrec.data_prep.embeddings import extend_item_embeddings
-    from genrec.data_prep.prepare import append_items
-    from genrec.data_prep.readers import read_table
-    from genrec.core.io import atomic_write_npy
-    from genrec.recommender.recommender import META_FILE, TOKENIZER_COPY, Recommender, bundle_semantic_ids
-    from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, load_semantic_ids
-    from genrec.tokenizer.base import WEIGHTS_FILE
-    from genrec.tokenizer.registry import load_tokenizer
-    from genrec.tokenizer.semantic_ids import extend_semantic_ids
+    """New catalogue items join the dataset, the tokenizer's SID table and the trained models
+    without retraining: embeddings from the tokenizer's own encoder, codes from the trained
+    tokenizer, fresh collision suffixes; every existing SID stays as it was. One staged, locked,
+    ordered commit (``genrec.catalogue``): a run killed or failing at any point leaves everything
+    loadable, and a rerun finishes the job (items already present are skipped)."""
+    from genrec.catalogue import change_catalogue
+    from genrec.recommender.recommender import META_FILE
 
     dataset_dir = resolve_dataset_dir(_str(config.dataset))
-    model_dir = _path(config.model) or dataset_dir / RECOMMENDER_DIR
-    if not (model_dir / META_FILE).is_file():
-        raise GenrecError(f"{model_dir}: not a trained recommender (no {META_FILE}); train one first or pass --model")
-    meta = read_json(model_dir / META_FILE)
-    tokenizer_dir = Path(meta.get("tokenizer") or dataset_dir / TOKENIZER_DIR)
-    if not (tokenizer_dir / WEIGHTS_FILE).is_file():
-        raise GenrecError(f"{tokenizer_dir}: the trained tokenizer (with {WEIGHTS_FILE}) that this recommender's "
-                          "SIDs came from is needed to give new items SIDs, and it is not there")
-    sids = load_semantic_ids(tokenizer_dir)
-    bundled = load_semantic_ids(model_dir / TOKENIZER_COPY)
-    if not np.array_equal(sids.codes[: bundled.num_items], bundled.codes):
-        raise GenrecError(f"{tokenizer_dir} is not the tokenizer {model_dir} was trained on (its SIDs differ)")
-
-    dataset = load_processed_dataset(dataset_dir)
-    known, seen_in_file, new, skipped = set(dataset.item_raw_ids), set(), [], []
-    for where, row in read_table(Path(config.items)):
-        raw = row.get(config.id_column)
-        if raw in (None, ""):
-            raise GenrecError(f"{config.items}, {where}: no {config.id_column!r} value (set --id-column)")
-        raw = str(raw)
-        if raw in seen_in_file:
-            raise GenrecError(f"{config.items}, {where}: item {raw!r} appears twice in the file")
-        seen_in_file.add(raw)
-        if raw in known:
-            skipped.append(raw)
-            continue
-        title, text = _new_item_text(row, dataset.stats.get("name", "custom"), config.id_column)
-        if not text:
-            raise GenrecError(f"{config.items}, {where}: item {raw!r} has no text to embed (give a text or title column)")
-        new.append((raw, title, text))
-    append_items(dataset_dir, new)
-    dataset = load_processed_dataset(dataset_dir)
-
-    moved, added = 0, list(range(sids.num_items + 1, dataset.num_items + 1))
-    if added:  # this call's items, and any an interrupted call left without SIDs
-        tokenizer_config = read_json(tokenizer_dir / CONFIG_FILE)
-        vectors = extend_item_embeddings(dataset_dir, tokenizer_config["encoder"], show_progress=config.progress).vectors
-        # A tokenizer that also read collaborative vectors: new items have no interactions (zeros there).
-        vectors = artifact_input(vectors, tokenizer_dir)
-        tokenizer = load_tokenizer(tokenizer_dir)
-        rows, moved = extend_semantic_ids(sids.codes, _sid_candidates(tokenizer, vectors[sids.num_items:]),
-                                          sids.suffix_size)
-        atomic_write_npy(tokenizer_dir / SEMANTIC_IDS_FILE, np.concatenate([sids.codes, rows]))
-        atomic_write_json(tokenizer_dir / CONFIG_FILE, {**tokenizer_config, "num_items": dataset.num_items})
-    # The recommender's bundled copy follows; genrec.json (with the new checksum) is written last.
-    meta["tokenizer_checksum"] = bundle_semantic_ids(tokenizer_dir, model_dir)
-    meta["items_added"] = int(meta.get("items_added", 0)) + len(added)
-    atomic_write_json(model_dir / META_FILE, meta)
-    Recommender.load(model_dir)  # the grown artifact loads (vocabulary, trie, checksum)
-    if "new_items" not in meta:  # how the new items enter this model's rankings, chosen on validation
-        fit_new_items(model_dir, dataset_dir)
-    return AddedItems(added, skipped, moved, model_dir)
+    given = config.model if isinstance(config.model, (list, tuple)) else [config.model] if config.model else []
+    models = [Path(m) for m in given] or [dataset_dir / RECOMMENDER_DIR]
+    change = change_catalogue(dataset_dir, models, Path(config.items), config.id_column, config.progress)
+    for model in models:  # how the new items enter each model's rankings, chosen on validation (once)
+        meta = read_json(model / META_FILE)
+        if meta.get("items_added") and "new_items" not in meta:
+            fit_new_items(model, dataset_dir)
+    return AddedItems(change.item_ids, change.skipped, change.moved, models[0], change.models, change.num_items)

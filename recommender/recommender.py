@@ -4,8 +4,11 @@ token vocabulary, the history encoder and the trie table; ``save`` and ``load`` 
 Directory layout (``save``; ``genrec train-recommender`` writes it):
     config.json, model.safetensors   the T5 model (T5ForConditionalGeneration.from_pretrained(DIR))
     tokenizer/semantic_ids.npy, config.json   a copy of the tokenizer's SIDs it was trained on
-    genrec.json                      dataset path, tokenizer checksum, training settings; written
-                                     last, so its presence means the directory is complete
+    genrec.json                      dataset and tokenizer paths (relative to this folder when all
+                                     lie in one dataset folder), the catalogue version it knows
+                                     ("catalogue": item count and raw-id fingerprint), tokenizer
+                                     checksum, training settings; written last, so its presence
+                                     means the directory is complete
     metrics.jsonl, training_curves.png  the training log (written by the trainer)
 
 Item ids are the dataset's numbering (1..M) everywhere; 0 means "no item".
@@ -23,6 +26,7 @@ from transformers.utils import logging as transformers_logging
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json, sha256_file
+from genrec.core.layout import portable_meta
 from genrec.data_prep.dataset import ProcessedDataset
 from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
 from genrec.recommender.data import ExampleBuilder, split_examples
@@ -153,6 +157,7 @@ class Recommender:
         self.model.save_pretrained(path)
         self.meta.update(meta or {})
         self.meta["tokenizer_checksum"] = checksum
+        self.meta = portable_meta(self.meta, path)
         atomic_write_json(path / META_FILE, self.meta)
         self.path = path
         return path

@@ -16,7 +16,7 @@ are the same loss (``tests/test_sasrec.py``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -118,6 +118,31 @@ class SASRec(nn.Module):
         if isinstance(module, nn.Embedding) and module.padding_idx is not None:
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
+
+    def with_items(self, num_items: int, text: np.ndarray | torch.Tensor | None = None) -> "SASRec":
+        """A copy over items 1..``num_items`` (every other weight shared in value): fewer cuts the
+        item tables; more appends items with a zero id embedding and ``text`` [added, text_dim] as
+        their text (unit-normalised; required when the model reads text), so an item it was never
+        trained on is scored from its text alone."""
+        added = num_items - self.config.num_items
+        config = replace(self.config, num_items=num_items)
+        state = dict(self.state_dict())
+        if self.item_ids is not None:
+            table = torch.zeros(num_items + 1, config.d_model, dtype=self.item_ids.weight.dtype)
+            table[:min(num_items, self.config.num_items) + 1] = self.item_ids.weight.detach()[:num_items + 1]
+            state["item_ids.weight"] = table
+        if self.item_text is not None:
+            table = torch.zeros(num_items + 1, config.text_dim, dtype=self.item_text.dtype)
+            table[:min(num_items, self.config.num_items) + 1] = self.item_text[:num_items + 1]
+            if added > 0:
+                rows = torch.as_tensor(np.asarray(text), dtype=torch.float32) if text is not None else None
+                if rows is None or tuple(rows.shape) != (added, config.text_dim):
+                    raise ValueError(f"{added} added items need text embeddings [{added}, {config.text_dim}]")
+                table[self.config.num_items + 1:] = F.normalize(rows, dim=-1)
+            state["item_text"] = table
+        model = SASRec(config)
+        model.load_state_dict(state)
+        return model.to(next(self.parameters()).device).train(self.training)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Vectors of ``items`` (any shape of ids; None = the whole table [M + 1, d], row 0 = padding)."""

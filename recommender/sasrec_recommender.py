@@ -20,6 +20,7 @@ import torch
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
+from genrec.core.layout import portable_meta
 from genrec.recommender.fusion import DecodingPolicy
 from genrec.recommender.recommender import META_FILE, ranked_metrics
 from genrec.recommender.sasrec import SASRec, SASRecConfig
@@ -54,6 +55,13 @@ class SASRecRecommender:
     def with_policy(self, policy: DecodingPolicy) -> "SASRecRecommender":
         """The same model decoding under ``policy`` (this object is unchanged)."""
         return SASRecRecommender(self.model, self.meta, self.path, policy)
+
+    def with_items(self, num_items: int, text: np.ndarray | None = None) -> "SASRecRecommender":
+        """The model over catalogue version ``num_items`` (``SASRec.with_items``): cut to the items a
+        model fusing it knows, or grown by new items scored from their ``text`` embeddings."""
+        if num_items == self.num_items:
+            return self
+        return SASRecRecommender(self.model.with_items(num_items, text), self.meta, self.path, self.policy)
 
     @torch.no_grad()
     def log_probabilities(self, histories: list[list[int]]) -> np.ndarray:
@@ -123,6 +131,7 @@ class SASRecRecommender:
         tmp.replace(path / WEIGHTS_FILE)
         self.meta.update(meta or {})
         self.meta["kind"] = KIND
+        self.meta = portable_meta(self.meta, path)
         atomic_write_json(path / META_FILE, self.meta)
         self.path = path
         return path

@@ -547,7 +547,8 @@ def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: Recomme
 def training_summary(dataset: ProcessedDataset, state: dict) -> dict:
     """What a finished artifact's genrec.json records of its training run (any model kind)."""
     return {
-        "dataset": str(Path(dataset.path).resolve()),
+        "dataset": str(Path(dataset.path).resolve()),  # recorded relative to the model folder by its save()
+        "catalogue": dataset.catalogue(),  # the catalogue version it knows (ProcessedDataset.catalogue)
         "best_step": state["best_step"],
         "best_valid_ndcg@10": state["best_ndcg@10"],
         "best_valid_ndcg@10_se": state["best_ndcg@10_se"],

@@ -11,6 +11,7 @@ import torch
 
 from genrec import pipeline
 from genrec.cli import main
+from genrec.core.errors import GenrecError
 from genrec.data_prep import embeddings
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.data_prep.prepare import append_items
@@ -110,13 +111,15 @@ def test_an_interrupted_run_is_finished_by_the_next(trained):
     root, data, _ = trained
     count = load_processed_dataset(data).num_items
     append_items(data, [("N9", "half added", "Title: half added")])  # "killed" after writing the items only
-    with pytest.raises(Exception, match="items"):
-        pipeline.load_trained(data, None)
+    recommender, dataset = pipeline.load_trained(data, None)  # still works, on the version it knows
+    assert recommender.num_items == dataset.num_items == count
+    with pytest.raises(GenrecError, match="unknown item"):
+        dataset.item_id_for("N9")
     (root / "empty.csv").write_text("id,title\n")
     result = pipeline.add_items(pipeline.AddItemsConfig(root / "empty.csv", dataset=data))
     assert result.item_ids == [count + 1]
     recommender, dataset = pipeline.load_trained(data, None)
-    assert recommender.num_items == dataset.num_items == count + 1
+    assert recommender.num_items == dataset.num_items == count + 1 and dataset.item_id_for("N9") == count + 1
 
 
 def test_bad_item_files_are_clear_errors(trained, capsys):

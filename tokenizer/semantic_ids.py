@@ -25,6 +25,14 @@ def add_collision_suffix(codes: np.ndarray) -> np.ndarray:
     return np.concatenate([codes, suffix[:, None]], axis=1)
 
 
+class BucketsFull(ValueError):
+    """Every candidate bucket of new item ``index`` already holds ``suffix_size`` items."""
+
+    def __init__(self, index: int, suffix_size: int):
+        super().__init__(f"new item {index}: every candidate bucket is full (suffix size {suffix_size})")
+        self.index, self.suffix_size = index, suffix_size
+
+
 def extend_semantic_ids(sids: np.ndarray, candidates: list[np.ndarray], suffix_size: int) -> tuple[np.ndarray, int]:
     """SIDs for new items, leaving every existing SID unchanged.
 
@@ -32,7 +40,7 @@ def extend_semantic_ids(sids: np.ndarray, candidates: list[np.ndarray], suffix_s
     tuples, best first (its own codes, then fall-backs). Item i takes its first candidate whose
     bucket still has a free suffix below ``suffix_size`` (the recommender has no token beyond it)
     and the next suffix there: a fresh collision suffix. Returns (rows [k, L + 1], number of items
-    that did not get their first candidate).
+    that did not get their first candidate). ``BucketsFull`` when an item finds no free suffix.
     """
     taken: dict[tuple[int, ...], int] = {}
     for row in np.asarray(sids, dtype=np.int64).tolist():
@@ -48,5 +56,5 @@ def extend_semantic_ids(sids: np.ndarray, candidates: list[np.ndarray], suffix_s
                 moved += rank > 0
                 break
         else:
-            raise ValueError(f"new item {index}: every candidate bucket is full (suffix size {suffix_size})")
+            raise BucketsFull(index, suffix_size)
     return np.asarray(rows, dtype=np.int64).reshape(-1, np.asarray(sids).shape[1]), moved

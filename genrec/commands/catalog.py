@@ -15,7 +15,7 @@ def _run(args) -> int:
     if result.item_ids:
         print(f"added {len(result.item_ids)} item(s) as ids {result.item_ids[0]}..{result.item_ids[-1]}; "
               f"{result.moved} took the nearest free last-level code (their own SID bucket was full); "
-              f"{result.model} now recommends them")
+              f"{', '.join(map(str, result.models))} now recommend(s) them")
     else:
         print("no new items")
     return 0
@@ -27,7 +27,9 @@ def register(subparsers) -> None:
     parser.add_argument("--items", required=True,
                         help="CSV/TSV/JSONL/parquet: an id column, and a text column or the preset's fields (title, ...)")
     parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
-    parser.add_argument("--model", help="recommender directory (default DATASET/recommender)")
+    parser.add_argument("--model", action="append",
+                        help="model directory to grow (default DATASET/recommender; repeat for several); the SASRec "
+                             "each fuses and DATASET/sasrec are grown too")
     parser.add_argument("--id-column", default="id", help="column with the items' raw ids (default id)")
     parser.set_defaults(func=_run, interrupted="interrupted; rerun the same command to finish (items already "
                                                "added are skipped)")

@@ -191,6 +191,40 @@ def swap_directory(new: str | os.PathLike, final: str | os.PathLike) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, waiting: str | None = None) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the block: one holder
+    at a time, released by the system when the holder dies, so a killed run never leaves it taken.
+    ``waiting``: printed (stderr) once when another process holds it and this one has to wait."""
+    import fcntl
+    import sys
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def link_tree(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """A copy of folder ``source`` at ``target`` whose files are hard links (no data copied; plain
+    copies where the file system has no hard links), hidden (temporary) entries left out. Every
+    genrec write replaces a file by rename, so changing the copy never changes ``source``."""
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link, ignore=shutil.ignore_patterns(".*"))
+
+
 def restore_swapped_directory(final: str | os.PathLike) -> None:
     """Undo a ``swap_directory`` that a crash cut between its renames (``final`` missing, its
     previous version still at ``.NAME.old``), so a reader finds the last complete folder."""

@@ -29,6 +29,7 @@ EMBEDDINGS_DIR = "embeddings"
 TOKENIZER_DIR = "tokenizer"
 RECOMMENDER_DIR = "recommender"
 CURRENT_DATASET_FILE = ".current"
+CATALOGUE_LOCK_FILE = ".catalogue.lock"  # add-items holds it (fcntl.flock) while it changes the catalogue
 
 DATA_ROOT = Path(os.environ.get("GENREC_DATA", "data"))
 
@@ -62,3 +63,39 @@ def resolve_dataset_dir(dataset: str | None) -> Path:
     if not (path / STATS_FILE).is_file():
         raise GenrecError(f"{path}: not a prepared dataset (no {STATS_FILE}); run `genrec prepare NAME` first")
     return path
+
+
+def dataset_root(folder: str | Path) -> Path | None:
+    """The prepared dataset folder (one holding stats.json) that ``folder`` is or lies in, if any."""
+    folder = Path(folder).resolve()
+    return next((c for c in (folder, *folder.parents) if (c / STATS_FILE).is_file()), None)
+
+
+def portable_path(target: str | Path, folder: str | Path) -> str:
+    """``target`` as a file in ``folder`` records it: relative to ``folder`` when both lie in one
+    dataset folder (so a copy of that dataset folder reads and writes only its own files), else
+    absolute."""
+    target, folder = Path(target).resolve(), Path(folder).resolve()
+    root = dataset_root(folder)
+    if root is not None and (target == root or root in target.parents):
+        return os.path.relpath(target, folder)
+    return str(target)
+
+
+def recorded_path(value: str | None, folder: str | Path) -> Path | None:
+    """A path that a file in ``folder`` records (``portable_path``): relative ones are relative to
+    ``folder``; absolute ones (all of them before genrec recorded relative paths) are read as they are."""
+    if value in (None, ""):
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(folder) / path
+
+
+def portable_meta(meta: dict, folder: str | Path, keys: tuple[str, ...] = ("dataset", "tokenizer")) -> dict:
+    """``meta`` with the paths under ``keys`` recorded as ``portable_path`` relative to ``folder``."""
+    out = dict(meta)
+    for key in keys:
+        path = recorded_path(out.get(key), folder)
+        if path is not None:
+            out[key] = portable_path(path, folder)
+    return out
