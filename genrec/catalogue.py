@@ -354,9 +354,9 @@ def _grown_tokenizer(staging: _Staging, tokenizer_dir: Path, dataset_dir: Path, 
         rows, moved = extend_semantic_ids(sids.codes, sid_candidates(load_tokenizer(tokenizer_dir), inputs),
                                           sids.suffix_size)
     except BucketsFull as full:
-        raise GenrecError(f"new item {raw_ids[sids.num_items + full.index]!r}: its SID bucket and every other last-level "
-                          f"code of its prefix already hold {full.suffix_size} items (the most {tokenizer_dir}'s "
-                          "recommenders can tell apart); nothing was changed. Retrain the tokenizer and "
+        raise GenrecError(f"new item {raw_ids[sids.num_items + full.index]!r}: its SID bucket and every other "
+                          f"last-level code of its prefix already hold {full.suffix_size} items, the most the "
+                          "recommender's suffix tokens tell apart; nothing was changed (retrain the tokenizer and "
                           "recommender to add it") from None
     staged = staging.folder_for(tokenizer_dir)
     atomic_write_npy(staged / SEMANTIC_IDS_FILE, np.concatenate([sids.codes, rows]))
