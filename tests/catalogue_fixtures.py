@@ -1,7 +1,7 @@
 """A tiny dataset with everything add-items grows (embedding cache, tokenizer, a SASRec at
-DATASET/sasrec, a T5 model fusing it, a second T5 model on the same tokenizer), and
-``python -m tests.catalogue_fixtures ARGS``: ``genrec ARGS`` in a process of its own with the
-test encoder in place of a sentence encoder (for runs a test kills, or runs two of at once).
+DATASET/sasrec, a T5 model fusing it, a second T5 model on the same tokenizer), the test encoder
+in place of a sentence encoder, and ``genrec`` runs in processes of their own (for runs a test
+kills, or runs two of at once).
 
 The test encoder (``FakeEncoder`` of tests/test_add_items.py) maps a text the dataset's embedding
 cache holds to that item's vector and any other text to a hashed unit vector."""
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import numpy as np
 from genrec.core import io
 from tests.recommender_fixtures import write_dataset, write_embedding_cache
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_SASREC = dict(max_len=6, d_model=16, d_ff=32, num_layers=1, num_heads=2, dropout=0.1)
 SASREC_TRAIN = {"batch_size": 8, "max_steps": 4, "eval_every": 4, "eval_users": 0, "warmup_steps": 2, "lr": 3e-3,
                 "negatives": 10}
@@ -71,24 +69,21 @@ def write_items(path: Path, prefix: str, count: int) -> Path:
     return path
 
 
-def genrec_process(args: list[str], fault: str | None = None, log: Path | None = None,
-                   wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
-    """``genrec ARGS`` with the test encoder, as its own process; ``fault``: GENREC_FAULT_AT."""
-    env = {key: value for key, value in os.environ.items() if key not in (io.FAULT_AT_ENV, io.FAULT_LOG_ENV)}
-    env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)})
-    if fault:
-        env[io.FAULT_AT_ENV] = fault
-    if log:
-        env[io.FAULT_LOG_ENV] = str(log)
-    command = [sys.executable, "-m", "tests.catalogue_fixtures", *args]
-    if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+def genrec_forked(args: list[str], fault: str | None = None):
+    """``genrec ARGS`` in a forked child (a process of its own, with this process's imports and test
+    encoder, so no start-up cost), started; ``fault``: its GENREC_FAULT_AT. Join it and read its
+    ``exitcode`` (-9 when the fault point killed it)."""
+    import multiprocessing
 
+    def run():
+        from genrec.cli import main
 
-if __name__ == "__main__":
-    from genrec.cli import main
+        io._fault_passes.clear()
+        os.environ.pop(io.FAULT_LOG_ENV, None)
+        if fault:
+            os.environ[io.FAULT_AT_ENV] = fault
+        sys.exit(main(args))
 
-    arguments = sys.argv[1:]
-    install_test_encoder(Path(arguments[arguments.index("--dataset") + 1]))
-    sys.exit(main(arguments))
+    child = multiprocessing.get_context("fork").Process(target=run)
+    child.start()
+    return child

@@ -204,17 +204,8 @@ def kill_and_rerun(work: Path, name: str, args: list[str], point: str, stages: d
     assert not problems, "\n".join(problems)
 
 
-# add-items' own faults are the new-items issue's: a rerun finishes the job exactly, but between a
-# kill and the rerun its outputs are torn (it writes several files in turn, not one folder swap).
-ADD_ITEMS_TORN = pytest.mark.xfail(strict=True, reason=(
-    "add-items killed at 'write config.json' leaves tokenizer/semantic_ids.npy with the new items and "
-    "config.json without; at 'write genrec.json' the recommender's bundled SIDs are new and its checksum "
-    "old, so it does not load until add-items is rerun"))
-STAGES = [pytest.param(name, marks=ADD_ITEMS_TORN) if name == "add-items" else name for name, _ in PIPELINE]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("stage", [name for name, _ in PIPELINE])
 def test_each_command_killed_at_its_write_boundaries_reruns_to_the_uninterrupted_result(pipeline_reference, stage):
     work, stages = pipeline_reference
     args = dict(PIPELINE)[stage]
