@@ -4,7 +4,9 @@
                          10), "exclude_seen" (default true) -> user, history, recommendations
     GET  /items/{id}     item raw id or number -> item_id, raw_id, title, text, sid
     GET  /users/{id}     user raw id or number -> user_id, raw_id, history (with titles)
-    GET  /health         status, catalogue size, batching and queue figures
+    GET  /health         status, catalogue size, batching and queue figures, reloads
+    POST /admin/reload   load the model and dataset again (after `genrec add-items`) and swap them
+                         in; SIGHUP to `genrec serve` does the same
     GET  /               a small page: type a user id (or open /?user=ID), see history and picks
     GET  /docs, /redoc   the OpenAPI documentation, its scripts served from here (no CDN)
 
@@ -14,6 +16,11 @@ request, collects more for up to ``max_wait_ms`` or until ``max_batch``, and run
 decoder pass instead of ten. Every bad request (unknown id, over a limit of genrec.core.limits,
 malformed JSON, a full queue, a timeout) is a 4xx or 503 with a one-line ``{"detail": "message"}``,
 never a 500. docs/serving.md states the limits and the id rule.
+
+A reload (``reload``) loads the new model and dataset beside the ones serving, then swaps them in
+with one assignment: a request works with the pair it started with to the end (its job carries
+its model into the batcher), so nothing in flight is dropped or mixed; a failed load changes
+nothing and is reported.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class _Job:
     user: int
     top_k: int
     exclude_seen: bool
+    recommender: object = None  # the model the request resolved its ids against (a reload swaps the default)
     future: Future = field(default_factory=Future)
 
 
@@ -125,30 +133,31 @@ class MicroBatcher:
             self.jobs.put(None)
             thread.join(timeout)
 
-    def submit(self, history: list[int], user: int, top_k: int, exclude_seen: bool) -> _Job:
-        """Queue one job (QueueFull when ``max_queue`` already wait); its future gets (items, scores)."""
+    def submit(self, history: list[int], user: int, top_k: int, exclude_seen: bool, recommender=None) -> _Job:
+        """Queue one job (QueueFull when ``max_queue`` already wait); its future gets (items, scores)
+        from ``recommender`` (default: the batcher's)."""
         with self._lock:
             if self.waiting >= self.max_queue:
                 raise QueueFull(f"{self.waiting} requests are already waiting for the model")
             self.waiting += 1
-        job = _Job(history, user, top_k, exclude_seen)
+        job = _Job(history, user, top_k, exclude_seen, recommender or self.recommender)
         self.jobs.put(job)
         return job
 
     async def recommend(self, history: list[int], user: int, top_k: int, exclude_seen: bool,
-                        timeout: float | None = None):
+                        timeout: float | None = None, recommender=None):
         """(item ids, scores) for one history, answered by the next batch; TimeoutError after
         ``timeout`` seconds, and then the job is dropped if its decoding has not started."""
         self.start()
-        job = self.submit(history, user, top_k, exclude_seen)
+        job = self.submit(history, user, top_k, exclude_seen, recommender)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout)
         finally:
             job.future.cancel()  # no-op once decoding started; otherwise the batcher skips it
 
     def _group_key(self, job: _Job) -> tuple:
-        widening = self.recommender.seen_widening(job.history) if job.exclude_seen else 0
-        return job.top_k, job.exclude_seen, widening
+        widening = job.recommender.seen_widening(job.history) if job.exclude_seen else 0
+        return id(job.recommender), job.top_k, job.exclude_seen, widening
 
     def _run(self) -> None:
         stopping = False
@@ -192,7 +201,7 @@ class MicroBatcher:
         try:
             self.calls += 1
             self.largest_batch = max(self.largest_batch, len(group))
-            items, scores = self.recommender.recommend(
+            items, scores = group[0].recommender.recommend(
                 [job.history for job in group], group[0].top_k, users=[job.user for job in group],
                 beams=self.beams, exclude_seen=group[0].exclude_seen)
         except Exception as exc:  # noqa: BLE001 - each request gets its own answer or its own error
@@ -308,13 +317,19 @@ class GuardMiddleware:
         return guarded
 
 
-def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
-               max_queue: int = DEFAULT_MAX_QUEUE, timeout_s: float = DEFAULT_TIMEOUT_S,
-               max_body: int = MAX_BODY_BYTES):
-    """The API over a loaded ``Recommender`` and the ``ProcessedDataset`` it was trained on."""
+def _check_pair(recommender, dataset) -> None:
     if dataset.num_items != recommender.num_items:
         raise GenrecError(f"{dataset.path} has {dataset.num_items} items; the recommender was trained on "
                           f"{recommender.num_items}")
+
+
+def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
+               max_queue: int = DEFAULT_MAX_QUEUE, timeout_s: float = DEFAULT_TIMEOUT_S,
+               max_body: int = MAX_BODY_BYTES, reload=None):
+    """The API over a loaded ``Recommender`` and the ``ProcessedDataset`` it was trained on.
+    ``reload``: a function that loads them again (-> (recommender, dataset)); with it POST
+    /admin/reload and ``app.state.reload()`` swap the new pair in (without it the endpoint is 404)."""
+    _check_pair(recommender, dataset)
     if timeout_s <= 0:
         raise GenrecError("the request timeout must be above 0 seconds")
     batcher = MicroBatcher(recommender, beams=beams, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)
@@ -329,8 +344,27 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
     app = FastAPIOffline(title="genrec", description="Generative recommendations over Semantic IDs", lifespan=lifespan)
     app.add_middleware(GuardMiddleware, policies=_policies(PAGE), max_body=max_body)
     app.state.batcher = batcher
-    app.state.recommender = recommender
-    app.state.dataset = dataset
+    app.state.current = (recommender, dataset)  # replaced whole by a reload; a request reads it once
+    reloads = {"count": 0, "last_error": None}
+    reload_lock = threading.Lock()
+
+    def reload_now() -> dict:
+        """Load the model and dataset again and swap them in (one reload at a time)."""
+        with reload_lock:
+            try:
+                pair = reload()
+                _check_pair(*pair)
+            except Exception as exc:  # noqa: BLE001 - a failed reload keeps the pair that serves
+                reloads["last_error"] = _one_line(f"{type(exc).__name__}: {exc}")
+                raise
+            app.state.current = pair
+            batcher.recommender = pair[0]
+            reloads["count"] += 1
+            reloads["last_error"] = None
+            return {"status": "reloaded", "num_items": pair[1].num_items, "num_users": pair[1].num_users,
+                    "reloads": reloads["count"]}
+
+    app.state.reload = reload_now
 
     @app.exception_handler(GenrecError)
     async def genrec_error(_request: Request, exc: GenrecError):
@@ -340,10 +374,10 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
     async def validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def sid(item: int) -> list[int] | None:
+    def sid(recommender, item: int) -> list[int] | None:
         return None if recommender.sids is None else recommender.sids.codes_of([item])[0].tolist()
 
-    def resolve(request: RecommendRequest) -> tuple[int, list[int]]:
+    def resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
         """(user, history) a request names; runs in a worker thread, as a long history takes a while."""
         if (request.user is None) == (request.history is None):
             raise HTTPException(422, "give exactly one of \"user\" (a user id) or \"history\" (a list of item ids)")
@@ -354,32 +388,36 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
         user = _found(dataset.user_id_for, request.user)
         return user, dataset.history(user)
 
-    def answer(user: int, history: list[int], items, scores) -> dict:
+    def answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
         return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
                 "history": _echoed(dataset, history), "history_length": len(history),
                 "recommendations": describe_recommendations(dataset, recommender.sids, items, scores)}
 
     @app.post("/recommend")
     async def recommend(request: RecommendRequest):
-        user, history = await run_in_threadpool(resolve, request)
+        recommender, dataset = app.state.current  # this pair to the end, whatever a reload does meanwhile
+        user, history = await run_in_threadpool(resolve, dataset, request)
         try:
-            items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s)
+            items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s,
+                                                    recommender)
         except QueueFull as exc:
             raise HTTPException(503, f"server busy: {exc}; retry shortly", headers={"Retry-After": "1"}) from None
         except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             timeouts["count"] += 1
             raise HTTPException(503, f"no answer within {timeout_s:g} s (server busy); the request was dropped, "
                                 "retry shortly", headers={"Retry-After": "1"}) from None
-        return await run_in_threadpool(answer, user, history, items, scores)
+        return await run_in_threadpool(answer, recommender, dataset, user, history, items, scores)
 
     @app.get("/items/{item}")
     def item(item: str):
+        recommender, dataset = app.state.current
         item_id = _found(dataset.item_id_for, item)
         return {"item_id": item_id, "raw_id": dataset.item_raw_id(item_id), "title": dataset.item_title(item_id),
-                "text": dataset.item_text(item_id), "sid": sid(item_id)}
+                "text": dataset.item_text(item_id), "sid": sid(recommender, item_id)}
 
     @app.get("/users/{user}")
     def user(user: str):
+        dataset = app.state.current[1]
         user_id = _found(dataset.user_id_for, user)
         history = dataset.history(user_id)
         return {"user_id": user_id, "raw_id": dataset.user_raw_id(user_id), "history": _echoed(dataset, history),
@@ -387,12 +425,23 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "num_users": dataset.num_users, "num_items": dataset.num_items,
+        recommender, dataset = app.state.current
+        return {"status": "ok", "reloads": dict(reloads), "num_users": dataset.num_users, "num_items": dataset.num_items,
                 "model": str(recommender.path) if recommender.path else None, "beams": beams,
                 "batching": {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "calls": batcher.calls,
                              "requests": batcher.requests, "largest_batch": batcher.largest_batch},
                 "queue": {"waiting": batcher.waiting, "max_queue": max_queue, "dropped": batcher.dropped,
                           "timeouts": timeouts["count"], "timeout_s": timeout_s}}
+
+    @app.post("/admin/reload")
+    async def admin_reload():
+        if reload is None:
+            raise HTTPException(404, "this server was started without a way to reload its model")
+        try:
+            return await run_in_threadpool(reload_now)
+        except Exception:  # noqa: BLE001 - reported in one line; the previous model keeps serving
+            raise HTTPException(503, f"reload failed, still serving the previous model: {reloads['last_error']}") \
+                from None
 
     @app.get("/", response_class=HTMLResponse)
     async def page():

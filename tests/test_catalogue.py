@@ -233,3 +233,71 @@ def test_two_runs_at_once_both_land_with_distinct_sids(data, tmp_path):
     assert len(codes) == OLD + 6 and len({tuple(row) for row in codes}) == OLD + 6
     assert Recommender.load(data / "recommender").num_items == OLD + 6
     assert_consistent(data)
+
+
+def test_serve_reload_swaps_in_the_grown_catalogue_without_dropping_requests(data, tmp_path):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from genrec.serve import create_app
+
+    def load():
+        return pipeline.load_trained(data, None, fit="all")
+
+    with TestClient(create_app(*load(), reload=load)) as client:
+        assert client.get("/items/N1").status_code == 404
+        answers, stop = [], threading.Event()
+
+        def keep_asking():  # requests in flight while the model is swapped
+            while not stop.is_set():
+                answers.append(client.post("/recommend", json={"user": "U3", "top_k": 5}).status_code)
+
+        asker = threading.Thread(target=keep_asking)
+        asker.start()
+        assert add(data, write_items(tmp_path / "new.jsonl", "N", 3)) == 0
+        reloaded = client.post("/admin/reload")
+        stop.set()
+        asker.join(60)
+        assert reloaded.status_code == 200 and reloaded.json()["num_items"] == OLD + 3
+        assert answers and set(answers) == {200}
+        item = client.get("/items/N1").json()
+        assert item["item_id"] == OLD + 2 and item["sid"] == load_semantic_ids(data / "tokenizer").codes[OLD + 1].tolist()
+        picks = client.post("/recommend", json={"history": ["N1", "I1"], "top_k": 5, "exclude_seen": False})
+        assert picks.status_code == 200 and picks.json()["history"][0]["raw_id"] == "N1"
+        assert client.get("/health").json()["num_items"] == OLD + 3
+
+        shutil.rmtree(data / "recommender")  # a reload that cannot load: one line, the grown model still serves
+        failed = client.post("/admin/reload")
+        assert failed.status_code == 503 and "still serving the previous model" in failed.json()["detail"]
+        assert client.get("/items/N1").status_code == 200
+
+
+def test_sighup_reloads_a_running_server(monkeypatch, capsys):
+    import os
+    import threading
+
+    from genrec.commands.serve import _reload_on_sighup
+
+    done = threading.Event()
+
+    class App:  # what the handler reads of the app
+        class state:
+            @staticmethod
+            def reload():
+                done.set()
+                return {"num_items": 43, "num_users": 60}
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        _reload_on_sighup(App)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert done.wait(10)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    for _ in range(100):
+        if "reloaded: 43 items" in capsys.readouterr().out:
+            break
+        done.wait(0.05)
+    else:
+        pytest.fail("no reload line printed")

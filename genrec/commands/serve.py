@@ -36,9 +36,13 @@ def _serve(args) -> int:
         raise GenrecError("--max-batch, --max-queue and --beams must be at least 1, --max-wait-ms at least 0, "
                           "--timeout above 0")
     _check_address(args.host, args.port)
-    recommender, dataset = load_trained(args.dataset, args.model, fit="all")
+    def load():
+        return load_trained(args.dataset, args.model, fit="all")
+
+    recommender, dataset = load()
     app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                     max_queue=args.max_queue, timeout_s=args.timeout)
+                     max_queue=args.max_queue, timeout_s=args.timeout, reload=load)
+    _reload_on_sighup(app)
     if args.host not in LOOPBACK:
         print(f"genrec serve: no authentication; anyone who can reach {args.host}:{args.port} can use it "
               "(put it behind a proxy that authenticates, see docs/serving.md)", flush=True)
@@ -48,8 +52,27 @@ def _serve(args) -> int:
     return 0
 
 
+def _reload_on_sighup(app) -> None:
+    """SIGHUP reloads the model and dataset (as POST /admin/reload does) in a thread of its own,
+    and prints one line saying what it did."""
+    import signal
+    import threading
+
+    def reload() -> None:
+        try:
+            done = app.state.reload()
+            print(f"genrec serve: reloaded: {done['num_items']:,} items, {done['num_users']:,} users", flush=True)
+        except Exception as exc:  # noqa: BLE001 - the previous model keeps serving
+            print(f"genrec serve: reload failed, still serving the previous model: {exc}", flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, name="genrec-reload", daemon=True).start())
+
+
 def register(subparsers) -> None:
-    serve = subparsers.add_parser("serve", help="HTTP JSON API + web page over a trained recommender")
+    serve = subparsers.add_parser("serve", help="HTTP JSON API + web page over a trained recommender",
+                                  description="HTTP JSON API and web page over a trained recommender. After "
+                                              "`genrec add-items`, POST /admin/reload or SIGHUP loads the grown "
+                                              "model and swaps it in without dropping requests.")
     serve.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     serve.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     serve.add_argument("--host", default="127.0.0.1",
