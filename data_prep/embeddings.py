@@ -205,6 +205,22 @@ def extended_item_embeddings(dataset_dir, texts: list[str], encoder: str, batch_
     return old, meta
 
 
+def item_embeddings_upto(dataset_dir, num_items: int, encoder: str, show_progress: bool = False) -> np.ndarray:
+    """Embeddings [num_items, d] of items 1..``num_items`` (a catalogue version) of a dataset that
+    may have grown since: the cached rows when the cache covers them (checked against the dataset's
+    texts), else the cache extended by encoding the rest with ``encoder`` (nothing written)."""
+    from genrec.data_prep.dataset import load_processed_dataset
+
+    dataset_dir = Path(dataset_dir)
+    texts = load_processed_dataset(dataset_dir).item_texts
+    cached = _cached_meta(dataset_dir, encoder)
+    if cached is not None:
+        count = int(cached[1].get("num_items", -1))
+        if num_items <= count <= len(texts) and cached[1].get("texts_sha256") == texts_checksum(texts[:count]):
+            return np.load(cached[0] / EMBEDDINGS_FILE)[:num_items]
+    return extended_item_embeddings(dataset_dir, texts[:num_items], encoder, show_progress=show_progress)[0]
+
+
 def _cached_meta(dataset_dir: Path, encoder: str) -> tuple[Path, dict] | None:
     folder = _cache_dir(dataset_dir, encoder)
     if (folder / META_FILE).is_file() and (folder / EMBEDDINGS_FILE).is_file():

@@ -455,6 +455,7 @@ def _trained_items(recommender) -> int:
 def _text_scorers(model_dir: Path, recommender, dataset) -> dict:
     """The new-item text scorers available to this model (``recommender.new_items``): "content"
     always; "sasrec" from the model itself, the SASRec it fuses, or DATASET/sasrec when trained with text."""
+    from genrec.data_prep.embeddings import item_embeddings_upto
     from genrec.recommender.new_items import TextScorer, unit_rows
     from genrec.recommender.recommender import TOKENIZER_COPY
     from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
@@ -462,8 +463,10 @@ def _text_scorers(model_dir: Path, recommender, dataset) -> dict:
     encoder = recommender.meta.get("encoder")  # a SASRec's; a T5 model's tokenizer records its own
     if recommender.sids is not None:
         encoder = read_json(Path(model_dir) / TOKENIZER_COPY / "config.json").get("encoder")
-    # The dataset may know more items than the model (added since for other models): its version's rows.
-    vectors = unit_rows(embed(EmbedConfig(dataset.path, encoder=encoder, progress=False)).vectors[:dataset.num_items])
+    if encoder is None:
+        vectors = unit_rows(embed(EmbedConfig(dataset.path, progress=False)).vectors)
+    else:  # the dataset may know more items than the model (added since for other models): its version's rows
+        vectors = unit_rows(item_embeddings_upto(dataset.path, dataset.num_items, encoder))
     if len(vectors) != dataset.num_items + 1:
         raise GenrecError(f"{dataset.path}: {dataset.num_items} items but {len(vectors) - 1} embeddings; rerun `genrec embed`")
     scorers = {"content": TextScorer("content", vectors)}
