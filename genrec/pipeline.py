@@ -447,12 +447,12 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
 NEW_ITEM_USERS = 2000  # validation users the new-item scorer is chosen on
 
 
-def _trained_items(recommender) -> int:
+def trained_items(recommender) -> int:
     """Items the model knew when it was trained (later ones came from add-items)."""
     return recommender.num_items - int(recommender.meta.get("items_added", 0))
 
 
-def _text_scorers(model_dir: Path, recommender, dataset) -> dict:
+def new_item_scorers(model_dir: Path, recommender, dataset) -> dict:
     """The new-item text scorers available to this model (``recommender.new_items``): "content"
     always; "sasrec" from the model itself, the SASRec it fuses, or DATASET/sasrec when trained with text."""
     from genrec.data_prep.embeddings import item_embeddings_upto
@@ -490,7 +490,7 @@ def fit_new_items(out: Path, dataset_dir: Path, users: int = NEW_ITEM_USERS, see
     if os.environ.get("RANK", "0") != "0":
         return None
     recommender, dataset = load_trained(dataset_dir, out, fusion={}, new_item_share=0)
-    settings = _fit_text_scorer(recommender, dataset, _text_scorers(out, recommender, dataset), users, seed)
+    settings = _fit_text_scorer(recommender, dataset, new_item_scorers(out, recommender, dataset), users, seed)
     meta = read_json(out / META_FILE)
     meta["new_items"] = settings
     atomic_write_json(out / META_FILE, meta)
@@ -514,10 +514,10 @@ def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None
     none, or ``share`` is 0); scorer and temperature as chosen after training (``fit_new_items``)."""
     from genrec.recommender.new_items import NewItemMixture
 
-    trained = _trained_items(recommender)
+    trained = trained_items(recommender)
     if trained >= dataset.num_items or share == 0:
         return None
-    scorers = _text_scorers(model_dir, recommender, dataset)
+    scorers = new_item_scorers(model_dir, recommender, dataset)
     settings = recommender.meta.get("new_items") or _fit_text_scorer(recommender, dataset, scorers)
     if settings["scorer"] not in scorers:
         raise GenrecError(f"{model_dir}: its new-item scorer {settings['scorer']!r} is not available here")
