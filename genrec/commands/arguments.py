@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+NEW_ITEM_HELP = ("items added after training (genrec add-items) get this part of the probability, spread by "
+                 "their text's match with the history (default: their share of the catalogue; 0 = off; "
+                 "docs/new-items.md)")
+
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
     """An argparse ``type``: an int in low..high (no upper bound when ``high`` is None)."""

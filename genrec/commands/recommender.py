@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import fields
 
-from genrec.commands.arguments import share, whole_number
+from genrec.commands.arguments import NEW_ITEM_HELP, share, whole_number
 from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
 from genrec.core.errors import GenrecError
 from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
@@ -17,9 +17,6 @@ from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
 FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
                "fused at training time); a bare W is the prior's; default: the weights chosen on validation after "
                "training; 0 (or prior=0 sasrec=0) = the model alone")
-NEW_ITEM_HELP = ("items added after training (genrec add-items) get this part of the probability, spread by "
-                 "their text's match with the history (default: their share of the catalogue; 0 = off; "
-                 "docs/new-items.md)")
 
 
 def parse_fusion(values: list[str] | None) -> dict[str, float] | None:
