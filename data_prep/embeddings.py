@@ -131,21 +131,29 @@ def _cached(dataset_dir: Path, encoder: str, checksum: str) -> ItemEmbeddings | 
     return ItemEmbeddings(np.load(found[0] / EMBEDDINGS_FILE), found[1]["encoder"], found[0])
 
 
+def dataset_encoder(dataset_dir: Path) -> str | None:
+    """The encoder whose embeddings come with the dataset (the synthetic preset's), else None."""
+    from genrec.core.layout import STATS_FILE
+
+    return read_json(Path(dataset_dir) / STATS_FILE).get("embedding_encoder")
+
+
 def load_or_compute_item_embeddings(dataset_dir, encoder: str | None = None, batch_size: int = 64,
                                     device: str | None = None, show_progress: bool = True) -> ItemEmbeddings:
     """Embeddings of every item's text; computed once, then read from the cache.
 
     Cache: ``<dataset>/embeddings/<encoder-slug>/`` holding the vectors and meta.json (encoder actually
     used, requested encoder, dim, sha256 of the item texts). A cache entry is used only when the texts'
-    checksum matches. With the default encoder unavailable, the bundled MiniLM is used (warning) and a
-    MiniLM cache for the same texts is reused without re-encoding.
+    checksum matches. A dataset that comes with its embeddings (stats.json "embedding_encoder", the
+    synthetic preset) uses them by default. With the default encoder unavailable, the bundled MiniLM
+    is used (warning) and a MiniLM cache for the same texts is reused without re-encoding.
     """
-    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.data_prep.dataset import load_item_texts
 
     dataset_dir = Path(dataset_dir)
-    texts = load_processed_dataset(dataset_dir).item_texts
+    texts = load_item_texts(dataset_dir)
     checksum = texts_checksum(texts)
-    requested = encoder or DEFAULT_ENCODER
+    requested = encoder or dataset_encoder(dataset_dir) or DEFAULT_ENCODER
     if batch_size < 1:
         raise GenrecError(f"--batch-size must be at least 1, got {batch_size}")
     cached = _cached(dataset_dir, requested, checksum)

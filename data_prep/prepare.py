@@ -23,8 +23,15 @@ from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FIL
 
 
 def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None = None,
-                    allow_download: bool = True, **custom) -> dict:
-    """Read, filter, number and write one dataset; returns its stats. Writes atomically."""
+                    allow_download: bool = True, synthetic=None, **custom) -> dict:
+    """Read, filter, number and write one dataset; returns its stats. Writes atomically.
+    ``synthetic``: the ``SyntheticConfig`` of the synthetic preset (generated, nothing read)."""
+    if name == "synthetic":
+        from genrec.data_prep.synthetic import SyntheticConfig, write_synthetic
+
+        stats = write_synthetic(out, synthetic or SyntheticConfig())
+        remember_current_dataset(out)
+        return stats
     started = time.perf_counter()
     raw = load_raw(name, raw_dir, allow_download, **custom)
     k = raw.min_count if min_count is None else min_count

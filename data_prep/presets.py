@@ -120,7 +120,7 @@ def _custom(interactions: Path | None, items: Path | None, user_col: str, item_c
     return RawData(events, meta, lambda m: item_text.generic_text(m, id_col), [interactions, items], min_count=5)
 
 
-PRESETS = (*AMAZON_CATEGORIES, "ml-1m", "lastfm", "demo", "custom")
+PRESETS = (*AMAZON_CATEGORIES, "ml-1m", "lastfm", "demo", "custom", "synthetic")  # synthetic: data_prep.synthetic
 
 
 def load_raw(name: str, raw_dir: Path, allow_download: bool, **custom) -> RawData:

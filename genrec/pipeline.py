@@ -55,6 +55,9 @@ class PrepareConfig:
     item_column: str = "item"
     time_column: str = "timestamp"
     item_id_column: str = "id"
+    num_items: int = 10_000  # synthetic preset only (data_prep.synthetic)
+    num_users: int | None = None  # synthetic: default 2 x num_items
+    seed: int = 0  # synthetic
 
 
 @dataclass
@@ -75,6 +78,12 @@ def prepare(config: PrepareConfig) -> PreparedDataset:
     if raw_dir is not None and not raw_dir.is_dir():
         raise GenrecError(f"--raw-dir {raw_dir}: no such directory")
     out = _path(config.out) or default_dataset_dir(config.name)
+    if config.name == "synthetic":
+        from genrec.data_prep.synthetic import SyntheticConfig
+
+        stats = prepare_dataset("synthetic", out, Path(), synthetic=SyntheticConfig(
+            num_items=config.num_items, num_users=config.num_users, seed=config.seed))
+        return PreparedDataset(out, stats)
     stats = prepare_dataset(
         config.name, out, raw_dir or Path("data") / "raw" / config.name, min_count=config.min_count,
         allow_download=config.allow_download, interactions=_path(config.interactions), items=_path(config.items),
