@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec.recommender.item_causal import encoder_hidden
+from genrec.recommender.prefix_scores import DensePrefixScores
 from genrec.recommender.trie import SidPrefixTable
 
 
@@ -31,19 +32,22 @@ def constrained_beam_search(
     attention_mask: torch.Tensor,
     table: SidPrefixTable,
     num_beams: int,
-    prior: list[torch.Tensor] | None = None,
+    prior=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_beams`` items per user, best first.
 
     Returns ``(items, scores)``, both ``[batch, num_beams]``: item ids (0 where the trie has fewer
     than ``num_beams`` items, with score -inf), scores = summed log-probabilities.
 
-    ``prior`` (shallow fusion, ``recommender.fusion``): per SID position d = 0..L a ``[batch,
-    num_states_d]`` weighted log prior mass of every length-d prefix state (position L: of every item
-    id). Each step then adds ``prior[d + 1][child] - prior[d][parent]`` to a candidate's score, so an
-    item's final score is its log-probability plus its weighted log prior, and the beam is steered
-    towards items the prior favours before it prunes.
+    ``prior`` (shallow fusion, ``recommender.fusion``): the weighted log prior mass of the length-d
+    prefix states (position L: item ids) per SID position d = 0..L, as ``prior.gather(d, states
+    [batch, n]) -> [batch, n]`` (``recommender.prefix_scores``; a list of dense ``[batch,
+    num_states_d]`` tensors is accepted too). Each step then adds ``prior(d + 1, child) - prior(d,
+    parent)`` to a candidate's score, so an item's final score is its log-probability plus its
+    weighted log prior, and the beam is steered towards items the prior favours before it prunes.
     """
+    if isinstance(prior, (list, tuple)):
+        prior = DensePrefixScores(list(prior))
     config = model.config
     device = input_ids.device
     decoder = model.get_decoder()
@@ -120,8 +124,8 @@ def constrained_beam_search(
         log_probs = log_probs[..., start : start + size]
         next_states = table.next_state[step][states]  # [batch, width, size]
         if prior is not None:  # telescoping: sums to the item's own prior at the last position
-            child = prior[step + 1].gather(1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
-            parent_prior = prior[step].gather(1, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
+            child = prior.gather(step + 1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
+            parent_prior = prior.gather(step, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
             log_probs = log_probs + (child - parent_prior.unsqueeze(-1))
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
         keep = min(num_beams, width * size)

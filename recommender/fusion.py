@@ -13,7 +13,9 @@ item keeps a finite score) and any learned item distribution such as SASRec's. T
 SID prefix under q_s is the sum over the items under it; the beam adds, at each position, the
 change in weighted log mass from parent prefix to child (``fast_beam.constrained_beam_search(
 prior=...)``), so the pruning at each position already sees every scorer, and the terms telescope
-to each item's own weighted log q_s.
+to each item's own weighted log q_s. The prior stays sparse (a few hundred counted items per user;
+the uniform mass analytic, ``recommender.prefix_scores``), so its cost does not grow with the
+catalogue; a dense scorer (SASRec) gives catalogue-wide rows.
 """
 
 from __future__ import annotations
@@ -26,12 +28,20 @@ import scipy.sparse as sparse
 import torch
 
 from genrec.core.errors import GenrecError
+from genrec.recommender.prefix_scores import DensePrefixScores, PrefixScoreSum, PrefixStates, SparsePrefixScores
 from genrec.recommender.trie import SidPrefixTable
 
 
 @dataclass
 class TransitionPrior:
-    """Counts of "item b came within ``window`` steps after item a" in training sequences."""
+    """Counts of "item b came within ``window`` steps after item a" in training sequences.
+
+    Sparse throughout: ``counts`` keeps at most ``successors`` followers per item (the most
+    frequent; 0 = every one), a batch's distribution is a sparse matrix of the items its recent
+    history items were followed by (``distribution``), the uniform smoothing mass is applied
+    analytically, and the beam reads per-prefix masses from it (``prefix_scores``) without ever
+    building a catalogue-wide row per user. ``probabilities`` (dense) remains for ranking a whole
+    catalogue next to a dense scorer such as SASRec."""
 
     name: ClassVar[str] = "prior"  # as a scorer in a DecodingPolicy
     counts: sparse.csr_matrix  # [num_items + 1, num_items + 1]; row a, column b; id 0 unused
@@ -39,52 +49,115 @@ class TransitionPrior:
     recent: int = 3  # history items the prior reads, most recent first
     decay: float = 0.5  # weight of the k-th most recent item: decay ** k
     smoothing: float = 1e-4  # uniform mass added to every item's probability (then renormalised)
+    successors: int = 0  # followers kept per item, the most frequent (ties: smaller id); 0 = all
 
     @classmethod
-    def fit(cls, sequences: list[list[int]], num_items: int, window: int = 3, **options) -> "TransitionPrior":
-        """``sequences``: training item sequences (1-based ids), oldest first."""
+    def fit(cls, sequences: list[list[int]], num_items: int, window: int = 3, successors: int = 0,
+            chunk_users: int = 100_000, **options) -> "TransitionPrior":
+        """``sequences``: training item sequences (1-based ids), oldest first; counted
+        ``chunk_users`` sequences at a time (memory: the counts plus one chunk's pairs)."""
         if window < 1:
             raise GenrecError(f"transition window must be >= 1, got {window}")
-        rows, cols = [], []
-        for seq in sequences:
-            seq = np.asarray(seq, dtype=np.int64)
-            for step in range(1, window + 1):
-                rows.append(seq[:-step])
-                cols.append(seq[step:])
-        rows_all = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        cols_all = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
-        counts = sparse.csr_matrix((np.ones(len(rows_all)), (rows_all, cols_all)),
-                                   shape=(num_items + 1, num_items + 1))
+        if successors < 0:
+            raise GenrecError(f"successors per item must be >= 0 (0 = all), got {successors}")
+        shape = (num_items + 1, num_items + 1)
+        counts = sparse.csr_matrix(shape)
+        for start in range(0, len(sequences), chunk_users):
+            rows, cols = transition_pairs(sequences[start:start + chunk_users], window)
+            counts = counts + sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
         counts.sum_duplicates()
-        return cls(counts=counts, window=window, **options)
+        return cls(counts=keep_top_successors(counts, successors), window=window, successors=successors, **options)
 
     @property
     def num_items(self) -> int:
         return self.counts.shape[0] - 1
 
-    def probabilities(self, histories: list[list[int]]) -> np.ndarray:
-        """q(item | history) ``[batch, num_items + 1]`` (column 0 = no item, always 0); rows sum to 1."""
-        q = np.zeros((len(histories), self.num_items + 1))
+    def distribution(self, histories: list[list[int]]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """(p, has_counts): p ``[batch, num_items + 1]`` sparse, each row the decayed counts of what
+        followed the row's last ``recent`` items, divided by their total; has_counts False for a row
+        with no counts (its distribution is uniform, p's row empty). q = (p + smoothing) / (1 +
+        smoothing * num_items) on items 1..M (``probabilities``)."""
+        rows, items, weights = [], [], []
         for row, history in enumerate(histories):
             for k, item in enumerate(reversed(history[-self.recent:])):
                 if 0 < item <= self.num_items:
-                    start, end = self.counts.indptr[item], self.counts.indptr[item + 1]
-                    q[row, self.counts.indices[start:end]] += self.counts.data[start:end] * self.decay**k
-        totals = q.sum(axis=1, keepdims=True)
-        q = np.divide(q, totals, out=np.full_like(q, 1.0 / self.num_items), where=totals > 0)  # no counts: uniform
-        q[:, 1:] = (q[:, 1:] + self.smoothing) / (1.0 + self.smoothing * self.num_items)
+                    rows.append(row)
+                    items.append(item)
+                    weights.append(self.decay**k)
+        pick = sparse.csr_matrix((weights, (rows, np.arange(len(items)))), shape=(len(histories), len(items)))
+        p = sparse.csr_matrix(pick @ self.counts[np.asarray(items, dtype=np.int64)])
+        p.sum_duplicates()
+        p.sort_indices()
+        totals = np.asarray(p.sum(axis=1)).reshape(-1)
+        has_counts = totals > 0
+        p.data = p.data / np.repeat(totals, np.diff(p.indptr))
+        return p, has_counts
+
+    def probabilities(self, histories: list[list[int]]) -> np.ndarray:
+        """q(item | history) ``[batch, num_items + 1]`` (column 0 = no item, always 0); rows sum to 1.
+        Dense: for ranking a catalogue beside a dense scorer; the beam uses ``prefix_scores``."""
+        p, has_counts = self.distribution(histories)
+        scale = 1.0 + self.smoothing * self.num_items
+        background = np.where(has_counts, (0.0 + self.smoothing) / scale,
+                              (1.0 / self.num_items + self.smoothing) / scale)
+        q = np.repeat(background[:, None], self.num_items + 1, axis=1)
+        rows = np.repeat(np.arange(len(histories)), np.diff(p.indptr))
+        q[rows, p.indices] = (p.data + self.smoothing) / scale
         q[:, 0] = 0.0
         return q
 
+    def prefix_scores(self, histories: list[list[int]], states: PrefixStates, weight: float,
+                      device: torch.device | str = "cpu") -> SparsePrefixScores:
+        """``weight * log`` prefix masses for the beam, from the sparse distribution."""
+        p, has_counts = self.distribution(histories)
+        return SparsePrefixScores(p, has_counts, states, self.smoothing, weight, device)
+
     def rank(self, histories: list[list[int]], k: int) -> np.ndarray:
         """The prior on its own as a recommender: top-``k`` item ids ``[batch, k]``, best first
-        (ties, e.g. among items it has no counts for, by item id)."""
-        q = self.probabilities(histories)
-        q[:, 0] = -1.0
-        return np.argsort(-q, axis=1, kind="stable")[:, :k]
+        (ties, e.g. among items it has no counts for, by item id). Items with counts come first
+        (any count beats the smoothing mass alone), then the smallest ids without counts."""
+        p, _ = self.distribution(histories)
+        k = min(k, self.num_items)
+        out = np.zeros((len(histories), k), dtype=np.int64)
+        rows = np.repeat(np.arange(len(histories)), np.diff(p.indptr))
+        order = np.lexsort((p.indices, -p.data, rows))  # q increases with p: by p descending, ties by id
+        rank_in_row = np.arange(len(order)) - p.indptr[rows[order]]
+        top = rank_in_row < k
+        out[rows[order][top], rank_in_row[top]] = p.indices[order][top]
+        filled = np.minimum(np.diff(p.indptr), k)
+        for row in np.nonzero(filled < k)[0]:  # the rest: the smallest ids without counts
+            taken = p.indices[p.indptr[row]:p.indptr[row + 1]]
+            out[row, filled[row]:] = np.setdiff1d(np.arange(1, k + len(taken) + 1), taken)[:k - filled[row]]
+        return out
 
 
-def prefix_states(table: SidPrefixTable) -> list[np.ndarray]:
+def transition_pairs(sequences: list[list[int]], window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) for every b within ``window`` steps after a in the same sequence, vectorised."""
+    lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+    flat = np.fromiter((item for seq in sequences for item in seq), dtype=np.int64, count=int(lengths.sum()))
+    ends = np.repeat(np.cumsum(lengths), lengths)  # end (exclusive) of each position's own sequence
+    positions = np.arange(len(flat))
+    rows, cols = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for step in range(1, window + 1):
+        valid = positions + step < ends
+        rows.append(flat[valid])
+        cols.append(flat[positions[valid] + step])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def keep_top_successors(counts: sparse.csr_matrix, successors: int) -> sparse.csr_matrix:
+    """Each row's ``successors`` largest entries (ties: the smaller column); all of them for 0."""
+    lengths = np.diff(counts.indptr)
+    if successors <= 0 or lengths.max(initial=0) <= successors:
+        return counts
+    rows = np.repeat(np.arange(counts.shape[0]), lengths)
+    order = np.lexsort((counts.indices, -counts.data, rows))
+    keep = np.sort(order[(np.arange(len(order)) - counts.indptr[rows[order]]) < successors])  # row-major again
+    indptr = np.r_[0, np.cumsum(np.minimum(lengths, successors))]
+    return sparse.csr_matrix((counts.data[keep], counts.indices[keep], indptr), shape=counts.shape)
+
+
+def prefix_states(table: SidPrefixTable) -> PrefixStates:
     """``states[d][item]``: the id of item's length-d prefix state in ``table`` (d = 0..L; at d = L
     the item id itself). Index 0 (no item) maps to state 0."""
     num_items = int(table.next_state[-1].max())
@@ -95,7 +168,7 @@ def prefix_states(table: SidPrefixTable) -> list[np.ndarray]:
         rows, cols = np.nonzero(transitions >= 0)
         parent[transitions[rows, cols]] = rows
         states.insert(0, parent[states[0]])
-    return states
+    return PrefixStates(states)
 
 
 def prefix_log_prior(q: np.ndarray, states: list[np.ndarray], weight: float,
@@ -168,14 +241,21 @@ class DecodingPolicy:
         return self.new_items.merge(histories, items, scores, top_k, exclude_seen)
 
     def prefix_log_prior(self, histories: list[list[int]], states: list[np.ndarray],
-                         device: torch.device | str = "cpu") -> list[torch.Tensor] | None:
-        """Per SID position, sum_s w_s log (scorer s's mass of every prefix state) for
-        ``constrained_beam_search(prior=...)``; None for the empty policy."""
-        total = None
+                         device: torch.device | str = "cpu") -> PrefixScoreSum | None:
+        """Per SID position, sum_s w_s log (scorer s's mass of every prefix state), as something
+        ``constrained_beam_search(prior=...)`` gathers from (``recommender.prefix_scores``); None
+        for the empty policy. A scorer with ``prefix_scores`` (the sparse transition prior) gives
+        its own; any other enters through its dense ``probabilities``."""
+        if not self.scorers:
+            return None
+        states = states if isinstance(states, PrefixStates) else PrefixStates(states)
+        parts = []
         for scorer, weight in self.scorers:
-            part = prefix_log_prior(scorer.probabilities(histories), states, weight, device)
-            total = part if total is None else [a + b for a, b in zip(total, part)]
-        return total
+            if hasattr(scorer, "prefix_scores"):
+                parts.append(scorer.prefix_scores(histories, states, weight, device))
+            else:
+                parts.append(DensePrefixScores(prefix_log_prior(scorer.probabilities(histories), states, weight, device)))
+        return PrefixScoreSum(parts)
 
 
 def choose_weights(evaluate, scorers: dict, grids: dict[str, list[float]], rounds: int = 2) -> tuple[dict, list[dict]]:
