@@ -54,7 +54,7 @@ from genrec.core.allocator import keep_freed_memory
 from genrec.core.errors import GenrecError
 from genrec.core.io import (atomic_write_json, atomic_write_text, read_json, restore_swapped_directory,
                             swap_directory)
-from genrec.recommender.data import TokenizedExamples, epoch_batches, micro_batches, training_examples
+from genrec.recommender.data import PrefixExamples, TokenizedExamples, epoch_batches, micro_batches, streamed_training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
 from genrec.recommender.model import RecommenderConfig, build_model
@@ -115,7 +115,7 @@ def weighted_micro_steps(model, pieces: list[np.ndarray], counts: list[int], pie
     return batch_loss
 
 
-def accumulate_gradients(model, train: TokenizedExamples, index: np.ndarray, parts: int,
+def accumulate_gradients(model, train: TokenizedExamples | PrefixExamples, index: np.ndarray, parts: int,
                          device: torch.device | str = "cpu", backward=None, no_sync=None) -> torch.Tensor:
     """T5's step over the micro-batches of the batch ``index`` (recommender.data.micro_batches:
     sorted by input length, cut into at most ``parts`` runs with the least padding). T5's loss is the
@@ -253,7 +253,7 @@ class T5Task:
             self.train = build_sequence_examples(self.recommender.builder, [
                 (user, dataset.train_sequence(user)) for user in range(1, dataset.num_users + 1)])
         else:
-            self.train = self.recommender.builder.build(training_examples(dataset))
+            self.train = streamed_training_examples(self.recommender.builder, dataset)
         if len(self.train) == 0:
             raise GenrecError(f"{dataset.path}: no training examples (every user needs at least 4 items)")
         self.examples = len(self.train)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genrec.tokenizer.semantic_ids import prefix_ranks, sorted_rows
+
 
 @dataclass
 class SidPrefixTable:
@@ -35,19 +37,19 @@ class SidPrefixTable:
             raise ValueError(f"codes have {length} positions but {len(sizes)} sizes / {len(offsets)} offsets")
         if (codes < 0).any() or (codes >= np.asarray(sizes)[None, :]).any():
             raise ValueError("a code is outside its position's vocabulary")
-        # state_of[d][i]: id of item i's prefix of length d among all distinct length-d prefixes.
+        # state_of[d][i]: id of item i's prefix of length d among all distinct length-d prefixes, in
+        # lexicographic order; one sort of the full codes gives every prefix length.
+        order, changed = sorted_rows(codes)
+        if not changed[:, -1].all():
+            raise ValueError("two items share a full Semantic ID; the collision suffix must make them unique")
         state_of = [np.zeros(num_items, dtype=np.int64)]
-        for d in range(1, length):
-            _, inverse = np.unique(codes[:, :d], axis=0, return_inverse=True)
-            state_of.append(inverse.reshape(-1))
+        state_of.extend(prefix_ranks(order, changed[:, d - 1]) for d in range(1, length))
         state_of.append(np.arange(1, num_items + 1, dtype=np.int64))  # item ids
         tables = []
         for d in range(length):
             table = np.full((int(state_of[d].max()) + 1, sizes[d]), -1, dtype=np.int64)
             table[state_of[d], codes[:, d]] = state_of[d + 1]
             tables.append(torch.from_numpy(table))
-        if len(np.unique(state_of[length - 1] * sizes[-1] + codes[:, -1])) != num_items:
-            raise ValueError("two items share a full Semantic ID; the collision suffix must make them unique")
         return cls(offsets=tuple(offsets), sizes=tuple(sizes), next_state=tables)
 
     def to(self, device: torch.device | str) -> "SidPrefixTable":

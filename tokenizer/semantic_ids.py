@@ -5,20 +5,39 @@ from __future__ import annotations
 import numpy as np
 
 
+def sorted_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, changed): the rows of int ``codes`` [n, L] in lexicographic order (ties in row
+    order), and ``changed[j, d]``: whether sorted row j's first d + 1 codes differ from row
+    j - 1's (True for j = 0). One sort serves every prefix length: sorting by the whole row sorts
+    by each prefix too."""
+    codes = np.asarray(codes, dtype=np.int64)
+    order = np.lexsort(codes.T[::-1]) if codes.shape[1] else np.arange(len(codes))
+    ordered = codes[order]
+    changed = np.ones((len(codes), codes.shape[1]), dtype=bool)
+    changed[1:] = np.logical_or.accumulate(ordered[1:] != ordered[:-1], axis=1)
+    return order, changed
+
+
+def prefix_ranks(order: np.ndarray, changed: np.ndarray) -> np.ndarray:
+    """Dense rank (0, 1, ...) of each row among the distinct rows, lexicographic, from
+    ``sorted_rows``'s order and one column of its ``changed`` (the prefix length that matters)."""
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.cumsum(changed) - 1
+    return ranks
+
+
 def add_collision_suffix(codes: np.ndarray) -> np.ndarray:
     """int64 [n, L + 1]: ``codes`` plus a last column numbering the items of each bucket 0, 1, 2, ...
 
     A bucket is a set of items with the same L codes. Within a bucket items are numbered in
     ascending row order (row i = item id i + 1), so the suffix depends only on the codes.
+    Vectorised: one lexicographic sort of the rows (``sorted_rows``), then positions within runs.
     """
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 2 or codes.shape[0] == 0:
         raise ValueError(f"codes must be a non-empty [items, levels] array, got shape {codes.shape}")
-    _, bucket = np.unique(codes, axis=0, return_inverse=True)
-    bucket = bucket.reshape(-1)
-    order = np.lexsort((np.arange(len(codes)), bucket))  # by bucket, ties by row
-    sorted_bucket = bucket[order]
-    first = np.r_[True, sorted_bucket[1:] != sorted_bucket[:-1]]
+    order, changed = sorted_rows(codes)
+    first = changed[:, -1] if codes.shape[1] else np.r_[True, np.zeros(len(codes) - 1, dtype=bool)]
     starts = np.maximum.accumulate(np.where(first, np.arange(len(codes)), 0))
     suffix = np.empty(len(codes), dtype=np.int64)
     suffix[order] = np.arange(len(codes)) - starts
