@@ -547,17 +547,17 @@ def _relative(path: Path, base: Path) -> str:
         return str(Path(path).resolve())
 
 
-def _scorers(dataset, names: set[str], sasrec_path: Path | None, fit: str) -> dict:
+def _scorers(dataset, names: set[str], sasrec_path: Path | None, fit: str, successors: int = 0) -> dict:
     """The named per-item scorers for fused decoding. ``fit``: "train" fits count-based scorers on
     the training parts (all but each user's last two items: evaluation), "all" on every
-    interaction (serving)."""
+    interaction (serving). ``successors``: followers the transition prior keeps per item (0 = all)."""
     from genrec.recommender.fusion import TransitionPrior
     from genrec.recommender.sasrec_recommender import SASRecRecommender
 
     scorers = {}
     if "prior" in names:
         sequences = dataset.train_sequences() if fit == "train" else dataset.sequences
-        scorers["prior"] = TransitionPrior.fit(sequences, dataset.num_items)
+        scorers["prior"] = TransitionPrior.fit(sequences, dataset.num_items, successors=successors)
     if "sasrec" in names and sasrec_path is not None:
         sasrec = SASRecRecommender.load(sasrec_path)
         if sasrec.num_items < dataset.num_items:
@@ -572,14 +572,17 @@ PRIOR_FIT = {"train": "training parts (all but each user's last two items)", "al
 
 
 def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
-                 fusion: dict[str, float] | None = None, fit: str = "train", new_item_share: float | None = None):
+                 fusion: dict[str, float] | None = None, fit: str = "train", new_item_share: float | None = None,
+                 prior_successors: int | None = None):
     """(recommender, ProcessedDataset): ``model`` or DATASET/recommender (a T5 ``Recommender`` or a
     ``SASRecRecommender``), and the dataset it was trained on unless ``dataset`` names another one
     with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
     model alone), by default the weights chosen after training (genrec.json "fusion"). ``fit``: the
     count-based scorers read the training parts ("train": evaluation) or every interaction
     ("all": recommend and serve). Items added after training are mixed in with ``new_item_share``
-    of the probability (None: their share of the catalogue; 0: not at all; ``_new_item_mixture``)."""
+    of the probability (None: their share of the catalogue; 0: not at all; ``_new_item_mixture``).
+    ``prior_successors``: followers the transition prior keeps per item (0 = all; default:
+    genrec.json "fusion" "prior_successors", else all)."""
     from genrec.data_prep.dataset import known_catalogue, load_processed_dataset
     from genrec.recommender.fusion import DecodingPolicy
     from genrec.recommender.recommender import Recommender
@@ -621,7 +624,9 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
             raise GenrecError(f"{model_dir}: the SASRec it fuses ({sasrec_path}) is missing")
     if new_item_share is not None and not 0 <= new_item_share < 1:
         raise GenrecError(f"the new items' share must be in [0, 1), got {new_item_share}")
-    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed}, _scorers(data, needed, sasrec_path, fit),
+    successors = chosen.get("prior_successors", 0) if prior_successors is None else prior_successors
+    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed},
+                                         _scorers(data, needed, sasrec_path, fit, successors),
                                          _new_item_mixture(model_dir, recommender, data, new_item_share))
     return recommender.with_policy(policy), data
 
@@ -756,9 +761,25 @@ def _check_output_file(out: Path, suffix: str) -> None:
         raise GenrecError(f"output {out}: folder {out.parent} does not exist; create it first")
 
 
+RECOMMENDATIONS_MANIFEST = "_recommendations.json"  # in a partitioned output: what it holds; marks it as ours
+
+
+def _check_output_folder(out: Path) -> None:
+    """A partitioned output goes to a new folder (or replaces an earlier partitioned output) in a
+    folder that exists."""
+    if out.exists() and not (out / RECOMMENDATIONS_MANIFEST).is_file():
+        raise GenrecError(f"output {out} exists and is no earlier `recommend --all --partitioned` output; "
+                          "give a new folder name")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"output {out}: {blocking} is a file, not a directory")
+    if not out.parent.is_dir():
+        raise GenrecError(f"output {out}: folder {out.parent} does not exist; create it first")
+
+
 @dataclass
 class RecommendAllConfig:
-    out: str | Path  # a .parquet file, written atomically
+    out: str | Path  # a .parquet file, or with ``partitioned`` a folder of part files; written atomically
     dataset: str | Path | None = None
     model: str | Path | None = None
     top_k: int = 10
@@ -768,6 +789,9 @@ class RecommendAllConfig:
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
+    partitioned: bool = False  # out is a folder: part-00000.parquet, ... (one per chunk of users) + a manifest
+    chunk_users: int = 16384  # users decoded and written at a time (memory is bounded by one chunk)
+    prior_successors: int | None = None  # followers the transition prior keeps per item (0 = all; default: chosen)
 
 
 @dataclass
@@ -775,35 +799,19 @@ class WrittenRecommendations:
     path: Path
     num_users: int
     num_rows: int
-    seconds: float  # decoding only
+    seconds: float  # decoding only (this process's share when sharded)
+    parts: int = 1  # part files written (all processes together)
 
 
-def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
-    """Every user's top ``top_k`` in one batched run, written as parquet: one row per (user, rank),
-    columns user_id, user_raw_id, rank (1 = best), item_id, item_raw_id, score. A user has fewer
-    than ``top_k`` rows only when ``exclude_seen`` leaves fewer unseen items than that."""
+def _recommendation_table(dataset, first_user: int, items: np.ndarray, scores: np.ndarray):
+    """Rows (user, rank) of users first_user.. with their items and scores (0 = no item: dropped)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from genrec.core.io import atomic_write_bytes
-
-    out = Path(config.out)
-    _check_output_file(out, ".parquet")
-    if config.top_k < 1 or config.batch_size < 1:
-        raise GenrecError("top_k and batch_size must be at least 1")
-    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
-                                        new_item_share=config.new_item_share)
-    users = list(range(1, dataset.num_users + 1))
-    started = time.perf_counter()
-    items, scores = recommender.recommend(dataset.sequences, config.top_k, users=users, beams=config.beams,
-                                          exclude_seen=config.exclude_seen, batch_size=config.batch_size,
-                                          progress=config.progress)
-    seconds = time.perf_counter() - started
-    user_grid = np.broadcast_to(np.arange(1, dataset.num_users + 1)[:, None], items.shape)
+    user_grid = np.broadcast_to(np.arange(first_user, first_user + len(items))[:, None], items.shape)
     rank_grid = np.broadcast_to(np.arange(1, items.shape[1] + 1)[None, :], items.shape)
     keep = items > 0
     user_ids, ranks, item_ids = user_grid[keep], rank_grid[keep], items[keep]
-    table = pa.table({
+    return pa.table({
         "user_id": pa.array(user_ids, pa.int64()),
         "user_raw_id": pa.array([dataset.user_raw_id(u) for u in user_ids.tolist()], pa.string()),
         "rank": pa.array(ranks, pa.int32()),
@@ -811,10 +819,91 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         "item_raw_id": pa.array([dataset.item_raw_id(i) for i in item_ids.tolist()], pa.string()),
         "score": pa.array(scores[keep], pa.float32()),
     })
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    atomic_write_bytes(out, sink.getvalue().to_pybytes())
-    return WrittenRecommendations(out, dataset.num_users, table.num_rows, seconds)
+
+
+def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
+    """Every user's top ``top_k``, written as parquet: one row per (user, rank), columns user_id,
+    user_raw_id, rank (1 = best), item_id, item_raw_id, score, in user order. A user has fewer
+    than ``top_k`` rows only when ``exclude_seen`` leaves fewer unseen items than that.
+
+    Users are decoded ``chunk_users`` at a time, each chunk written as its own part file, so memory
+    holds one chunk's results. Under ``accelerate launch`` each process decodes and writes the
+    chunks r, r + N, ... (``genrec.core.sharding``); the chunks, and so every batch inside them,
+    are the same for any number of processes, and so is the output. The parts are staged in a
+    hidden sibling folder, then become the ``partitioned`` folder (with a manifest) or are
+    concatenated into the one .parquet file, atomically either way."""
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from genrec.core.io import swap_directory
+    from genrec.core.sharding import current_shard
+
+    out = Path(config.out)
+    if config.partitioned:
+        _check_output_folder(out)
+    else:
+        _check_output_file(out, ".parquet")
+    if config.top_k < 1 or config.batch_size < 1 or config.chunk_users < 1:
+        raise GenrecError("top_k, batch_size and chunk_users must be at least 1")
+    shard = current_shard()
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
+                                        new_item_share=config.new_item_share, prior_successors=config.prior_successors)
+    if shard.device is not None:
+        recommender.model.to(shard.device)
+    staging = out.with_name(f".{out.name}.parts")
+    if shard.main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    shard.barrier()
+    chunks = -(-dataset.num_users // config.chunk_users)
+    mine = shard.mine(chunks)
+    seconds = 0.0
+    bar = tqdm(total=sum(min(config.chunk_users, dataset.num_users - c * config.chunk_users) for c in mine),
+               desc="recommend --all", unit="user", disable=not (config.progress and shard.main))
+    for chunk in mine:
+        first = chunk * config.chunk_users
+        users = list(range(first + 1, min(first + config.chunk_users, dataset.num_users) + 1))
+        started = time.perf_counter()
+        items, scores = recommender.recommend(dataset.sequences[first:first + len(users)], config.top_k, users=users,
+                                              beams=config.beams, exclude_seen=config.exclude_seen,
+                                              batch_size=config.batch_size)
+        seconds += time.perf_counter() - started
+        part = staging / f"part-{chunk:05d}.parquet"
+        pq.write_table(_recommendation_table(dataset, first + 1, items, scores), part.with_suffix(".tmp"))
+        os.replace(part.with_suffix(".tmp"), part)
+        bar.update(len(users))
+    bar.close()
+    shard.barrier()
+    parts = sorted(staging.glob("part-*.parquet"))
+    num_rows = sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+    if len(parts) != chunks:
+        raise GenrecError(f"{staging}: {len(parts)} of {chunks} part files; a process failed, rerun")
+    shard.barrier()
+    if shard.main:
+        if config.partitioned:
+            atomic_write_json(staging / RECOMMENDATIONS_MANIFEST, {
+                "num_users": dataset.num_users, "num_rows": num_rows, "parts": chunks, "chunk_users": config.chunk_users,
+                "top_k": config.top_k, "beams": config.beams, "exclude_seen": config.exclude_seen,
+                "fusion": recommender.policy.weights, "processes": shard.world,
+                "columns": ["user_id", "user_raw_id", "rank", "item_id", "item_raw_id", "score"]})
+            swap_directory(staging, out)
+        else:
+            _concatenate_parts(parts, out)
+            shutil.rmtree(staging, ignore_errors=True)
+    shard.barrier()
+    return WrittenRecommendations(out, dataset.num_users, num_rows, seconds, chunks)
+
+
+def _concatenate_parts(parts: list[Path], out: Path) -> None:
+    """The part files, in order, as the one parquet file ``out`` (written to a temporary sibling,
+    then moved into place), a part at a time."""
+    import pyarrow.parquet as pq
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    with pq.ParquetWriter(tmp, pq.read_schema(parts[0])) as writer:
+        for part in parts:
+            writer.write_table(pq.read_table(part))
+    os.replace(tmp, out)
 
 
 # -- add-items ------------------------------------------------------------------------------------

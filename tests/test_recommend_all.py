@@ -1,10 +1,18 @@
-"""``genrec recommend --all --out FILE.parquet``: every user's top-K in one batched run."""
+"""``genrec recommend --all --out FILE.parquet`` (or ``--partitioned --out FOLDER``): every user's top-K,
+a chunk of users at a time, on one process or sharded over the processes of ``accelerate launch``."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from genrec.cli import main
+from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.pipeline import RecommendAllConfig, recommend_all
 from genrec.recommender.recommender import Recommender
@@ -77,3 +85,61 @@ def test_out_that_is_a_directory_or_under_a_file_is_a_clear_error(trained, capsy
     assert main(_args(trained, "--all", "--out", str(trained / "plain-file" / "recs.parquet"))) == 2
     err = capsys.readouterr().err
     assert "is a file, not a directory" in err and err.count("\n") == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _parts(folder):
+    return {part.name: pq.read_table(part) for part in sorted(folder.glob("part-*.parquet"))}
+
+
+def test_partitioned_output_is_the_single_file_in_chunks(trained):
+    """chunk_users 4: 25 users in 7 part files whose rows, in order, are the single file's rows."""
+    folder, single = trained / "parts-one", trained / "single.parquet"
+    result = recommend_all(RecommendAllConfig(folder, dataset=trained / "data", model=trained / "model", top_k=3,
+                                              partitioned=True, chunk_users=4, progress=False, fusion={"prior": 2.0}))
+    assert result.parts == 7 and result.num_rows == 25 * 3
+    parts = _parts(folder)
+    assert list(parts) == [f"part-{i:05d}.parquet" for i in range(7)]
+    assert json.loads((folder / "_recommendations.json").read_text())["num_users"] == 25
+    recommend_all(RecommendAllConfig(single, dataset=trained / "data", model=trained / "model", top_k=3,
+                                     chunk_users=4, progress=False, fusion={"prior": 2.0}))
+    assert pa.concat_tables(parts.values()).equals(pq.read_table(single))
+    again = recommend_all(RecommendAllConfig(folder, dataset=trained / "data", model=trained / "model", top_k=2,
+                                             partitioned=True, chunk_users=10, progress=False))
+    assert again.parts == 3 and len(_parts(folder)) == 3  # an earlier output is replaced whole
+    with pytest.raises(GenrecError, match="no earlier"):
+        recommend_all(RecommendAllConfig(trained / "data", dataset=trained / "data", model=trained / "model",
+                                         partitioned=True, progress=False))
+    assert not list(trained.glob(".*parts*"))  # no staging folder left behind
+
+
+def test_two_processes_write_exactly_the_one_process_output(trained):
+    """accelerate launch with 2 CPU processes (gloo): each decodes and writes every other chunk; the
+    folder, and the single file, equal the one-process output."""
+    common = ["--model", str(trained / "model"), "--dataset", str(trained / "data"), "--top-k", "4",
+              "--chunk-users", "3", "--batch-size", "2", "--fusion-weight", "prior=2", "--no-progress"]
+    one, one_file = trained / "one", trained / "one.parquet"
+    assert main(["recommend", "--all", "--partitioned", "--out", str(one), *common]) == 0
+    assert main(["recommend", "--all", "--out", str(one_file), *common]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for out, extra in ((trained / "two", ["--partitioned"]), (trained / "two.parquet", [])):
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "--main_process_port", str(_free_port()), "-m", "genrec.cli",
+                  "recommend", "--all", *extra, "--out", str(out), *common]
+        done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    two = _parts(trained / "two")
+    assert len(two) == 9 and list(two) == list(_parts(one))
+    for name, table in _parts(one).items():
+        assert table.equals(two[name]), name
+    manifest = json.loads((trained / "two" / "_recommendations.json").read_text())
+    assert manifest["processes"] == 2 and manifest["num_rows"] == 25 * 4
+    assert pq.read_table(trained / "two.parquet").equals(pq.read_table(one_file))

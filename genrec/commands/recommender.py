@@ -156,13 +156,14 @@ def _recommend_all(args) -> int:
     if args.user is not None or args.history:
         raise GenrecError("--all recommends for every user; drop --user / --history (or drop --all)")
     if not args.out:
-        raise GenrecError("--all needs --out FILE.parquet")
+        raise GenrecError("--all needs --out FILE.parquet (or --out FOLDER --partitioned)")
     if args.json:
         raise GenrecError("--json does not apply to --all (the output is the --out parquet file)")
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
-        fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share))
+        fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share, partitioned=args.partitioned,
+        chunk_users=args.chunk_users, prior_successors=args.prior_successors))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
     return 0
@@ -173,6 +174,8 @@ def _recommend_or_all(args) -> int:
         return _recommend_all(args)
     if args.out:
         raise GenrecError("--out is for --all (every user to a parquet file); drop it, or add --all")
+    if args.partitioned or args.prior_successors is not None:
+        raise GenrecError("--partitioned and --prior-successors are for --all; drop them, or add --all")
     return _recommend(args)
 
 
@@ -279,4 +282,13 @@ def register(subparsers) -> None:
     recommend.add_argument("--batch-size", type=whole_number(1), default=256,
                            help="with --all: histories decoded together")
     recommend.add_argument("--no-progress", action="store_true", help="with --all: no progress bar")
+    recommend.add_argument("--partitioned", action="store_true",
+                           help="with --all: --out is a folder of part files (part-00000.parquet, ... one per "
+                                "--chunk-users users, and _recommendations.json), the form for millions of users")
+    recommend.add_argument("--chunk-users", dest="chunk_users", type=whole_number(1), default=16384,
+                           help="with --all: users decoded and written at a time (bounds memory; default 16384). "
+                                "Under `accelerate launch --multi_gpu --num_processes N` each process takes every "
+                                "N-th chunk; the output is the same as one process's")
+    recommend.add_argument("--prior-successors", dest="prior_successors", type=whole_number(0),
+                           help="with --all: followers the transition prior keeps per item (0 = all, the default)")
     recommend.set_defaults(func=_recommend_or_all, exclude_seen=True)
