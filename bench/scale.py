@@ -7,10 +7,13 @@ prepare (the synthetic preset, embeddings included), train-tokenizer (--tokenize
 train-recommender (--train-steps steps, no validation until the end, fusion not chosen),
 fused decoding (a --decode-users sample decoded with the transition prior fused: users/s),
 recommend --all --partitioned (every user; skipped above --max-all-users) and serve (POST /recommend
-at --serve-clients clients, bench.serve_load: p50 / p99). Per stage: wall time and the stage
-process's peak RSS (os.wait4), and between consecutive sizes the growth exponent
+at --serve-clients clients, bench.serve_load: p50 / p99); the last three decode with the prior at
+--prior-weight keeping --prior-successors per item (recorded in the model's genrec.json).
+Per stage: wall time and the stage process's peak RSS (os.wait4; serve: not measured, the server
+is the load client's child), and between consecutive sizes the growth exponent
 log(cost ratio) / log(size ratio) of time and peak RSS (training: time per step; decoding: time
-per user), where 1 means "grows like the catalogue". Threads: --threads per process (default 1).
+per user; serve: p99), where 1 means "grows like the catalogue". Threads: --threads per process
+(default 1).
 Writes OUT/scale.json and OUT/scale.md (command and hardware included).
 """
 
@@ -75,8 +78,8 @@ def decode_sample(payload: str) -> None:
 
     settings = json.loads(payload)
     started = time.perf_counter()
-    recommender, dataset = load_trained(settings["dataset"], None, fusion={"prior": settings["weight"]}, fit="all",
-                                        prior_successors=settings["successors"])
+    recommender, dataset = load_trained(settings["dataset"], None, fit="all")  # fused as recorded after training
+    assert recommender.policy.weights == {"prior": settings["weight"]}, recommender.policy.weights
     load_seconds = time.perf_counter() - started
     rng = np.random.default_rng(settings["seed"])
     users = np.sort(rng.choice(dataset.num_users, min(settings["users"], dataset.num_users), replace=False)) + 1
@@ -110,18 +113,25 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
         return [python, "-c", f"from bench.scale import decode_sample; decode_sample({payload!r})"]
     if stage == "recommend_all":
         return [*cli, "recommend", "--all", "--partitioned", "--out", str(scratch / "recs"), "--dataset", str(data),
-                "--fusion-weight", f"prior={args.prior_weight}", "--prior-successors", str(args.prior_successors),
-                "--no-progress"]
+                "--no-progress"]  # fused as recorded after training (stage_details)
     if stage == "serve":
         return [python, "-m", "bench.serve_load", "--dataset", str(data), "--out", str(scratch / "serve"),
                 "--levels", str(args.serve_clients), "--requests", str(args.serve_requests), "--time-limit", "120"]
     raise ValueError(stage)
 
 
-def stage_details(stage: str, data: Path, scratch: Path, result: dict) -> None:
+def stage_details(stage: str, data: Path, scratch: Path, result: dict, settings) -> None:
     """What a finished stage reports besides time and memory."""
+    from genrec.core.io import atomic_write_json
+
     if stage == "train":
-        meta = json.loads((data / "recommender" / "genrec.json").read_text())
+        meta_file = data / "recommender" / "genrec.json"
+        meta = json.loads(meta_file.read_text())
+        # The fusion the later stages decode with, recorded where train-recommender records its
+        # chosen weights, so recommend --all and serve use it too (choosing it would cost a search).
+        meta["fusion"] = {"weights": {"prior": settings.prior_weight}, "prior_successors": settings.prior_successors,
+                          "set_by": "bench.scale"}
+        atomic_write_json(meta_file, meta)
         result["steps"] = meta["steps"]
         result["train_s"] = meta["train_seconds"]
         result["s_per_step"] = round(meta["train_seconds"] / max(meta["steps"], 1), 4)
@@ -153,7 +163,7 @@ def run_size(size: int, args, work: Path, stages: list[str]) -> dict:
         print(f"scale {size:,}: {stage} ...", file=sys.stderr, flush=True)
         result = run_stage(stage_argv(stage, args, size, data, scratch), env, scratch / f"{stage}.log")
         if "error" not in result:
-            stage_details(stage, data, scratch, result)
+            stage_details(stage, data, scratch, result, args)
         results[stage] = result
         print(f"scale {size:,}: {stage}: {result}", file=sys.stderr, flush=True)
         if "error" in result:
