@@ -48,7 +48,7 @@ def build_parser():
     parser.add_argument("--prior-weight", type=float, default=2.0, help="fusion weight of the transition prior")
     parser.add_argument("--prior-successors", type=int, default=200,
                         help="followers the prior keeps per item (0 = all; at 1M synthetic items every successor "
-                             "means ~20k counted items per user and the prior alone caps decoding near 100 users/s)")
+                             "means ~21k counted items per user and the prior alone caps decoding near 90 users/s)")
     parser.add_argument("--max-all-users", type=int, default=250_000,
                         help="recommend --all runs only where the dataset has at most this many users")
     parser.add_argument("--serve-clients", type=int, default=8)
