@@ -87,7 +87,7 @@ def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
                                         "text": data.item_text(i)}) + "\n" for i in cold))
 
 
-SHARES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # the new items' part of the mixture, chosen on validation
+SHARES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # the new items' part of the mixture, chosen on validation
 
 
 def original_cases(original, grown, users: list[int], cold_raw: set[str], split: str):
@@ -144,7 +144,8 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
     for kind, scorer in pipeline.new_item_scorers(run_model, recommender, grown).items():
         def evaluate(split, share):
             histories, targets, cold, items, scores = decoded[split]
-            mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share)
+            mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share,
+                                     model_temperature=1.0 + sum(recommender.policy.weights.values()))
             return metrics_of(mixture.merge(histories, items, scores, beams)[0], targets, cold, cold_ids)
 
         on_valid = {share: evaluate("valid", share) for share in SHARES}

@@ -518,7 +518,7 @@ def _fit_text_scorer(recommender, dataset, scorers: dict, users: int = NEW_ITEM_
                            sample=int(np.clip(dataset.num_items // 10, 100, 2000)), seed=seed)
 
 
-def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None):
+def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None, weights: dict[str, float]):
     """The policy part that mixes items added after training into the ranking (None when there are
     none, or ``share`` is 0); scorer and temperature as chosen after training (``fit_new_items``)."""
     from genrec.recommender.new_items import NewItemMixture
@@ -531,7 +531,8 @@ def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None
     if settings["scorer"] not in scorers:
         raise GenrecError(f"{model_dir}: its new-item scorer {settings['scorer']!r} is not available here")
     share = (dataset.num_items - trained) / dataset.num_items if share is None else share
-    return NewItemMixture(scorers[settings["scorer"]], float(settings["temperature"]), trained + 1, share)
+    return NewItemMixture(scorers[settings["scorer"]], float(settings["temperature"]), trained + 1, share,
+                          model_temperature=1.0 + sum(weights.values()))
 
 
 def _own_kind(recommender) -> set[str]:
@@ -627,7 +628,8 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     successors = chosen.get("prior_successors", 0) if prior_successors is None else prior_successors
     policy = DecodingPolicy.from_weights({n: weights[n] for n in needed},
                                          _scorers(data, needed, sasrec_path, fit, successors),
-                                         _new_item_mixture(model_dir, recommender, data, new_item_share))
+                                         _new_item_mixture(model_dir, recommender, data, new_item_share,
+                                                           {n: weights[n] for n in needed}))
     return recommender.with_policy(policy), data
 
 

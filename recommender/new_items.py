@@ -7,7 +7,10 @@ mixture brings them in without touching the scores of the others:
 
     p(i | h) = (1 - share) p_rec(i | h) + share p_new(i | h)
 
-p_rec is the recommender's (fused) distribution, normalised over the candidates it decoded; p_new
+p_rec is the recommender's (fused) distribution, normalised over the candidates it decoded; a fused
+score log p_model + sum_s w_s log q_s is divided by 1 + sum_s w_s first (``model_temperature``), which
+makes it the log of a weighted geometric mean of the distributions, on the scale of one of them
+rather than of their product (whose top item would otherwise take nearly all the mass); p_new
 lives on the new items only: a softmax over their text scores for the history divided by a
 temperature. ``share`` is the part of the next picks expected to go to new items (by default their
 share of the catalogue). A new item enters a top-K only where its mixture probability beats a
@@ -101,12 +104,13 @@ class NewItemMixture:
     temperature: float
     first_new: int
     share: float
+    model_temperature: float = 1.0  # the recommender's scores are divided by this (1 + its fusion weights)
 
     def __post_init__(self):
         if not 0 < self.share < 1:
             raise GenrecError(f"the new items' share must be between 0 and 1, got {self.share}")
-        if not self.temperature > 0:
-            raise GenrecError(f"new-item temperature must be > 0, got {self.temperature}")
+        if not self.temperature > 0 or not self.model_temperature > 0:
+            raise GenrecError(f"new-item temperatures must be > 0, got {self.temperature}, {self.model_temperature}")
 
     @property
     def new_items(self) -> np.ndarray:
@@ -126,7 +130,7 @@ class NewItemMixture:
             mass: dict[int, float] = {}
             valid = items[row] > 0
             if valid.any():
-                known = np.asarray(scores[row][valid], dtype=np.float64)
+                known = np.asarray(scores[row][valid], dtype=np.float64) / self.model_temperature
                 known = np.exp(known - known.max())
                 for item, p in zip(items[row][valid].tolist(), (known / known.sum()).tolist()):
                     mass[item] = (1 - self.share) * p

@@ -48,12 +48,13 @@ def test_sasrec_text_scores_are_a_text_only_sasrec_logits():
 
 def test_mixture_matches_a_direct_computation():
     scorer = content_scorer(num_items=8)
-    mixture = NewItemMixture(scorer, temperature=0.3, first_new=7, share=0.2)  # items 7, 8 are new
+    # Items 7, 8 are new; the recommender's scores are a fusion with weights summing to 1 (temperature 2).
+    mixture = NewItemMixture(scorer, temperature=0.3, first_new=7, share=0.2, model_temperature=2.0)
     history = [1, 2]
     items = np.array([[3, 4, 5, 0]])
     scores = np.array([[-1.0, -2.0, -4.0, -np.inf]], dtype=np.float32)
     got_items, got_scores = mixture.merge([history], items, scores, top_k=4)
-    known = np.exp([-1.0, -2.0, -4.0])
+    known = np.exp(np.array([-1.0, -2.0, -4.0]) / 2.0)
     known /= known.sum()
     text = scorer.scores([history], np.array([7, 8]))[0] / 0.3
     new = np.exp(text - text.max())
@@ -106,6 +107,7 @@ def test_added_items_reach_recommendations_only_through_the_mixture(trained):  #
     history = [[1, 2, 3]]
     mixed, _ = pipeline.load_trained(data, None, new_item_share=0.9)
     assert set(mixed.recommend(history, top_k=5)[0][0].tolist()) & set(added)
+    assert mixed.policy.new_items.model_temperature == 1.0 + sum(mixed.policy.weights.values())
     plain, _ = pipeline.load_trained(data, None, new_item_share=0)
     assert plain.policy.new_items is None
     assert mixed.evaluate(pipeline.load_trained(data, None)[1], "test", beams=30)["invalid_rate"] == 0.0
