@@ -88,6 +88,7 @@ def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
 
 
 SHARES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # the new items' part of the mixture, chosen on validation
+MODEL_TEMPERATURES = (1.0, 2.0, 3.0, 5.0)  # what the recommender's fused scores are divided by, chosen with it
 
 
 def original_cases(original, grown, users: list[int], cold_raw: set[str], split: str):
@@ -120,8 +121,8 @@ def metrics_of(items: np.ndarray, targets: np.ndarray, cold_target: np.ndarray, 
 def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str],
           beams: int = 30) -> dict:
     """Per new-item variant, test metrics on the original leave-one-out cases: the model's fused
-    decoding as it is ("none"), and mixed with each text scorer at the share that does best on the
-    original validation cases (all targets, NDCG@10); "chosen" = the scorer chosen on validation
+    decoding as it is ("none"), and mixed with each text scorer at the share and model temperature
+    that do best on the original validation cases (all targets, NDCG@10); "chosen" = the scorer chosen on validation
     when add-items grew the model, at its share. The beam is decoded once per split; each mixture
     re-ranks its candidates (what ``Recommender.recommend`` does with a policy's ``new_items``)."""
     from genrec import pipeline
@@ -141,17 +142,21 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
     out = {"users": len(users), "cold_targets": int(decoded["test"][2].sum()), "cold_items": len(cold_ids),
            "cold_share_of_catalogue": len(cold_ids) / grown.num_items, "new_items": settings,
            "variants": {"none": metrics_of(decoded["test"][3], decoded["test"][1], decoded["test"][2], cold_ids)}}
+    pooled = 1.0 + sum(recommender.policy.weights.values())  # the default: a geometric mean of the fused parts
+    settings_grid = [(share, t) for share in SHARES for t in sorted({*MODEL_TEMPERATURES, pooled})]
     for kind, scorer in pipeline.new_item_scorers(run_model, recommender, grown).items():
-        def evaluate(split, share):
+        def evaluate(split, share, model_temperature):
             histories, targets, cold, items, scores = decoded[split]
             mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share,
-                                     model_temperature=1.0 + sum(recommender.policy.weights.values()))
+                                     model_temperature=model_temperature)
             return metrics_of(mixture.merge(histories, items, scores, beams)[0], targets, cold, cold_ids)
 
-        on_valid = {share: evaluate("valid", share) for share in SHARES}
-        share = max(SHARES, key=lambda s: on_valid[s]["all"]["ndcg@10"])
-        out["variants"][kind] = {"share": share, **evaluate("test", share),
-                                 "validation": {str(s): m["all"] for s, m in on_valid.items()}}
+        on_valid = {setting: evaluate("valid", *setting) for setting in settings_grid}
+        share, model_temperature = max(settings_grid, key=lambda s: on_valid[s]["all"]["ndcg@10"])
+        out["variants"][kind] = {"share": share, "model_temperature": model_temperature,
+                                 **evaluate("test", share, model_temperature),
+                                 "validation": [{"share": s, "model_temperature": t, **m["all"],
+                                                 "cold": m["cold"]} for (s, t), m in on_valid.items()]}
     out["variants"]["chosen"] = dict(out["variants"][settings["scorer"]])
     return out
 
@@ -221,7 +226,7 @@ def render(report: dict) -> str:
         for name, v in r["variants"].items():
             change = (v["warm"]["recall@10"] - none) / none if none else None
             label = name + (f" ({r['new_items']['scorer']})" if name == "chosen" else "")
-            rows.append([r["method"], label, "-" if "share" not in v else f"{v['share']:g}",
+            rows.append([r["method"], label, "-" if "share" not in v else f"{v['share']:g} / {v['model_temperature']:g}",
                          f(v["cold"]["recall@10"]), f(v["cold"]["ndcg@10"]), f(v["warm"]["recall@10"]),
                          f(v["warm"]["ndcg@10"]), "n/a" if change is None else f"{change:+.1%}",
                          f(v["all"]["recall@10"]), f(v["all"]["ndcg@10"]), f"{v['cold_share_of_top10_slots']:.4f}",
@@ -240,10 +245,11 @@ def render(report: dict) -> str:
         + json.dumps(report["config"]), "",
         "Variants: `none` = the trained model's fused decoding as it is; `content` / `sasrec` = mixed with that "
         "text scorer over the added items (recommender.new_items: temperature chosen on validation users of the "
-        "warm catalogue, share = the best of " + ", ".join(map(str, SHARES)) + " by all-target NDCG@10 on the "
-        "original validation cases); `chosen` = the scorer add-items chose on validation. Test is read once per "
+        "warm catalogue; the share (" + ", ".join(map(str, SHARES)) + ") and the temperature the model's fused "
+        "scores are divided by (" + ", ".join(map(str, MODEL_TEMPERATURES)) + " or 1 + its fusion weights, the "
+        "default of `genrec`) chosen together by all-target NDCG@10 on the original validation cases); `chosen` = the scorer add-items chose on validation. Test is read once per "
         "row. Warm change: warm Recall@10 against `none`.", "",
-        *markdown_table(["tokenizer", "new items", "share", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
+        *markdown_table(["tokenizer", "new items", "share / model temperature", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
                          "warm change", "all R@10", "all NDCG@10", "cold share of top-10",
                          "cold items ever in a top-10"], rows), "",
         "Chosen on validation: " + "; ".join(chosen), ""])
