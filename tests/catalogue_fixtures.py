@@ -69,21 +69,28 @@ def write_items(path: Path, prefix: str, count: int) -> Path:
     return path
 
 
-def genrec_forked(args: list[str], fault: str | None = None):
-    """``genrec ARGS`` in a forked child (a process of its own, with this process's imports and test
-    encoder, so no start-up cost), started; ``fault``: its GENREC_FAULT_AT. Join it and read its
-    ``exitcode`` (-9 when the fault point killed it)."""
+def _run_genrec(args: list[str], fault: str | None, dataset: str) -> None:
+    """A child process's body: the test encoder for ``dataset``, one thread, then ``genrec ARGS``."""
+    import torch
+
+    from genrec.cli import main
+
+    torch.set_num_threads(1)
+    install_test_encoder(Path(dataset))
+    os.environ.pop(io.FAULT_LOG_ENV, None)
+    if fault:
+        os.environ[io.FAULT_AT_ENV] = fault
+    sys.exit(main(args))
+
+
+def genrec_child(args: list[str], fault: str | None = None):
+    """``genrec ARGS`` (which names ``--dataset``) in a process of its own with the test encoder,
+    started; ``fault``: its GENREC_FAULT_AT. Join it and read its ``exitcode`` (-9 when the fault
+    point killed it). A spawned interpreter, not a fork: a fork of a process whose OpenMP threads
+    already ran can hang in the child (it did on 2 cores with torch's default thread count)."""
     import multiprocessing
 
-    def run():
-        from genrec.cli import main
-
-        io._fault_passes.clear()
-        os.environ.pop(io.FAULT_LOG_ENV, None)
-        if fault:
-            os.environ[io.FAULT_AT_ENV] = fault
-        sys.exit(main(args))
-
-    child = multiprocessing.get_context("fork").Process(target=run)
+    dataset = args[args.index("--dataset") + 1]
+    child = multiprocessing.get_context("spawn").Process(target=_run_genrec, args=(list(args), fault, str(dataset)))
     child.start()
     return child

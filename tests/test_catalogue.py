@@ -22,7 +22,7 @@ from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.tokenizer.artifact import load_semantic_ids
-from tests.catalogue_fixtures import build_catalogue, genrec_forked, install_test_encoder, write_items
+from tests.catalogue_fixtures import build_catalogue, genrec_child, install_test_encoder, write_items
 from tests.test_faults import assert_same_outputs, file_content, passed_points, visible_files
 
 OLD = 40
@@ -194,7 +194,7 @@ def test_a_run_failing_at_any_write_leaves_everything_consistent_and_a_rerun_fin
 
 def _killed_and_rerun(data: Path, items: Path, point: str, done: Path) -> None:
     args = ["add-items", "--dataset", str(data), "--items", str(items)]
-    killed = genrec_forked(args, fault=point)
+    killed = genrec_child(args, fault=point)
     killed.join(600)
     assert killed.exitcode == -signal.SIGKILL, f"not killed at {point}"
     assert_consistent(data)
@@ -221,7 +221,7 @@ def test_a_run_killed_at_every_write_is_finished_by_the_next(data, tmp_path, mon
 
 
 def test_two_runs_at_once_both_land_with_distinct_sids(data, tmp_path):
-    runs = [genrec_forked(["add-items", "--dataset", str(data), "--items",
+    runs = [genrec_child(["add-items", "--dataset", str(data), "--items",
                            str(write_items(tmp_path / f"{prefix}.jsonl", prefix, 3))]) for prefix in "AB"]
     for run in runs:
         run.join(600)
