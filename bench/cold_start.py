@@ -252,7 +252,23 @@ def render(report: dict) -> str:
         *markdown_table(["tokenizer", "new items", "share / model temperature", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
                          "warm change", "all R@10", "all NDCG@10", "cold share of top-10",
                          "cold items ever in a top-10"], rows), "",
-        "Chosen on validation: " + "; ".join(chosen), ""])
+        "Chosen on validation: " + "; ".join(chosen), "",
+        *validation_tradeoff(report), ""])
+
+
+def validation_tradeoff(report: dict) -> list[str]:
+    """Per run and text scorer, every (share, model temperature) tried on the original validation
+    cases: what new items gain (cold Recall@10) against what all targets get."""
+    lines = []
+    for r in report["runs"]:
+        for kind, v in r["variants"].items():
+            if kind == "chosen" or "validation" not in v:
+                continue
+            rows = [[f"{x['share']:g}", f"{x['model_temperature']:g}", f"{x['recall@10']:.4f}", f"{x['ndcg@10']:.4f}",
+                     f"{(x['cold'].get('recall@10') or 0):.4f}"] for x in v["validation"]]
+            lines += [f"Validation trade-off, {r['method']} with {kind}:", "",
+                      *markdown_table(["share", "model temperature", "all R@10", "all NDCG@10", "cold R@10"], rows), ""]
+    return lines
 
 
 def main_run(args, command: str) -> int:
