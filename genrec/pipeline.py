@@ -31,7 +31,7 @@ import numpy as np
 
 from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_json, read_json
+from genrec.core.io import atomic_write_json, fault_point, read_json
 from genrec.core.layout import (RECOMMENDER_DIR, TOKENIZER_DIR, default_dataset_dir, portable_path, recorded_path,
                                 resolve_dataset_dir)
 from genrec.core.limits import MAX_HISTORY
@@ -872,6 +872,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         seconds += time.perf_counter() - started
         part = staging / f"part-{chunk:05d}.parquet"
         pq.write_table(_recommendation_table(dataset, first + 1, items, scores), part.with_suffix(".tmp"))
+        fault_point(f"write {part.name}", part)
         os.replace(part.with_suffix(".tmp"), part)
         bar.update(len(users))
     bar.close()
@@ -890,8 +891,10 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
                 "columns": ["user_id", "user_raw_id", "rank", "item_id", "item_raw_id", "score"]})
             swap_directory(staging, out)
         else:
-            _concatenate_parts(parts, out)
-            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                _concatenate_parts(parts, out)
+            finally:  # the parts are only a means to the one file, written or not
+                shutil.rmtree(staging, ignore_errors=True)
     shard.barrier()
     return WrittenRecommendations(out, dataset.num_users, num_rows, seconds, chunks)
 
@@ -902,10 +905,15 @@ def _concatenate_parts(parts: list[Path], out: Path) -> None:
     import pyarrow.parquet as pq
 
     tmp = out.with_name(f".{out.name}.tmp")
-    with pq.ParquetWriter(tmp, pq.read_schema(parts[0])) as writer:
-        for part in parts:
-            writer.write_table(pq.read_table(part))
-    os.replace(tmp, out)
+    try:
+        with pq.ParquetWriter(tmp, pq.read_schema(parts[0])) as writer:
+            for part in parts:
+                writer.write_table(pq.read_table(part))
+        fault_point(f"write {out.name}", out)  # the name atomic_write_bytes used for the single file
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # -- add-items ------------------------------------------------------------------------------------

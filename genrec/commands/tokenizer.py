@@ -80,7 +80,7 @@ def _metrics(args: argparse.Namespace) -> int:
     from genrec.data_prep.embeddings import load_or_compute_item_embeddings
     from genrec.eval.sid_metrics import format_metrics_table
     from genrec.core.io import read_json
-    from genrec.core.layout import TOKENIZER_DIR, resolve_dataset_dir
+    from genrec.core.layout import TOKENIZER_DIR, recorded_path, resolve_dataset_dir
     from genrec.tokenizer.artifact import load_semantic_ids
     from genrec.tokenizer.registry import load_tokenizer
     from genrec.pipeline import sid_metrics_for
@@ -89,7 +89,8 @@ def _metrics(args: argparse.Namespace) -> int:
         folder = Path(args.tokenizer)
         load_semantic_ids(folder)  # clear error if it is not an artifact
         info = read_json(folder / "config.json")
-        dataset = resolve_dataset_dir(args.dataset or info.get("dataset"))
+        recorded = recorded_path(info.get("dataset"), folder)  # relative to the tokenizer folder
+        dataset = resolve_dataset_dir(args.dataset or (str(recorded) if recorded else None))
     else:
         dataset = resolve_dataset_dir(args.dataset)
         folder = dataset / TOKENIZER_DIR
