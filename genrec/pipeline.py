@@ -461,9 +461,11 @@ def trained_items(recommender) -> int:
     return recommender.num_items - int(recommender.meta.get("items_added", 0))
 
 
-def new_item_scorers(model_dir: Path, recommender, dataset) -> dict:
-    """The new-item text scorers available to this model (``recommender.new_items``): "content"
-    always; "sasrec" from the model itself, the SASRec it fuses, or DATASET/sasrec when trained with text."""
+def new_item_scorers(model_dir: Path, recommender, dataset, kinds: tuple[str, ...] = ("content", "sasrec"),
+                     sasrec=None) -> dict:
+    """The new-item text scorers of ``kinds`` available to this model (``recommender.new_items``):
+    "content" always; "sasrec" from the model itself, ``sasrec`` (a SASRecRecommender already
+    loaded for fusion), the SASRec it fuses, or DATASET/sasrec, when trained with text."""
     from genrec.data_prep.embeddings import item_embeddings_upto
     from genrec.recommender.new_items import TextScorer, unit_rows
     from genrec.recommender.recommender import TOKENIZER_COPY
@@ -478,8 +480,10 @@ def new_item_scorers(model_dir: Path, recommender, dataset) -> dict:
         vectors = unit_rows(item_embeddings_upto(dataset.path, dataset.num_items, encoder))
     if len(vectors) != dataset.num_items + 1:
         raise GenrecError(f"{dataset.path}: {dataset.num_items} items but {len(vectors) - 1} embeddings; rerun `genrec embed`")
-    scorers = {"content": TextScorer("content", vectors)}
-    sasrec = recommender if recommender.sids is None else None
+    scorers = {"content": TextScorer("content", vectors)} if "content" in kinds else {}
+    if "sasrec" not in kinds:
+        return scorers
+    sasrec = recommender if recommender.sids is None else sasrec
     if sasrec is None:
         recorded = (recommender.meta.get("fusion") or {}).get("sasrec")
         path = (Path(model_dir) / recorded) if recorded else Path(dataset.path) / SASREC_DIR
@@ -518,16 +522,21 @@ def _fit_text_scorer(recommender, dataset, scorers: dict, users: int = NEW_ITEM_
                            sample=int(np.clip(dataset.num_items // 10, 100, 2000)), seed=seed)
 
 
-def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None, weights: dict[str, float]):
+def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None, weights: dict[str, float],
+                      fused: dict):
     """The policy part that mixes items added after training into the ranking (None when there are
-    none, or ``share`` is 0); scorer and temperature as chosen after training (``fit_new_items``)."""
+    none, or ``share`` is 0); scorer and temperature as chosen when add-items grew the model
+    (``fit_new_items``; chosen here when it was not). ``fused``: the decoding's scorers, so a
+    SASRec loaded for fusion is not loaded again."""
     from genrec.recommender.new_items import NewItemMixture
 
     trained = trained_items(recommender)
     if trained >= dataset.num_items or share == 0:
         return None
-    scorers = new_item_scorers(model_dir, recommender, dataset)
-    settings = recommender.meta.get("new_items") or _fit_text_scorer(recommender, dataset, scorers)
+    settings = recommender.meta.get("new_items")
+    kinds = (settings["scorer"],) if settings else ("content", "sasrec")
+    scorers = new_item_scorers(model_dir, recommender, dataset, kinds, sasrec=fused.get("sasrec"))
+    settings = settings or _fit_text_scorer(recommender, dataset, scorers)
     if settings["scorer"] not in scorers:
         raise GenrecError(f"{model_dir}: its new-item scorer {settings['scorer']!r} is not available here")
     share = (dataset.num_items - trained) / dataset.num_items if share is None else share
@@ -626,10 +635,10 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     if new_item_share is not None and not 0 <= new_item_share < 1:
         raise GenrecError(f"the new items' share must be in [0, 1), got {new_item_share}")
     successors = chosen.get("prior_successors", 0) if prior_successors is None else prior_successors
-    policy = DecodingPolicy.from_weights({n: weights[n] for n in needed},
-                                         _scorers(data, needed, sasrec_path, fit, successors),
-                                         _new_item_mixture(model_dir, recommender, data, new_item_share,
-                                                           {n: weights[n] for n in needed}))
+    fused_weights = {n: weights[n] for n in needed}
+    scorers = _scorers(data, needed, sasrec_path, fit, successors)
+    policy = DecodingPolicy.from_weights(fused_weights, scorers, _new_item_mixture(
+        model_dir, recommender, data, new_item_share, fused_weights, scorers))
     return recommender.with_policy(policy), data
 
 
