@@ -15,8 +15,9 @@ how the recommender treats them, per tokenizer method.
    tokenizer), which also chooses the new-item text scorer on validation (recommender.new_items).
 3. Test on the ORIGINAL leave-one-out cases of every warm-dataset user (history = their whole
    original sequence but the last item, cold items included under their new ids), decoding with
-   no new-item handling and with each text scorer mixed in (its share chosen on the original
-   validation cases, the second-to-last items): Recall@10 and NDCG@10 split by whether
+   no new-item handling, with each text scorer mixed in and with each scorer's exposure quota
+   (settings chosen on the original validation cases, the second-to-last items), and as `genrec`
+   does by default: Recall@10 and NDCG@10 split by whether
    the target is cold or warm, the share of all top-10 slots that go to cold items (against their
    share of the catalogue), and how many cold items appear in anyone's top 10.
 
@@ -89,6 +90,9 @@ def cold_items_file(source: Path, cold: list[int], path: Path) -> None:
 
 SHARES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3)  # the new items' part of the mixture, chosen on validation
 MODEL_TEMPERATURES = (1.0, 2.0, 3.0, 5.0)  # what the recommender's fused scores are divided by, chosen with it
+EXPOSURES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # users given a new-item slot, chosen on validation
+TOP_K = 10  # the list a slot policy fills (its last place goes to a new item)
+WARM_LOSS = 0.03  # the most validation warm Recall@10 a slot setting may cost (the issue's bound)
 
 
 def original_cases(original, grown, users: list[int], cold_raw: set[str], split: str):
@@ -118,16 +122,37 @@ def metrics_of(items: np.ndarray, targets: np.ndarray, cold_target: np.ndarray, 
     return result
 
 
+def decode_cached(recommender, histories: list[list[int]], beams: int, path: Path | None):
+    """The recommender's top ``beams`` (no new-item handling) for ``histories``, read from ``path``
+    when an earlier run wrote it there (decoding 22k users twice is most of a scoring run)."""
+    from genrec.core.io import atomic_write_bytes
+
+    if path is not None and path.is_file():
+        with np.load(path) as cached:
+            if cached["items"].shape == (len(histories), beams):
+                return cached["items"], cached["scores"]
+    items, scores = recommender.recommend(histories, top_k=beams, beams=beams)
+    if path is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, items=items, scores=scores)
+        atomic_write_bytes(path, buffer.getvalue())
+    return items, scores
+
+
 def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str],
-          beams: int = 30) -> dict:
+          beams: int = 30, cache: Path | None = None) -> dict:
     """Per new-item variant, test metrics on the original leave-one-out cases: the model's fused
-    decoding as it is ("none"), and mixed with each text scorer at the share and model temperature
-    that do best on the original validation cases (all targets, NDCG@10); "chosen" = the scorer chosen on validation
-    when add-items grew the model, at its share. The beam is decoded once per split; each mixture
-    re-ranks its candidates (what ``Recommender.recommend`` does with a policy's ``new_items``)."""
+    decoding as it is ("none"); mixed with each text scorer at the share and model temperature
+    that do best on the original validation cases (all targets, NDCG@10); each text scorer's slots
+    (``slot_variant``); "chosen" = what `genrec` does after add-items: the scorer chosen on
+    validation when add-items grew the model, slots at the default exposure. The beam is decoded
+    once per split; each variant re-ranks its candidates (what ``Recommender.recommend`` does with
+    a policy's ``new_items``)."""
     from genrec import pipeline
     from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.new_items import NewItemMixture
+    from genrec.recommender.new_items import NewItemMixture, NewItemSlots, slot_threshold
 
     original = load_processed_dataset(source)
     recommender, grown = pipeline.load_trained(run_data, run_model, new_item_share=0)
@@ -137,14 +162,15 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
     decoded = {}
     for split in ("valid", "test"):
         histories, targets, cold = original_cases(original, grown, users, cold_raw, split)
-        items, scores = recommender.recommend(histories, top_k=beams, beams=beams)
+        items, scores = decode_cached(recommender, histories, beams, None if cache is None else cache / f"{split}.npz")
         decoded[split] = (histories, targets, cold, items, scores)
     out = {"users": len(users), "cold_targets": int(decoded["test"][2].sum()), "cold_items": len(cold_ids),
            "cold_share_of_catalogue": len(cold_ids) / grown.num_items, "new_items": settings,
            "variants": {"none": metrics_of(decoded["test"][3], decoded["test"][1], decoded["test"][2], cold_ids)}}
     pooled = 1.0 + sum(recommender.policy.weights.values())  # the default: a geometric mean of the fused parts
     settings_grid = [(share, t) for share in SHARES for t in sorted({*MODEL_TEMPERATURES, pooled})]
-    for kind, scorer in pipeline.new_item_scorers(run_model, recommender, grown).items():
+    scorers = pipeline.new_item_scorers(run_model, recommender, grown)
+    for kind, scorer in scorers.items():
         def evaluate(split, share, model_temperature):
             histories, targets, cold, items, scores = decoded[split]
             mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share,
@@ -157,8 +183,43 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
                                  **evaluate("test", share, model_temperature),
                                  "validation": [{"share": s, "model_temperature": t, **m["all"],
                                                  "cold": m["cold"]} for (s, t), m in on_valid.items()]}
-    out["variants"]["chosen"] = dict(out["variants"][settings["scorer"]])
+        out["variants"][f"{kind} slots"] = slot_variant(decoded, scorer, settings["tried"][kind]["temperature"],
+                                                        first_new, grown, cold_ids)
+    chosen = scorers[settings["scorer"]]  # what `genrec` does after add-items: this scorer, slots at the default
+    default = NewItemSlots(chosen, settings["temperature"], first_new, slot_threshold(
+        chosen, settings["temperature"], pipeline.validation_histories(grown), first_new, pipeline.NEW_ITEM_EXPOSURE))
+    histories, targets, cold, items, scores = decoded["test"]
+    out["variants"]["chosen"] = {"exposure": pipeline.NEW_ITEM_EXPOSURE,
+                                 **metrics_of(default.merge(histories, items, scores, TOP_K)[0], targets, cold, cold_ids)}
     return out
+
+
+def slot_variant(decoded: dict, scorer, temperature: float, first_new: int, grown, cold_ids: np.ndarray) -> dict:
+    """``NewItemSlots`` at each of EXPOSURES (its threshold set on the grown catalogue's validation
+    histories, as `genrec` sets it); the exposure with the most cold Recall@10 on the original
+    validation cases whose warm Recall@10 there is within WARM_LOSS of no handling's, then test."""
+    from genrec import pipeline
+    from genrec.recommender.new_items import NewItemSlots, slot_threshold
+
+    population = pipeline.validation_histories(grown)
+
+    def evaluate(split, exposure):
+        histories, targets, cold, items, scores = decoded[split]
+        policy = NewItemSlots(scorer, temperature, first_new,
+                              slot_threshold(scorer, temperature, population, first_new, exposure))
+        return metrics_of(policy.merge(histories, items, scores, TOP_K)[0], targets, cold, cold_ids)
+
+    histories, targets, cold, items, _ = decoded["valid"]
+    warm_none = metrics_of(items, targets, cold, cold_ids)["warm"]["recall@10"]
+    on_valid = {e: evaluate("valid", e) for e in EXPOSURES}
+    allowed = [e for e in EXPOSURES if on_valid[e]["warm"]["recall@10"] >= (1 - WARM_LOSS) * warm_none]
+    allowed = allowed or [min(EXPOSURES)]
+    exposure = max(allowed, key=lambda e: on_valid[e]["cold"]["recall@10"] or 0.0)
+    return {"exposure": exposure, **evaluate("test", exposure),
+            "validation": [{"exposure": e, **m["all"], "cold": m["cold"], "warm": m["warm"],
+                            "warm_change": (m["warm"]["recall@10"] - warm_none) / warm_none if warm_none else None,
+                            "cold_share_of_top10_slots": m["cold_share_of_top10_slots"]}
+                           for e, m in on_valid.items()]}
 
 
 def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
@@ -209,7 +270,7 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
     fusion = json.loads((data / "recommender" / "genrec.json").read_text()).get("fusion") or {}
     result = {"method": method, **trained, "fusion": fusion.get("weights"),
               "added": len(added.item_ids) or None, "moved_to_free_code": added.moved,
-              **score(Path(args.dataset), data / "recommender", data, users, cold_raw),
+              **score(Path(args.dataset), data / "recommender", data, users, cold_raw, cache=run / "decoded"),
               "seconds": round(time.perf_counter() - started, 1)}
     run.mkdir(parents=True, exist_ok=True)
     result_file.write_text(json.dumps(result, indent=2))
@@ -226,7 +287,9 @@ def render(report: dict) -> str:
         for name, v in r["variants"].items():
             change = (v["warm"]["recall@10"] - none) / none if none else None
             label = name + (f" ({r['new_items']['scorer']})" if name == "chosen" else "")
-            rows.append([r["method"], label, "-" if "share" not in v else f"{v['share']:g} / {v['model_temperature']:g}",
+            setting = (f"share {v['share']:g} / T {v['model_temperature']:g}" if "share" in v else
+                       f"exposure {v['exposure']:g}" if "exposure" in v else "-")
+            rows.append([r["method"], label, setting,
                          f(v["cold"]["recall@10"]), f(v["cold"]["ndcg@10"]), f(v["warm"]["recall@10"]),
                          f(v["warm"]["ndcg@10"]), "n/a" if change is None else f"{change:+.1%}",
                          f(v["all"]["recall@10"]), f(v["all"]["ndcg@10"]), f"{v['cold_share_of_top10_slots']:.4f}",
@@ -247,9 +310,14 @@ def render(report: dict) -> str:
         "text scorer over the added items (recommender.new_items: temperature chosen on validation users of the "
         "warm catalogue; the share (" + ", ".join(map(str, SHARES)) + ") and the temperature the model's fused "
         "scores are divided by (" + ", ".join(map(str, MODEL_TEMPERATURES)) + " or 1 + its fusion weights, the "
-        "default of `genrec`) chosen together by all-target NDCG@10 on the original validation cases); `chosen` = the scorer add-items chose on validation. Test is read once per "
-        "row. Warm change: warm Recall@10 against `none`.", "",
-        *markdown_table(["tokenizer", "new items", "share / model temperature", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
+        "default of `genrec` before the slots) chosen together by all-target NDCG@10 on the original validation "
+        "cases); `content slots` / `sasrec slots` = the exposure quota (recommender.new_items.NewItemSlots: the "
+        "10th place goes to the best new item by text for the given fraction of users, those the text scorer is "
+        "most confident about; the exposure (" + ", ".join(map(str, EXPOSURES)) + ") with the most cold Recall@10 "
+        f"on the original validation cases whose warm Recall@10 there stays within {WARM_LOSS:.0%} of `none`); "
+        "`chosen` = what `genrec` does after add-items: the scorer add-items chose on validation, slots at the "
+        "default exposure. Test is read once per row. Warm change: warm Recall@10 against `none`.", "",
+        *markdown_table(["tokenizer", "new items", "setting", "cold R@10", "cold NDCG@10", "warm R@10", "warm NDCG@10",
                          "warm change", "all R@10", "all NDCG@10", "cold share of top-10",
                          "cold items ever in a top-10"], rows), "",
         "Chosen on validation: " + "; ".join(chosen), "",
@@ -264,10 +332,16 @@ def validation_tradeoff(report: dict) -> list[str]:
         for kind, v in r["variants"].items():
             if kind == "chosen" or "validation" not in v:
                 continue
-            rows = [[f"{x['share']:g}", f"{x['model_temperature']:g}", f"{x['recall@10']:.4f}", f"{x['ndcg@10']:.4f}",
-                     f"{(x['cold'].get('recall@10') or 0):.4f}"] for x in v["validation"]]
-            lines += [f"Validation trade-off, {r['method']} with {kind}:", "",
-                      *markdown_table(["share", "model temperature", "all R@10", "all NDCG@10", "cold R@10"], rows), ""]
+            if "exposure" in v:
+                rows = [[f"{x['exposure']:g}", f"{x['recall@10']:.4f}", f"{(x['cold'].get('recall@10') or 0):.4f}",
+                         f"{x['warm']['recall@10']:.4f}", f"{x['warm_change']:+.1%}",
+                         f"{x['cold_share_of_top10_slots']:.3f}"] for x in v["validation"]]
+                header = ["exposure", "all R@10", "cold R@10", "warm R@10", "warm change", "cold share of top-10"]
+            else:
+                rows = [[f"{x['share']:g}", f"{x['model_temperature']:g}", f"{x['recall@10']:.4f}",
+                         f"{x['ndcg@10']:.4f}", f"{(x['cold'].get('recall@10') or 0):.4f}"] for x in v["validation"]]
+                header = ["share", "model temperature", "all R@10", "all NDCG@10", "cold R@10"]
+            lines += [f"Validation trade-off, {r['method']} with {kind}:", "", *markdown_table(header, rows), ""]
     return lines
 
 

@@ -454,6 +454,7 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
 
 
 NEW_ITEM_USERS = 2000  # validation users the new-item scorer is chosen on
+NEW_ITEM_EXPOSURE = 0.5  # users whose last top-K place goes to a new item (chosen on Beauty validation: docs/new-items.md)
 
 
 def trained_items(recommender) -> int:
@@ -515,23 +516,23 @@ def _fit_text_scorer(recommender, dataset, scorers: dict, users: int = NEW_ITEM_
     standing in for new items: a tenth of the catalogue (100..2,000 items)."""
     from genrec.recommender.new_items import fit_text_scorer
 
-    count = min(users, dataset.num_users)
-    sample = np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1
-    examples = [dataset.split(int(user), "valid") for user in sample]
+    examples = [dataset.split(user, "valid") for user in _validation_users(dataset, users, seed)]
     return fit_text_scorer(scorers, examples, dataset.num_items,
                            sample=int(np.clip(dataset.num_items // 10, 100, 2000)), seed=seed)
 
 
-def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None, weights: dict[str, float],
-                      fused: dict):
-    """The policy part that mixes items added after training into the ranking (None when there are
-    none, or ``share`` is 0); scorer and temperature as chosen when add-items grew the model
-    (``fit_new_items``; chosen here when it was not). ``fused``: the decoding's scorers, so a
-    SASRec loaded for fusion is not loaded again."""
-    from genrec.recommender.new_items import NewItemMixture
+def _new_item_policy(model_dir: Path, recommender, dataset, share: float | None, exposure: float | None,
+                     weights: dict[str, float], fused: dict):
+    """The policy part that brings items added after training into the ranking (None when there are
+    none, or it is turned off): an exposure quota (``NewItemSlots``, one place for ``exposure`` of
+    users, by default ``NEW_ITEM_EXPOSURE``), or with ``share`` the mixture (``NewItemMixture``).
+    Scorer and temperature as chosen when add-items grew the model (``fit_new_items``; chosen here
+    when it was not). ``fused``: the decoding's scorers, so a SASRec loaded for fusion is not loaded again."""
+    from genrec.recommender.new_items import NewItemMixture, NewItemSlots, slot_threshold
 
     trained = trained_items(recommender)
-    if trained >= dataset.num_items or share == 0:
+    exposure = NEW_ITEM_EXPOSURE if exposure is None else exposure
+    if trained >= dataset.num_items or share == 0 or (share is None and exposure == 0):
         return None
     settings = recommender.meta.get("new_items")
     kinds = (settings["scorer"],) if settings else ("content", "sasrec")
@@ -539,9 +540,22 @@ def _new_item_mixture(model_dir: Path, recommender, dataset, share: float | None
     settings = settings or _fit_text_scorer(recommender, dataset, scorers)
     if settings["scorer"] not in scorers:
         raise GenrecError(f"{model_dir}: its new-item scorer {settings['scorer']!r} is not available here")
-    share = (dataset.num_items - trained) / dataset.num_items if share is None else share
-    return NewItemMixture(scorers[settings["scorer"]], float(settings["temperature"]), trained + 1, share,
-                          model_temperature=1.0 + sum(weights.values()))
+    scorer, temperature = scorers[settings["scorer"]], float(settings["temperature"])
+    if share is not None:
+        return NewItemMixture(scorer, temperature, trained + 1, share, model_temperature=1.0 + sum(weights.values()))
+    threshold = slot_threshold(scorer, temperature, validation_histories(dataset), trained + 1, exposure)
+    return NewItemSlots(scorer, temperature, trained + 1, min_probability=threshold)
+
+
+def _validation_users(dataset, users: int = NEW_ITEM_USERS, seed: int = 0) -> list[int]:
+    """``users`` users sampled (seeded) for fitting the new-item settings on their validation cases."""
+    count = min(users, dataset.num_users)
+    return [int(u) + 1 for u in np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False)]
+
+
+def validation_histories(dataset, users: int = NEW_ITEM_USERS, seed: int = 0) -> list[list[int]]:
+    """Validation histories of ``users`` sampled users (the population a new-item threshold is set on)."""
+    return [dataset.split(user, "valid")[0] for user in _validation_users(dataset, users, seed)]
 
 
 def _own_kind(recommender) -> set[str]:
@@ -583,14 +597,15 @@ PRIOR_FIT = {"train": "training parts (all but each user's last two items)", "al
 
 def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
                  fusion: dict[str, float] | None = None, fit: str = "train", new_item_share: float | None = None,
-                 prior_successors: int | None = None):
+                 prior_successors: int | None = None, new_item_exposure: float | None = None):
     """(recommender, ProcessedDataset): ``model`` or DATASET/recommender (a T5 ``Recommender`` or a
     ``SASRecRecommender``), and the dataset it was trained on unless ``dataset`` names another one
     with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
     model alone), by default the weights chosen after training (genrec.json "fusion"). ``fit``: the
     count-based scorers read the training parts ("train": evaluation) or every interaction
-    ("all": recommend and serve). Items added after training are mixed in with ``new_item_share``
-    of the probability (None: their share of the catalogue; 0: not at all; ``_new_item_mixture``).
+    ("all": recommend and serve). Items added after training get the last top-K place for
+    ``new_item_exposure`` of users (None: ``NEW_ITEM_EXPOSURE``; 0: not at all), or with
+    ``new_item_share`` that part of a mixture (0: not at all; ``_new_item_policy``).
     ``prior_successors``: followers the transition prior keeps per item (0 = all; default:
     genrec.json "fusion" "prior_successors", else all)."""
     from genrec.data_prep.dataset import known_catalogue, load_processed_dataset
@@ -634,11 +649,13 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
             raise GenrecError(f"{model_dir}: the SASRec it fuses ({sasrec_path}) is missing")
     if new_item_share is not None and not 0 <= new_item_share < 1:
         raise GenrecError(f"the new items' share must be in [0, 1), got {new_item_share}")
+    if new_item_exposure is not None and not 0 <= new_item_exposure <= 1:
+        raise GenrecError(f"the new items' exposure must be in [0, 1], got {new_item_exposure}")
     successors = chosen.get("prior_successors", 0) if prior_successors is None else prior_successors
     fused_weights = {n: weights[n] for n in needed}
     scorers = _scorers(data, needed, sasrec_path, fit, successors)
-    policy = DecodingPolicy.from_weights(fused_weights, scorers, _new_item_mixture(
-        model_dir, recommender, data, new_item_share, fused_weights, scorers))
+    policy = DecodingPolicy.from_weights(fused_weights, scorers, _new_item_policy(
+        model_dir, recommender, data, new_item_share, new_item_exposure, fused_weights, scorers))
     return recommender.with_policy(policy), data
 
 
@@ -653,7 +670,8 @@ class EvaluateConfig:
     output: str | Path | None = None  # default MODEL/eval_SPLIT.json
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
-    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
+    new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
+    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -671,7 +689,8 @@ def evaluate(config: EvaluateConfig) -> dict:
     if config.output is not None:
         _check_output_file(Path(config.output), ".json")
     recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion,
-                                        new_item_share=config.new_item_share)
+                                        new_item_share=config.new_item_share,
+                                        new_item_exposure=config.new_item_exposure)
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
                                    progress=config.progress)
@@ -708,7 +727,8 @@ class RecommendConfig:
     beams: int = 20
     exclude_seen: bool = False
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
-    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
+    new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
+    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
 
 
 @dataclass
@@ -724,7 +744,8 @@ def recommend(config: RecommendConfig) -> Recommendations:
     if config.history and config.user is not None:
         raise GenrecError("give a user (--user) or a history (--history), not both")
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
-                                        new_item_share=config.new_item_share)
+                                        new_item_share=config.new_item_share,
+                                        new_item_exposure=config.new_item_exposure)
     if config.history:
         if len(config.history) > MAX_HISTORY:
             raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
@@ -799,7 +820,8 @@ class RecommendAllConfig:
     batch_size: int = 256
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
-    new_item_share: float | None = None  # items added after training: their part of the mixture (None = catalogue share)
+    new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
+    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
     partitioned: bool = False  # out is a folder: part-00000.parquet, ... (one per chunk of users) + a manifest
     chunk_users: int = 16384  # users decoded and written at a time (memory is bounded by one chunk)
     prior_successors: int | None = None  # followers the transition prior keeps per item (0 = all; default: chosen)
@@ -858,7 +880,9 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         raise GenrecError("top_k, batch_size and chunk_users must be at least 1")
     shard = current_shard()
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
-                                        new_item_share=config.new_item_share, prior_successors=config.prior_successors)
+                                        new_item_share=config.new_item_share,
+                                        new_item_exposure=config.new_item_exposure,
+                                        prior_successors=config.prior_successors)
     if shard.device is not None:
         recommender.model.to(shard.device)
     staging = out.with_name(f".{out.name}.parts")

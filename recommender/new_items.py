@@ -16,6 +16,13 @@ temperature. ``share`` is the part of the next picks expected to go to new items
 share of the catalogue). A new item enters a top-K only where its mixture probability beats a
 known item's.
 
+The mixture lets a new item in only where its mixed probability beats a known item's, and on
+Beauty that happens too rarely to matter (bench/results/cold-start-beauty-hour). ``NewItemSlots``
+is an exposure quota instead (what TIGER does with unseen items under a share epsilon): the last
+``slots`` places of a top-K go to the best new items by text, for the histories whose best new item
+is one the text scorer is confident about (its probability among the new items at least
+``min_probability``; ``slot_threshold`` turns "this fraction of users" into that probability).
+
 Text scores (``TextScorer``): ``content`` = cosine of the item's text embedding with a recency
 weighted mean of the history's (no training); ``sasrec`` = a trained SASRec's last hidden state dotted
 with the projection of the item's text embedding (the part of its item vector a new item has).
@@ -174,3 +181,80 @@ def fit_text_scorer(scorers: dict[str, TextScorer], examples: list[tuple[list[in
         tried[kind] = {"ndcg@10": ndcg, "temperature": best, "nll": nll[best]}
     kind = max(tried, key=lambda k: tried[k]["ndcg@10"])
     return {"scorer": kind, **tried[kind], "sample": sample, "users": len(examples), "tried": tried}
+
+
+def top_new_probability(scorer: TextScorer, temperature: float, histories: list[list[int]],
+                        new_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [batch, n] of ``new_items`` by text, softmax of scores / ``temperature``; their
+    columns best first [batch, n])."""
+    probabilities = np.exp(_log_softmax(scorer.scores(histories, new_items) / temperature))
+    return probabilities, np.argsort(-probabilities, axis=1, kind="stable")
+
+
+def slot_threshold(scorer: TextScorer, temperature: float, histories: list[list[int]], first_new: int,
+                   exposure: float) -> float:
+    """The ``min_probability`` of ``NewItemSlots`` that gives a new-item slot to about ``exposure``
+    of ``histories`` (e.g. validation users'): the (1 - exposure) quantile of their best new item's
+    probability."""
+    if not 0 < exposure <= 1:
+        raise GenrecError(f"the new items' exposure must be in (0, 1], got {exposure}")
+    new = np.arange(first_new, len(scorer.vectors))
+    if len(new) == 0 or not histories:
+        return 0.0
+    probabilities, order = top_new_probability(scorer, temperature, histories, new)
+    best = probabilities[np.arange(len(histories)), order[:, 0]]
+    return 0.0 if exposure >= 1 else float(np.quantile(best, 1 - exposure))
+
+
+@dataclass
+class NewItemSlots:
+    """An exposure quota for the items ``first_new``..M added after training: the last ``slots``
+    places of a top-K go to the best new items by text when the best one's probability among the
+    new items is at least ``min_probability`` (others keep the recommender's list)."""
+
+    scorer: TextScorer
+    temperature: float
+    first_new: int
+    min_probability: float
+    slots: int = 1
+
+    def __post_init__(self):
+        if self.slots < 1:
+            raise GenrecError(f"new-item slots must be at least 1, got {self.slots}")
+        if not self.temperature > 0:
+            raise GenrecError(f"the new-item temperature must be > 0, got {self.temperature}")
+
+    @property
+    def new_items(self) -> np.ndarray:
+        return np.arange(self.first_new, len(self.scorer.vectors))
+
+    def merge(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
+              exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``top_k`` from the recommender's ranked ``items`` / ``scores`` (0 = empty slot) with
+        new items in the last ``slots`` places where the text scorer is confident; a new item takes
+        the score of the place it takes (the list stays sorted; its score is not a probability)."""
+        out_items, out_scores = items[:, :top_k].copy(), np.array(scores[:, :top_k], dtype=np.float32)
+        new = self.new_items
+        if len(new) == 0:
+            return out_items, out_scores
+        probabilities, order = top_new_probability(self.scorer, self.temperature, histories, new)
+        for row, history in enumerate(histories):
+            if probabilities[row, order[row, 0]] < self.min_probability:
+                continue
+            known = [int(i) for i in out_items[row] if i > 0]
+            skip = set(known) | (set(history) if exclude_seen else set())
+            picks = []
+            for column in order[row]:
+                if len(picks) == min(self.slots, top_k):
+                    break
+                if int(new[column]) not in skip:
+                    picks.append(int(new[column]))
+            keep = min(len(known), top_k - len(picks))
+            place_scores = out_scores[row, :len(known)]
+            filler = place_scores[len(known) - 1] if known else np.float32(0.0)
+            new_scores = [place_scores[keep + k] if keep + k < len(known) else filler for k in range(len(picks))]
+            out_items[row] = 0
+            out_items[row, :keep + len(picks)] = known[:keep] + picks
+            out_scores[row, keep:] = -np.inf
+            out_scores[row, keep:keep + len(picks)] = new_scores
+        return out_items, out_scores

@@ -55,10 +55,16 @@ def test_cold_items_are_held_out_then_added_back_and_scored(dataset, tmp_path):
     assert run["users"] == warm.num_users and run["cold_targets"] == expected_cold_targets
     assert run["cold_share_of_catalogue"] == pytest.approx(8 / 40) and run["added"] == 8
     variants = run["variants"]
-    assert set(variants) == {"none", "content", "chosen"} and run["new_items"]["scorer"] == "content"
+    assert set(variants) == {"none", "content", "content slots", "chosen"} and run["new_items"]["scorer"] == "content"
     assert all(0 <= v["cold_share_of_top10_slots"] <= 1 and 0 <= v["cold_items_in_some_top10"] <= 8
                for v in variants.values())
     # Mixed in with a fifth of the probability, the added items take top-10 slots they did not have.
     assert variants["content"]["cold_share_of_top10_slots"] > variants["none"]["cold_share_of_top10_slots"]
+    # The default slots give the 10th place to a new item for some of the users (about half: the
+    # threshold is set on the grown catalogue's validation histories), one place at most.
+    added = variants["chosen"]["cold_share_of_top10_slots"] - variants["none"]["cold_share_of_top10_slots"]
+    assert variants["chosen"]["exposure"] == 0.5 and 0 < added <= 0.1
+    assert variants["content slots"]["exposure"] in cold_start.EXPOSURES
     assert "| rkmeans | content |" in (tmp_path / "work" / "cold-start.md").read_text()
+    assert "| rkmeans | content slots |" in (tmp_path / "work" / "cold-start.md").read_text()
     assert cold_start.main(argv) == 0  # cached: the rerun reads result.json

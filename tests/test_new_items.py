@@ -1,6 +1,6 @@
-"""Items added after training reach the rankings through a mixture with a text-based distribution
-over them (``recommender.new_items``): the mixture's numbers against a direct computation, the
-scorer choice on validation, and the pipeline after ``add-items``."""
+"""Items added after training reach the rankings through an exposure quota or a mixture with a
+text-based distribution over them (``recommender.new_items``): both against a direct computation,
+the scorer choice on validation, and the pipeline after ``add-items``."""
 
 import json
 
@@ -10,7 +10,8 @@ import torch
 
 from genrec import pipeline
 from genrec.core.errors import GenrecError
-from genrec.recommender.new_items import NewItemMixture, TextScorer, fit_text_scorer, unit_rows
+from genrec.recommender.new_items import (NewItemMixture, NewItemSlots, TextScorer, fit_text_scorer, slot_threshold,
+                                          top_new_probability, unit_rows)
 from genrec.recommender.sasrec import SASRec, SASRecConfig
 from genrec.recommender.sequences import left_pad
 from tests.test_add_items import trained  # noqa: F401  (module fixture: a tiny trained catalogue)
@@ -78,6 +79,46 @@ def test_mixture_leaves_the_ranking_alone_without_new_items_and_drops_seen_new_i
         NewItemMixture(scorer, temperature=0.3, first_new=7, share=1.0)
 
 
+def test_slots_give_the_last_places_to_the_best_new_items_where_the_text_is_confident():
+    scorer = content_scorer(num_items=10)  # items 7..10 are new
+    histories = [[1, 2], [3], [4, 5, 6]]
+    probabilities, order = top_new_probability(scorer, 0.2, histories, np.arange(7, 11))
+    best = probabilities[np.arange(3), order[:, 0]]
+    threshold = float(np.sort(best)[1])  # the two most confident histories get slots, the third not
+    slots = NewItemSlots(scorer, temperature=0.2, first_new=7, min_probability=threshold, slots=2)
+    items = np.array([[3, 4, 5, 6], [1, 2, 0, 0], [1, 2, 3, 8]])
+    scores = np.array([[-1, -2, -3, -4], [-1, -2, -np.inf, -np.inf], [-1, -2, -3, -5]], dtype=np.float32)
+    got_items, got_scores = slots.merge(histories, items, scores, top_k=4)
+    for row in range(3):
+        ranked_new = [7 + int(c) for c in order[row]]
+        if best[row] < threshold:
+            assert got_items[row].tolist() == items[row].tolist()
+            continue
+        known = [int(i) for i in items[row] if i > 0]
+        picks = [i for i in ranked_new if i not in known][:2]
+        keep = min(len(known), 4 - len(picks))
+        assert got_items[row].tolist()[:keep + len(picks)] == known[:keep] + picks
+        assert np.all(np.diff(got_scores[row][np.isfinite(got_scores[row])]) <= 0)  # still sorted
+    assert (got_items[1][2:] > 6).all() and got_items[1][:2].tolist() == [1, 2]  # empty places filled first
+
+
+def test_slot_threshold_gives_a_slot_to_the_asked_fraction_and_seen_new_items_stay_out():
+    scorer = content_scorer(num_items=40, dim=6)  # items 31..40 are new
+    histories = [[int(i)] for i in range(1, 31)]
+    for exposure in (0.2, 0.5, 1.0):
+        threshold = slot_threshold(scorer, 0.1, histories, 31, exposure)
+        slots = NewItemSlots(scorer, temperature=0.1, first_new=31, min_probability=threshold)
+        items = np.tile(np.arange(1, 11), (30, 1))
+        got = slots.merge(histories, items, np.zeros((30, 10), np.float32), top_k=10)[0]
+        assert abs((got[:, -1] > 30).mean() - exposure) <= 1 / 30 + 1e-9
+    everyone = NewItemSlots(scorer, temperature=0.1, first_new=31, min_probability=0.0)
+    history = [1, int(31 + np.argmax(scorer.scores([[1]], np.arange(31, 41))))]
+    top = everyone.merge([history], np.arange(1, 11)[None], np.zeros((1, 10), np.float32), 10, exclude_seen=True)
+    assert top[0][0, -1] > 30 and top[0][0, -1] != history[1]
+    with pytest.raises(GenrecError, match="exposure"):
+        slot_threshold(scorer, 0.1, histories, 31, 0.0)
+
+
 def test_fit_picks_the_informative_scorer_and_the_likeliest_temperature():
     rng = np.random.default_rng(0)
     half = rng.normal(size=(30, 8))
@@ -97,6 +138,20 @@ def add_new_items(root, data, texts, name: str) -> list[int]:
     rows = [{"id": f"{name}-{k}", "title": f"new {k}", "text": f"Title: {name} product number {k}"} for k in range(4)]
     items.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return pipeline.add_items(pipeline.AddItemsConfig(items, dataset=data, progress=False)).item_ids
+
+
+def test_added_items_reach_recommendations_through_slots_by_default(trained):  # noqa: F811
+    root, data, texts = trained
+    added = add_new_items(root, data, texts, "slot")
+    recommender, dataset = pipeline.load_trained(data, None, new_item_exposure=1.0)
+    assert isinstance(recommender.policy.new_items, NewItemSlots)
+    top = recommender.recommend([[1, 2, 3], [4, 5]], top_k=5)[0]
+    assert all(row[-1] in added for row in top.tolist())
+    default, _ = pipeline.load_trained(data, None)
+    assert isinstance(default.policy.new_items, NewItemSlots)
+    assert pipeline.load_trained(data, None, new_item_exposure=0)[0].policy.new_items is None
+    with pytest.raises(GenrecError, match="exposure"):
+        pipeline.load_trained(data, None, new_item_exposure=1.5)
 
 
 def test_added_items_reach_recommendations_only_through_the_mixture(trained):  # noqa: F811

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-NEW_ITEM_HELP = ("items added after training (genrec add-items) get this part of the probability, spread by "
-                 "their text's match with the history (default: their share of the catalogue; 0 = off; "
+NEW_ITEM_HELP = ("items added after training (genrec add-items): mix them in with this part of the probability, "
+                 "spread by their text's match with the history, instead of the exposure quota (0 = off; "
                  "docs/new-items.md)")
+EXPOSURE_HELP = ("items added after training (genrec add-items): the fraction of users whose last top-K place "
+                 "goes to their best new item by text, those whose text match is most confident (default 0.5; "
+                 "0 = off; docs/new-items.md)")
 
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
@@ -34,3 +37,20 @@ def share(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
     return value
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type``: a fraction in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def add_new_item_arguments(parser: argparse.ArgumentParser) -> None:
+    """--new-item-exposure / --new-item-share: how items added after training enter the ranking."""
+    parser.add_argument("--new-item-exposure", type=fraction, metavar="E", help=EXPOSURE_HELP)
+    parser.add_argument("--new-item-share", type=share, metavar="P", help=NEW_ITEM_HELP)

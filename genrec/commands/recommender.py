@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import fields
 
-from genrec.commands.arguments import NEW_ITEM_HELP, share, whole_number
+from genrec.commands.arguments import add_new_item_arguments, whole_number
 from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
 from genrec.core.errors import GenrecError
 from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
@@ -118,7 +118,8 @@ def _evaluate(args) -> int:
     result = evaluate(EvaluateConfig(dataset=args.dataset, model=args.model, tokenizer=args.tokenizer,
                                      split=args.split, beams=args.beams, batch_size=args.batch_size,
                                      output=args.output, progress=_show_progress(args),
-                                     fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share))
+                                     fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share,
+                                     new_item_exposure=args.new_item_exposure))
     print(f"{args.split}: {result['num_users']:,} users, full catalogue ({result['num_items']:,} items), "
           f"beam {args.beams}, {result['users_per_second']} users/s")
     print(evaluation_table(result))
@@ -137,7 +138,8 @@ def _recommend(args) -> int:
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
                                        top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
                                        fusion=parse_fusion(args.fusion_weight),
-                                       new_item_share=args.new_item_share))
+                                       new_item_share=args.new_item_share,
+                                       new_item_exposure=args.new_item_exposure))
     if args.json:
         print(json.dumps({"user": result.user or None, "user_raw_id": result.user_raw_id,
                           "history": result.history, "recommendations": result.items}, indent=2))
@@ -162,7 +164,8 @@ def _recommend_all(args) -> int:
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
-        fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share, partitioned=args.partitioned,
+        fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share,
+        new_item_exposure=args.new_item_exposure, partitioned=args.partitioned,
         chunk_users=args.chunk_users, prior_successors=args.prior_successors))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
@@ -252,7 +255,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--batch-size", type=whole_number(1), default=256)
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
     evaluate.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
-    evaluate.add_argument("--new-item-share", type=share, metavar="P", help=NEW_ITEM_HELP)
+    add_new_item_arguments(evaluate)
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
@@ -272,7 +275,7 @@ def register(subparsers) -> None:
                       help=argparse.SUPPRESS)  # the default now; still accepted so older command lines run
     recommend.add_argument("--json", action="store_true")
     recommend.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
-    recommend.add_argument("--new-item-share", type=share, metavar="P", help=NEW_ITEM_HELP)
+    add_new_item_arguments(recommend)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
     recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from genrec.commands.arguments import NEW_ITEM_HELP, share
+from genrec.commands.arguments import add_new_item_arguments
 from genrec.core.errors import GenrecError
 from genrec.core.limits import DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S
 
@@ -38,7 +38,8 @@ def _serve(args) -> int:
                           "--timeout above 0")
     _check_address(args.host, args.port)
     def load():
-        return load_trained(args.dataset, args.model, fit="all", new_item_share=args.new_item_share)
+        return load_trained(args.dataset, args.model, fit="all", new_item_share=args.new_item_share,
+                            new_item_exposure=args.new_item_exposure)
 
     recommender, dataset = load()
     app = create_app(recommender, dataset, beams=args.beams, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -80,7 +81,7 @@ def register(subparsers) -> None:
                        help="address to listen on (default loopback only; the API has no authentication)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--beams", type=int, default=20, help="beam width (at least top_k)")
-    serve.add_argument("--new-item-share", type=share, metavar="P", help=NEW_ITEM_HELP)
+    add_new_item_arguments(serve)
     serve.add_argument("--max-batch", type=int, default=64, help="most requests decoded together")
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="how long the first request of a batch waits for others")
