@@ -8,7 +8,9 @@ train-recommender (--train-steps steps, no validation until the end, fusion not 
 fused decoding (a --decode-users sample decoded with the transition prior fused: users/s),
 recommend --all --partitioned (every user; skipped above --max-all-users) and serve (POST /recommend
 at --serve-clients clients, bench.serve_load: p50 / p99); the last three decode with the prior at
---prior-weight keeping --prior-successors per item (recorded in the model's genrec.json).
+--prior-weight keeping --prior-successors per item (recorded in the model's genrec.json); then
+train-sasrec (--train-steps steps of the sampled softmax over shared popularity negatives, with
+text, validated once at the end on 200 users).
 Per stage: wall time and the stage process's peak RSS (os.wait4; serve: not measured, the server
 is the load client's child), and between consecutive sizes the growth exponent
 log(cost ratio) / log(size ratio) of time and peak RSS (training: time per step; decoding: time
@@ -31,7 +33,7 @@ from pathlib import Path
 
 from bench.common import markdown_table, run_script, script_parser, write_report
 
-STAGES = ("prepare", "tokenizer", "train", "decode", "recommend_all", "serve")
+STAGES = ("prepare", "tokenizer", "train", "decode", "recommend_all", "serve", "sasrec")
 
 
 def build_parser():
@@ -114,6 +116,11 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
     if stage == "recommend_all":
         return [*cli, "recommend", "--all", "--partitioned", "--out", str(scratch / "recs"), "--dataset", str(data),
                 "--no-progress"]  # fused as recorded after training (stage_details)
+    if stage == "sasrec":
+        return [*cli, "train-sasrec", "--dataset", str(data), "--out", str(scratch / "sasrec"), "--loss", "sampled",
+                "--max-steps", str(args.train_steps), "--eval-every", str(args.train_steps), "--eval-users", "200",
+                "--time-budget", "0", "--threads", str(args.threads), "--fusion-weights", "prior=0", "--restart",
+                "--no-progress"]
     if stage == "serve":
         return [python, "-m", "bench.serve_load", "--dataset", str(data), "--out", str(scratch / "serve"),
                 "--levels", str(args.serve_clients), "--requests", str(args.serve_requests), "--time-limit", "120"]
@@ -124,7 +131,12 @@ def stage_details(stage: str, data: Path, scratch: Path, result: dict, settings)
     """What a finished stage reports besides time and memory."""
     from genrec.core.io import atomic_write_json
 
-    if stage == "train":
+    if stage == "sasrec":
+        meta = json.loads((scratch / "sasrec" / "genrec.json").read_text())
+        result.update({"steps": meta["steps"], "train_s": meta["train_seconds"], "examples": meta["examples"],
+                       "s_per_step": round(meta["train_seconds"] / max(meta["steps"], 1), 4),
+                       "loss": meta["train_config"]["loss"], "negatives": meta["train_config"]["negatives"]})
+    elif stage == "train":
         meta_file = data / "recommender" / "genrec.json"
         meta = json.loads(meta_file.read_text())
         # The fusion the later stages decode with, recorded where train-recommender records its
@@ -181,7 +193,7 @@ def cost(stage: str, result: dict) -> float | None:
     """The stage's time that should grow no faster than its work: per step, per user, or the whole stage."""
     if not result or "wall_s" not in result or "error" in result:
         return None
-    if stage == "train":
+    if stage in ("train", "sasrec"):
         return result.get("s_per_step")
     if stage in ("decode", "recommend_all"):
         return 1.0 / result["users_per_s"] if result.get("users_per_s") else None
@@ -214,6 +226,8 @@ def markdown(report: dict, stages: list[str]) -> str:
                       "decode": lambda r: f"{r.get('users_per_s')} users/s ({r.get('users')} users)",
                       "recommend_all": lambda r: f"{r.get('users_per_s')} users/s, {r.get('parts')} parts",
                       "serve": lambda r: f"p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms, {r.get('clients')} clients",
+                      "sasrec": lambda r: f"{r.get('s_per_step')} s/step ({r.get('steps')} steps, {r.get('loss')} "
+                                          f"softmax, {r.get('negatives')} negatives)",
                       }.get(stage, lambda r: "")
             text = result.get("skipped") or result.get("error") or detail(result)
             rows.append([f"{run['items']:,}", f"{run['users']:,}", stage, result.get("wall_s", ""),

@@ -14,7 +14,9 @@ def fake_run(items, wall, per_step, users_per_s, rss):
             "train": {**stage, "s_per_step": per_step, "steps": 10},
             "decode": {**stage, "users_per_s": users_per_s, "users": 100},
             "recommend_all": {"skipped": "too many users"},
-            "serve": {"wall_s": 3.0, "peak_rss_mb": None, "p50_ms": 10, "p99_ms": 20, "clients": 8}}
+            "serve": {"wall_s": 3.0, "peak_rss_mb": None, "p50_ms": 10, "p99_ms": 20, "clients": 8},
+            "sasrec": {**stage, "s_per_step": 2 * per_step if items > 1000 else per_step, "steps": 10,
+                       "loss": "sampled", "negatives": 1024}}
 
 
 def test_growth_exponents_measure_cost_against_size():
@@ -26,10 +28,12 @@ def test_growth_exponents_measure_cost_against_size():
     assert growth[0]["decode"]["time"] == pytest.approx(0.3, abs=0.01)  # per user: half the users/s
     assert growth[0]["recommend_all"] == {"time": None, "peak_rss": None}
     assert growth[0]["serve"] == {"time": 0.0, "peak_rss": None}
+    assert growth[0]["sasrec"]["time"] == pytest.approx(0.3, abs=0.01)  # per step: twice the time at 10x
     report = {"command": "python -m bench.scale", "hardware_line": "test box", "settings": {"threads": 1},
               "runs": runs, "growth": growth}
     text = scale.markdown(report, list(scale.STAGES))
     assert "| 10,000 | 20,000 | train | 20.0 | 1000.0 | 0.5 s/step (10 steps) |" in text
+    assert "| sasrec | 20.0 | 1000.0 | 1.0 s/step (10 steps, sampled softmax, 1024 negatives) |" in text
     assert "too many users" in text and "| 1,000 -> 10,000 | prepare | 1.0 | 1.0 |" in text
 
 
@@ -49,5 +53,6 @@ def test_a_tiny_size_end_to_end(tmp_path):
     for stage in scale.STAGES:
         assert "error" not in run[stage] and run[stage]["wall_s"] > 0, stage
     assert run["train"]["steps"] == 2 and run["decode"]["users_per_s"] > 0 and run["recommend_all"]["users"] == 800
+    assert run["sasrec"]["steps"] == 2 and run["sasrec"]["loss"] == "sampled"
     assert run["serve"]["errors"] == 0 and run["serve"]["p99_ms"] >= run["serve"]["p50_ms"] > 0
     assert "Hardware:" in (tmp_path / "out" / "scale.md").read_text()
