@@ -141,6 +141,21 @@ def decode_cached(recommender, histories: list[list[int]], beams: int, path: Pat
     return items, scores
 
 
+class RememberedScores:
+    """A text scorer that computes its scores for one list of histories once (the grids below score
+    the same cases dozens of times; SASRec's are a forward pass over every history)."""
+
+    def __init__(self, scorer):
+        self.scorer, self.vectors, self.kind = scorer, scorer.vectors, scorer.kind
+        self._memo: dict = {}
+
+    def scores(self, histories: list[list[int]], items: np.ndarray) -> np.ndarray:
+        key = (id(histories), len(histories), int(items[0]) if len(items) else 0, len(items))
+        if key not in self._memo:
+            self._memo[key] = (histories, self.scorer.scores(histories, items))  # holds the list: its id stays its own
+        return self._memo[key][1]
+
+
 def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_raw: set[str],
           beams: int = 30, cache: Path | None = None) -> dict:
     """Per new-item variant, test metrics on the original leave-one-out cases: the model's fused
@@ -169,7 +184,8 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
            "variants": {"none": metrics_of(decoded["test"][3], decoded["test"][1], decoded["test"][2], cold_ids)}}
     pooled = 1.0 + sum(recommender.policy.weights.values())  # the default: a geometric mean of the fused parts
     settings_grid = [(share, t) for share in SHARES for t in sorted({*MODEL_TEMPERATURES, pooled})]
-    scorers = pipeline.new_item_scorers(run_model, recommender, grown)
+    scorers = {kind: RememberedScores(scorer) for kind, scorer in
+               pipeline.new_item_scorers(run_model, recommender, grown).items()}
     for kind, scorer in scorers.items():
         def evaluate(split, share, model_temperature):
             histories, targets, cold, items, scores = decoded[split]
