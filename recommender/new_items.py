@@ -208,19 +208,22 @@ def slot_threshold(scorer: TextScorer, temperature: float, histories: list[list[
 
 @dataclass
 class NewItemSlots:
-    """An exposure quota for the items ``first_new``..M added after training: the last ``slots``
-    places of a top-K go to the best new items by text when the best one's probability among the
-    new items is at least ``min_probability`` (others keep the recommender's list)."""
+    """An exposure quota for the items ``first_new``..M added after training: ``slots`` places from
+    rank ``place`` on (the last ones of a shorter list) go to the best new items by text when the
+    best one's probability among the new items is at least ``min_probability``; the known items
+    below move down one place each (others keep the recommender's list). So a top-10 and a top-30
+    agree on their first ten, and an evaluation at K >= ``place`` sees what a top-``place`` shows."""
 
     scorer: TextScorer
     temperature: float
     first_new: int
     min_probability: float
     slots: int = 1
+    place: int = 10
 
     def __post_init__(self):
-        if self.slots < 1:
-            raise GenrecError(f"new-item slots must be at least 1, got {self.slots}")
+        if self.slots < 1 or self.place < 1:
+            raise GenrecError(f"new-item slots and place must be at least 1, got {self.slots}, {self.place}")
         if not self.temperature > 0:
             raise GenrecError(f"the new-item temperature must be > 0, got {self.temperature}")
 
@@ -231,30 +234,27 @@ class NewItemSlots:
     def merge(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
               exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``top_k`` from the recommender's ranked ``items`` / ``scores`` (0 = empty slot) with
-        new items in the last ``slots`` places where the text scorer is confident; a new item takes
-        the score of the place it takes (the list stays sorted; its score is not a probability)."""
+        new items placed where the text scorer is confident; a new item takes the score of the
+        known item at its place (the list stays sorted; that score is not its probability)."""
         out_items, out_scores = items[:, :top_k].copy(), np.array(scores[:, :top_k], dtype=np.float32)
         new = self.new_items
         if len(new) == 0:
             return out_items, out_scores
         probabilities, order = top_new_probability(self.scorer, self.temperature, histories, new)
+        slots = min(self.slots, top_k)
         for row, history in enumerate(histories):
             if probabilities[row, order[row, 0]] < self.min_probability:
                 continue
-            known = [int(i) for i in out_items[row] if i > 0]
+            known = [int(i) for i in items[row] if i > 0]  # the whole ranked list: known items move down
+            known_scores = [float(x) for x in np.asarray(scores[row])[:len(known)]]
             skip = set(known) | (set(history) if exclude_seen else set())
-            picks = []
-            for column in order[row]:
-                if len(picks) == min(self.slots, top_k):
-                    break
-                if int(new[column]) not in skip:
-                    picks.append(int(new[column]))
-            keep = min(len(known), top_k - len(picks))
-            place_scores = out_scores[row, :len(known)]
-            filler = place_scores[len(known) - 1] if known else np.float32(0.0)
-            new_scores = [place_scores[keep + k] if keep + k < len(known) else filler for k in range(len(picks))]
+            picks = [int(new[c]) for c in order[row][:slots + len(skip)] if int(new[c]) not in skip][:slots]
+            at = min(self.place - 1, top_k - len(picks), len(known))
+            place_score = known_scores[at] if at < len(known) else (known_scores[-1] if known else 0.0)
+            ranked = (known[:at] + picks + known[at:])[:top_k]
+            ranked_scores = (known_scores[:at] + [place_score] * len(picks) + known_scores[at:])[:top_k]
             out_items[row] = 0
-            out_items[row, :keep + len(picks)] = known[:keep] + picks
-            out_scores[row, keep:] = -np.inf
-            out_scores[row, keep:keep + len(picks)] = new_scores
+            out_scores[row] = -np.inf
+            out_items[row, :len(ranked)] = ranked
+            out_scores[row, :len(ranked)] = ranked_scores
         return out_items, out_scores

@@ -102,6 +102,25 @@ def test_slots_give_the_last_places_to_the_best_new_items_where_the_text_is_conf
     assert (got_items[1][2:] > 6).all() and got_items[1][:2].tolist() == [1, 2]  # empty places filled first
 
 
+def test_a_longer_list_has_the_new_item_at_its_place_and_the_same_first_ten():
+    scorer = content_scorer(num_items=40, dim=6)  # items 31..40 are new
+    slots = NewItemSlots(scorer, temperature=0.1, first_new=31, min_probability=0.0)
+    history = [[3, 4]]
+    best = 31 + int(np.argmax(scorer.scores(history, np.arange(31, 41))[0]))
+    ranked = np.array([[i for i in range(1, 31) if i != best][:20]])
+    scores = -np.arange(20, dtype=np.float32)[None]
+    top10, _ = slots.merge(history, ranked, scores, 10)
+    top15, scores15 = slots.merge(history, ranked, scores, 15)
+    assert top10[0].tolist() == top15[0, :10].tolist() and top15[0, 9] == best
+    assert top15[0, 10:].tolist() == ranked[0, 9:14].tolist()  # the known items below moved down one place
+    assert np.all(np.diff(scores15[0]) <= 0)
+    with_it = ranked.copy()
+    with_it[0, 11] = best  # the model ranks the best new item itself: it is not repeated, the next best comes in
+    again, _ = slots.merge(history, with_it, scores, 15)
+    second = 31 + int(np.argsort(-scorer.scores(history, np.arange(31, 41))[0])[1])
+    assert again[0].tolist().count(best) == 1 and again[0, 9] == second and again[0, 12] == best
+
+
 def test_slot_threshold_gives_a_slot_to_the_asked_fraction_and_seen_new_items_stay_out():
     scorer = content_scorer(num_items=40, dim=6)  # items 31..40 are new
     histories = [[int(i)] for i in range(1, 31)]
