@@ -104,24 +104,36 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class NewItemMixture:
-    """The mixture above for a catalogue whose items ``first_new``..M were added after training."""
+class NewItemText:
+    """What a new-item policy reads: a text scorer, its temperature, and the first item added after
+    training (items ``first_new``..M are new)."""
 
     scorer: TextScorer
     temperature: float
     first_new: int
-    share: float
-    model_temperature: float = 1.0  # the recommender's scores are divided by this (1 + its fusion weights)
 
     def __post_init__(self):
-        if not 0 < self.share < 1:
-            raise GenrecError(f"the new items' share must be between 0 and 1, got {self.share}")
-        if not self.temperature > 0 or not self.model_temperature > 0:
-            raise GenrecError(f"new-item temperatures must be > 0, got {self.temperature}, {self.model_temperature}")
+        if not self.temperature > 0:
+            raise GenrecError(f"the new-item temperature must be > 0, got {self.temperature}")
 
     @property
     def new_items(self) -> np.ndarray:
         return np.arange(self.first_new, len(self.scorer.vectors))
+
+
+@dataclass
+class NewItemMixture(NewItemText):
+    """The mixture above for a catalogue whose items ``first_new``..M were added after training."""
+
+    share: float
+    model_temperature: float = 1.0  # the recommender's scores are divided by this (1 + its fusion weights)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.share < 1:
+            raise GenrecError(f"the new items' share must be between 0 and 1, got {self.share}")
+        if not self.model_temperature > 0:
+            raise GenrecError(f"the model temperature must be > 0, got {self.model_temperature}")
 
     def merge(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
               exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -207,29 +219,21 @@ def slot_threshold(scorer: TextScorer, temperature: float, histories: list[list[
 
 
 @dataclass
-class NewItemSlots:
+class NewItemSlots(NewItemText):
     """An exposure quota for the items ``first_new``..M added after training: ``slots`` places from
     rank ``place`` on (the last ones of a shorter list) go to the best new items by text when the
     best one's probability among the new items is at least ``min_probability``; the known items
     below move down one place each (others keep the recommender's list). So a top-10 and a top-30
     agree on their first ten, and an evaluation at K >= ``place`` sees what a top-``place`` shows."""
 
-    scorer: TextScorer
-    temperature: float
-    first_new: int
     min_probability: float
     slots: int = 1
     place: int = 10
 
     def __post_init__(self):
+        super().__post_init__()
         if self.slots < 1 or self.place < 1:
             raise GenrecError(f"new-item slots and place must be at least 1, got {self.slots}, {self.place}")
-        if not self.temperature > 0:
-            raise GenrecError(f"the new-item temperature must be > 0, got {self.temperature}")
-
-    @property
-    def new_items(self) -> np.ndarray:
-        return np.arange(self.first_new, len(self.scorer.vectors))
 
     def merge(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
               exclude_seen: bool = False) -> tuple[np.ndarray, np.ndarray]:
