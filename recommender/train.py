@@ -297,13 +297,13 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     return run_training(task, out, config, asdict(model_config), dataset.num_users, progress, meta)
 
 
-def prepare_process(config: TrainConfig) -> None:
-    """Process-wide settings for a training run: quiet transformers bars, kept allocator memory,
-    the torch thread count."""
+def prepare_process(config: TrainConfig, largest_kept: int = 1 << 30) -> None:
+    """Process-wide settings for a training run: quiet transformers bars, kept allocator memory
+    (blocks below ``largest_kept`` bytes; ``keep_freed_memory``), the torch thread count."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
-    keep_freed_memory()
+    keep_freed_memory(largest_kept)
     if config.threads > 0:
         torch.set_num_threads(config.threads)
 

@@ -24,9 +24,15 @@ _M_MMAP_THRESHOLD = -3
 _applied = False
 
 
-def keep_freed_memory() -> bool:
+def keep_freed_memory(largest_kept: int = 1 << 30) -> bool:
     """Tune glibc malloc for a long-running training/evaluation process. Returns whether it applied
-    (False off Linux/glibc or when GENREC_KEEP_FREED_MEMORY=0). Safe to call more than once."""
+    (False off Linux/glibc or when GENREC_KEEP_FREED_MEMORY=0). Safe to call more than once (the
+    first call's settings stay).
+
+    ``largest_kept``: blocks from this size on still go to ``mmap`` and back to the kernel when
+    freed. A model whose steps allocate catalogue-sized blocks (SASRec's dense [M + 1, d] gradient
+    of a million-item table) passes half a table: kept on a never-trimmed heap, blocks that size
+    fragment it without bound (bench.scale: 22 GB after a few dozen steps at 1M items)."""
     global _applied
     if _applied:
         return True
@@ -39,6 +45,6 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     # mallopt takes an int; -1 as the trim threshold becomes SIZE_MAX inside glibc: never trim.
-    _applied = bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30) and mallopt(_M_TRIM_THRESHOLD, -1)
+    _applied = bool(mallopt(_M_MMAP_THRESHOLD, min(largest_kept, 1 << 30)) and mallopt(_M_TRIM_THRESHOLD, -1)
                     and mallopt(_M_TOP_PAD, 1 << 30))
     return _applied
