@@ -111,7 +111,7 @@ def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfi
                  text: np.ndarray | None, progress: bool = True, meta: dict | None = None) -> dict:
     """Train (or resume) SASRec and write its artifact to ``out``."""
     table = (model_config.num_items + 1) * model_config.d_model * 4  # bytes of one dense item-table gradient
-    prepare_process(config, largest_kept=max(table // 2, 32 << 20) if table >= 64 << 20 else 1 << 30)
+    prepare_process(config, largest_kept=table // 2 if table >= 8 << 20 else 1 << 30)
     set_seed_everywhere(config.seed)
     task = SASRecTask(dataset, model_config, config, text)
     return run_training(task, out, config, dataclasses.asdict(model_config), dataset.num_users, progress, meta)
