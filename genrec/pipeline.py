@@ -454,7 +454,7 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
 
 
 NEW_ITEM_USERS = 2000  # validation users the new-item scorer is chosen on
-NEW_ITEM_EXPOSURE = 0.5  # users whose last top-K place goes to a new item (chosen on Beauty validation: docs/new-items.md)
+NEW_ITEM_EXPOSURE = 0.5  # users whose 10th place goes to a new item (chosen on Beauty validation: docs/new-items.md)
 
 
 def trained_items(recommender) -> int:
@@ -603,7 +603,7 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
     model alone), by default the weights chosen after training (genrec.json "fusion"). ``fit``: the
     count-based scorers read the training parts ("train": evaluation) or every interaction
-    ("all": recommend and serve). Items added after training get the last top-K place for
+    ("all": recommend and serve). Items added after training get the 10th place for
     ``new_item_exposure`` of users (None: ``NEW_ITEM_EXPOSURE``; 0: not at all), or with
     ``new_item_share`` that part of a mixture (0: not at all; ``_new_item_policy``).
     ``prior_successors``: followers the transition prior keeps per item (0 = all; default:
@@ -671,7 +671,7 @@ class EvaluateConfig:
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
-    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+    new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -728,7 +728,7 @@ class RecommendConfig:
     exclude_seen: bool = False
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
-    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+    new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
 
 
 @dataclass
@@ -821,7 +821,7 @@ class RecommendAllConfig:
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
-    new_item_exposure: float | None = None  # users whose last place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+    new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
     partitioned: bool = False  # out is a folder: part-00000.parquet, ... (one per chunk of users) + a manifest
     chunk_users: int = 16384  # users decoded and written at a time (memory is bounded by one chunk)
     prior_successors: int | None = None  # followers the transition prior keeps per item (0 = all; default: chosen)

@@ -7,9 +7,9 @@ import argparse
 NEW_ITEM_HELP = ("items added after training (genrec add-items): mix them in with this part of the probability, "
                  "spread by their text's match with the history, instead of the exposure quota (0 = off; "
                  "docs/new-items.md)")
-EXPOSURE_HELP = ("items added after training (genrec add-items): the fraction of users whose last top-K place "
-                 "goes to their best new item by text, those whose text match is most confident (default 0.5; "
-                 "0 = off; docs/new-items.md)")
+EXPOSURE_HELP = ("items added after training (genrec add-items): the fraction of users whose 10th place (the last "
+                 "of a shorter list) goes to their best new item by text, those whose text match is most "
+                 "confident (default 0.5; 0 = off; docs/new-items.md)")
 
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
