@@ -31,6 +31,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -146,7 +147,7 @@ class RememberedScores:
     the same cases dozens of times; SASRec's are a forward pass over every history)."""
 
     def __init__(self, scorer):
-        self.scorer, self.vectors, self.kind = scorer, scorer.vectors, scorer.kind
+        self.scorer, self.vectors = scorer, scorer.vectors
         self._memo: dict = {}
 
     def scores(self, histories: list[list[int]], items: np.ndarray) -> np.ndarray:
@@ -167,7 +168,7 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
     a policy's ``new_items``)."""
     from genrec import pipeline
     from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.new_items import NewItemMixture, NewItemSlots, slot_threshold
+    from genrec.recommender.new_items import NewItemMixture
 
     original = load_processed_dataset(source)
     recommender, grown = pipeline.load_trained(run_data, run_model, new_item_share=0)
@@ -186,6 +187,7 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
     settings_grid = [(share, t) for share in SHARES for t in sorted({*MODEL_TEMPERATURES, pooled})]
     scorers = {kind: RememberedScores(scorer) for kind, scorer in
                pipeline.new_item_scorers(run_model, recommender, grown).items()}
+    population = pipeline.validation_histories(grown)
     for kind, scorer in scorers.items():
         def evaluate(split, share, model_temperature):
             histories, targets, cold, items, scores = decoded[split]
@@ -199,32 +201,39 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
                                  **evaluate("test", share, model_temperature),
                                  "validation": [{"share": s, "model_temperature": t, **m["all"],
                                                  "cold": m["cold"]} for (s, t), m in on_valid.items()]}
-        out["variants"][f"{kind} slots"] = slot_variant(decoded, scorer, settings["tried"][kind]["temperature"],
-                                                        first_new, grown, cold_ids)
-    chosen = scorers[settings["scorer"]]  # what `genrec` does after add-items: this scorer, slots at the default
-    default = NewItemSlots(chosen, settings["temperature"], first_new, slot_threshold(
-        chosen, settings["temperature"], pipeline.validation_histories(grown), first_new, pipeline.NEW_ITEM_EXPOSURE))
-    histories, targets, cold, items, scores = decoded["test"]
-    out["variants"]["chosen"] = {"exposure": pipeline.NEW_ITEM_EXPOSURE,
-                                 **metrics_of(default.merge(histories, items, scores, TOP_K)[0], targets, cold, cold_ids)}
+        slots = SlotCases(decoded, scorer, settings["tried"][kind]["temperature"], first_new, population, cold_ids)
+        out["variants"][f"{kind} slots"] = slot_variant(slots)
+        if kind == settings["scorer"]:  # what `genrec` does after add-items: this scorer, slots at the default
+            chosen = {"exposure": pipeline.NEW_ITEM_EXPOSURE, **slots.metrics("test", pipeline.NEW_ITEM_EXPOSURE)}
+    out["variants"]["chosen"] = chosen
     return out
 
 
-def slot_variant(decoded: dict, scorer, temperature: float, first_new: int, grown, cold_ids: np.ndarray) -> dict:
-    """``NewItemSlots`` at each of EXPOSURES (its threshold set on the grown catalogue's validation
-    histories, as `genrec` sets it); the exposure with the most cold Recall@10 on the original
+@dataclass
+class SlotCases:
+    """``NewItemSlots`` of one text scorer over the decoded cases, its threshold set on
+    ``population`` (the grown catalogue's validation histories, as `genrec` sets it)."""
+
+    decoded: dict
+    scorer: object
+    temperature: float
+    first_new: int
+    population: list
+    cold_ids: np.ndarray
+
+    def metrics(self, split: str, exposure: float) -> dict:
+        from genrec.recommender.new_items import NewItemSlots, slot_threshold
+
+        histories, targets, cold, items, scores = self.decoded[split]
+        threshold = slot_threshold(self.scorer, self.temperature, self.population, self.first_new, exposure)
+        policy = NewItemSlots(self.scorer, self.temperature, self.first_new, threshold)
+        return metrics_of(policy.merge(histories, items, scores, TOP_K)[0], targets, cold, self.cold_ids)
+
+
+def slot_variant(slots: SlotCases) -> dict:
+    """The slots at each of EXPOSURES; the exposure with the most cold Recall@10 on the original
     validation cases whose warm Recall@10 there is within WARM_LOSS of no handling's, then test."""
-    from genrec import pipeline
-    from genrec.recommender.new_items import NewItemSlots, slot_threshold
-
-    population = pipeline.validation_histories(grown)
-
-    def evaluate(split, exposure):
-        histories, targets, cold, items, scores = decoded[split]
-        policy = NewItemSlots(scorer, temperature, first_new,
-                              slot_threshold(scorer, temperature, population, first_new, exposure))
-        return metrics_of(policy.merge(histories, items, scores, TOP_K)[0], targets, cold, cold_ids)
-
+    decoded, cold_ids, evaluate = slots.decoded, slots.cold_ids, slots.metrics
     histories, targets, cold, items, _ = decoded["valid"]
     warm_none = metrics_of(items, targets, cold, cold_ids)["warm"]["recall@10"]
     on_valid = {e: evaluate("valid", e) for e in EXPOSURES}

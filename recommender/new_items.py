@@ -18,9 +18,9 @@ known item's.
 
 The mixture lets a new item in only where its mixed probability beats a known item's, and on
 Beauty that happens too rarely to matter (bench/results/cold-start-beauty-hour). ``NewItemSlots``
-is an exposure quota instead (what TIGER does with unseen items under a share epsilon): the last
-``slots`` places of a top-K go to the best new items by text, for the histories whose best new item
-is one the text scorer is confident about (its probability among the new items at least
+is an exposure quota instead (what TIGER does with unseen items under a share epsilon): places from
+rank ``place`` (10) on go to the best new items by text, for the histories whose best new item is
+one the text scorer is confident about (its probability among the new items at least
 ``min_probability``; ``slot_threshold`` turns "this fraction of users" into that probability).
 
 Text scores (``TextScorer``): ``content`` = cosine of the item's text embedding with a recency
@@ -195,12 +195,20 @@ def fit_text_scorer(scorers: dict[str, TextScorer], examples: list[tuple[list[in
     return {"scorer": kind, **tried[kind], "sample": sample, "users": len(examples), "tried": tried}
 
 
-def top_new_probability(scorer: TextScorer, temperature: float, histories: list[list[int]],
-                        new_items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities [batch, n] of ``new_items`` by text, softmax of scores / ``temperature``; their
-    columns best first [batch, n])."""
-    probabilities = np.exp(_log_softmax(scorer.scores(histories, new_items) / temperature))
-    return probabilities, np.argsort(-probabilities, axis=1, kind="stable")
+def new_item_probabilities(scorer: TextScorer, temperature: float, histories: list[list[int]],
+                           new_items: np.ndarray) -> np.ndarray:
+    """Probabilities [batch, n] of ``new_items`` by text: a softmax of scores / ``temperature``."""
+    return np.exp(_log_softmax(scorer.scores(histories, new_items) / temperature))
+
+
+def best_first(values: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` indices of a stable descending sort of ``values`` (ties in index order),
+    without sorting the rest: a request's few picks among many new items."""
+    if k >= len(values):
+        return np.argsort(-values, kind="stable")
+    cut = np.partition(-values, k - 1)[k - 1]
+    candidates = np.flatnonzero(-values <= cut)
+    return candidates[np.argsort(-values[candidates], kind="stable")][:k]
 
 
 def slot_threshold(scorer: TextScorer, temperature: float, histories: list[list[int]], first_new: int,
@@ -213,8 +221,7 @@ def slot_threshold(scorer: TextScorer, temperature: float, histories: list[list[
     new = np.arange(first_new, len(scorer.vectors))
     if len(new) == 0 or not histories:
         return 0.0
-    probabilities, order = top_new_probability(scorer, temperature, histories, new)
-    best = probabilities[np.arange(len(histories)), order[:, 0]]
+    best = new_item_probabilities(scorer, temperature, histories, new).max(axis=1)
     return 0.0 if exposure >= 1 else float(np.quantile(best, 1 - exposure))
 
 
@@ -244,15 +251,16 @@ class NewItemSlots(NewItemText):
         new = self.new_items
         if len(new) == 0:
             return out_items, out_scores
-        probabilities, order = top_new_probability(self.scorer, self.temperature, histories, new)
+        probabilities = new_item_probabilities(self.scorer, self.temperature, histories, new)
         slots = min(self.slots, top_k)
         for row, history in enumerate(histories):
-            if probabilities[row, order[row, 0]] < self.min_probability:
+            if probabilities[row].max() < self.min_probability:
                 continue
             known = [int(i) for i in items[row] if i > 0]  # the whole ranked list: known items move down
             known_scores = [float(x) for x in np.asarray(scores[row])[:len(known)]]
             skip = set(known) | (set(history) if exclude_seen else set())
-            picks = [int(new[c]) for c in order[row][:slots + len(skip)] if int(new[c]) not in skip][:slots]
+            order = best_first(probabilities[row], slots + len(skip))
+            picks = [int(new[c]) for c in order if int(new[c]) not in skip][:slots]
             at = min(self.place - 1, top_k - len(picks), len(known))
             place_score = known_scores[at] if at < len(known) else (known_scores[-1] if known else 0.0)
             ranked = (known[:at] + picks + known[at:])[:top_k]

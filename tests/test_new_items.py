@@ -10,8 +10,8 @@ import torch
 
 from genrec import pipeline
 from genrec.core.errors import GenrecError
-from genrec.recommender.new_items import (NewItemMixture, NewItemSlots, TextScorer, fit_text_scorer, slot_threshold,
-                                          top_new_probability, unit_rows)
+from genrec.recommender.new_items import (NewItemMixture, NewItemSlots, TextScorer, best_first, fit_text_scorer,
+                                          new_item_probabilities, slot_threshold, unit_rows)
 from genrec.recommender.sasrec import SASRec, SASRecConfig
 from genrec.recommender.sequences import left_pad
 from tests.test_add_items import trained  # noqa: F401  (module fixture: a tiny trained catalogue)
@@ -82,8 +82,9 @@ def test_mixture_leaves_the_ranking_alone_without_new_items_and_drops_seen_new_i
 def test_slots_give_the_last_places_to_the_best_new_items_where_the_text_is_confident():
     scorer = content_scorer(num_items=10)  # items 7..10 are new
     histories = [[1, 2], [3], [4, 5, 6]]
-    probabilities, order = top_new_probability(scorer, 0.2, histories, np.arange(7, 11))
-    best = probabilities[np.arange(3), order[:, 0]]
+    probabilities = new_item_probabilities(scorer, 0.2, histories, np.arange(7, 11))
+    order = np.argsort(-probabilities, axis=1, kind="stable")
+    best = probabilities.max(axis=1)
     threshold = float(np.sort(best)[1])  # the two most confident histories get slots, the third not
     slots = NewItemSlots(scorer, temperature=0.2, first_new=7, min_probability=threshold, slots=2)
     items = np.array([[3, 4, 5, 6], [1, 2, 0, 0], [1, 2, 3, 8]])
@@ -119,6 +120,14 @@ def test_a_longer_list_has_the_new_item_at_its_place_and_the_same_first_ten():
     again, _ = slots.merge(history, with_it, scores, 15)
     second = 31 + int(np.argsort(-scorer.scores(history, np.arange(31, 41))[0])[1])
     assert again[0].tolist().count(best) == 1 and again[0, 9] == second and again[0, 12] == best
+
+
+def test_best_first_is_the_start_of_a_stable_descending_sort():
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(size=50), rng.integers(0, 4, size=50).astype(float)):  # with and without ties
+        full = np.argsort(-values, kind="stable")
+        for k in (1, 3, 17, 50, 80):
+            assert best_first(values, k).tolist() == full[:k].tolist()
 
 
 def test_slot_threshold_gives_a_slot_to_the_asked_fraction_and_seen_new_items_stay_out():
