@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import time
@@ -887,8 +888,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         recommender.model.to(shard.device)
     staging = out.with_name(f".{out.name}.parts")
     if shard.main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        _open_staging(staging, _recommend_all_settings(config, recommender, dataset))
     shard.barrier()
     chunks = -(-dataset.num_users // config.chunk_users)
     mine = shard.mine(chunks)
@@ -898,12 +898,15 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     for chunk in mine:
         first = chunk * config.chunk_users
         users = list(range(first + 1, min(first + config.chunk_users, dataset.num_users) + 1))
+        part = staging / f"part-{chunk:05d}.parquet"
+        if part.is_file():  # written by an interrupted run with the same settings
+            bar.update(len(users))
+            continue
         started = time.perf_counter()
         items, scores = recommender.recommend(dataset.sequences[first:first + len(users)], config.top_k, users=users,
                                               beams=config.beams, exclude_seen=config.exclude_seen,
                                               batch_size=config.batch_size)
         seconds += time.perf_counter() - started
-        part = staging / f"part-{chunk:05d}.parquet"
         pq.write_table(_recommendation_table(dataset, first + 1, items, scores), part.with_suffix(".tmp"))
         fault_point(f"write {part.name}", part)
         os.replace(part.with_suffix(".tmp"), part)
@@ -916,6 +919,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
         raise GenrecError(f"{staging}: {len(parts)} of {chunks} part files; a process failed, rerun")
     shard.barrier()
     if shard.main:
+        (staging / STAGING_SETTINGS).unlink()
         if config.partitioned:
             atomic_write_json(staging / RECOMMENDATIONS_MANIFEST, {
                 "num_users": dataset.num_users, "num_rows": num_rows, "parts": chunks, "chunk_users": config.chunk_users,
@@ -930,6 +934,43 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
                 shutil.rmtree(staging, ignore_errors=True)
     shard.barrier()
     return WrittenRecommendations(out, dataset.num_users, num_rows, seconds, chunks)
+
+
+STAGING_SETTINGS = "_settings.json"  # in the staging folder of recommend --all: what its part files were decoded with
+
+
+def _recommend_all_settings(config: RecommendAllConfig, recommender, dataset) -> dict:
+    """What decides the part files of recommend --all: a staged part is reused only under the same
+    settings, model and dataset (files named by size and modification time, so a retrained model or
+    a rebuilt or grown dataset starts anew)."""
+    def stamp(path: Path) -> list:
+        info = path.stat()
+        return [str(path.resolve()), info.st_size, info.st_mtime_ns]
+
+    def stamps(folder: Path) -> list:
+        return [stamp(path) for path in sorted(Path(folder).iterdir()) if path.is_file() and path.name[0] != "."]
+
+    return {"top_k": config.top_k, "beams": config.beams, "exclude_seen": config.exclude_seen,
+            "batch_size": config.batch_size, "chunk_users": config.chunk_users, "fusion": recommender.policy.weights,
+            "new_item_share": config.new_item_share, "new_item_exposure": config.new_item_exposure,
+            "prior_successors": config.prior_successors, "num_users": dataset.num_users,
+            "num_items": dataset.num_items, "model": stamps(recommender.path), "dataset": stamps(dataset.path)}
+
+
+def _open_staging(staging: Path, settings: dict) -> None:
+    """The staging folder of recommend --all: kept, with its finished part files, when an interrupted
+    run left it under the same ``settings`` (the rerun resumes); otherwise made anew."""
+    recorded = staging / STAGING_SETTINGS
+    try:
+        if json.loads(recorded.read_text()) == json.loads(json.dumps(settings)):
+            for leftover in staging.glob("*.tmp"):  # a part being written when the run stopped
+                leftover.unlink()
+            return
+    except (OSError, ValueError):
+        pass
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    atomic_write_json(recorded, settings)
 
 
 def _concatenate_parts(parts: list[Path], out: Path) -> None:

@@ -143,3 +143,32 @@ def test_two_processes_write_exactly_the_one_process_output(trained):
     manifest = json.loads((trained / "two" / "_recommendations.json").read_text())
     assert manifest["processes"] == 2 and manifest["num_rows"] == 25 * 4
     assert pq.read_table(trained / "two.parquet").equals(pq.read_table(one_file))
+
+
+def test_a_killed_run_resumes_from_its_written_parts(trained):
+    """SIGKILL while the 4th part is written: the rerun keeps the three finished parts (not decoded
+    again), writes the rest, and the output equals an uninterrupted run's; other settings start anew."""
+    common = ["--all", "--partitioned", "--top-k", "3", "--chunk-users", "4", "--fusion-weight", "prior=2",
+              "--no-progress"]
+    whole, killed = trained / "whole", trained / "killed"
+    assert main(_args(trained, "--out", str(whole), *common)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GENREC_FAULT_AT": "write part-00003.parquet:1"}
+    run = subprocess.run([sys.executable, "-m", "genrec.cli", *_args(trained, "--out", str(killed), *common)],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == -9, run.stderr[-2000:]
+    staging = trained / ".killed.parts"
+    finished = {part.name: part.stat().st_mtime_ns for part in staging.glob("part-*.parquet")}
+    assert sorted(finished) == [f"part-{i:05d}.parquet" for i in range(3)] and not killed.exists()
+    assert main(_args(trained, "--out", str(killed), *common)) == 0
+    assert {name: (killed / name).stat().st_mtime_ns for name in finished} == finished  # reused, not rewritten
+    assert not staging.exists() and not (killed / "_settings.json").exists()
+    assert _parts(killed).keys() == _parts(whole).keys()
+    assert all(_parts(killed)[name].equals(table) for name, table in _parts(whole).items())
+    # Staged under other settings (top-k 2): nothing of it is reused.
+    env["GENREC_FAULT_AT"] = "write part-00001.parquet:1"
+    other = [arg if arg != "3" else "2" for arg in common]
+    run = subprocess.run([sys.executable, "-m", "genrec.cli", *_args(trained, "--out", str(trained / "again"),
+                                                                     *common)], env=env, capture_output=True)
+    assert run.returncode == -9
+    assert main(_args(trained, "--out", str(trained / "again"), *other)) == 0
+    assert all(len(table) == 4 * 2 for name, table in _parts(trained / "again").items() if name != "part-00006.parquet")
