@@ -11,10 +11,11 @@ at --serve-clients clients, bench.serve_load: p50 / p99); the last three decode 
 --prior-weight keeping --prior-successors per item (recorded in the model's genrec.json); then
 train-sasrec (--train-steps steps of the sampled softmax over shared popularity negatives, with
 text, validated once at the end on 200 users).
-Per stage: wall time and the stage process's peak RSS (os.wait4; serve: not measured, the server
-is the load client's child), and between consecutive sizes the growth exponent
-log(cost ratio) / log(size ratio) of time and peak RSS (training: time per step; decoding: time
-per user; serve: p99), where 1 means "grows like the catalogue". Threads: --threads per process
+Per stage: wall time and the stage process's peak RSS (os.wait4; recommend --all over
+--all-processes: the largest process's; serve: not measured, the server is the load client's
+child), and between consecutive sizes the growth exponent log(cost ratio) / log(size ratio) of
+time and peak RSS (training: time per step; decoding: time per user; serve: p99), where 1 means
+"grows like the catalogue". Threads: --threads per process
 (default 1).
 Writes OUT/scale.json and OUT/scale.md (command and hardware included).
 """
@@ -53,6 +54,8 @@ def build_parser():
                              "means ~21k counted items per user and the prior alone caps decoding near 90 users/s)")
     parser.add_argument("--max-all-users", type=int, default=250_000,
                         help="recommend --all runs only where the dataset has at most this many users")
+    parser.add_argument("--all-processes", type=int, default=1,
+                        help="recommend --all as this many processes (accelerate launch; each --threads threads)")
     parser.add_argument("--serve-clients", type=int, default=8)
     parser.add_argument("--serve-requests", type=int, default=200)
     parser.add_argument("--stages", default=",".join(STAGES), help="stages to run (the later ones need the earlier)")
@@ -114,6 +117,10 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
                               "users": args.decode_users, "seed": args.seed, "out": str(scratch / "decode.json")})
         return [python, "-c", f"from bench.scale import decode_sample; decode_sample({payload!r})"]
     if stage == "recommend_all":
+        if args.all_processes > 1:  # CPU processes over gloo, as training runs under accelerate
+            cli = [python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                   str(args.all_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                   "no", "--main_process_port", str(_free_port()), "-m", "genrec.cli"]
         return [*cli, "recommend", "--all", "--partitioned", "--out", str(scratch / "recs"), "--dataset", str(data),
                 "--no-progress"]  # fused as recorded after training (stage_details)
     if stage == "sasrec":
@@ -125,6 +132,14 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
         return [python, "-m", "bench.serve_load", "--dataset", str(data), "--out", str(scratch / "serve"),
                 "--levels", str(args.serve_clients), "--requests", str(args.serve_requests), "--time-limit", "120"]
     raise ValueError(stage)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def stage_details(stage: str, data: Path, scratch: Path, result: dict, settings) -> None:
@@ -152,7 +167,8 @@ def stage_details(stage: str, data: Path, scratch: Path, result: dict, settings)
         result.update(json.loads((scratch / "decode.json").read_text()))
     elif stage == "recommend_all":
         manifest = json.loads((scratch / "recs" / "_recommendations.json").read_text())
-        result.update({"users": manifest["num_users"], "parts": manifest["parts"]})
+        result.update({"users": manifest["num_users"], "parts": manifest["parts"],
+                       "processes": manifest.get("processes", 1)})
         result["users_per_s"] = round(manifest["num_users"] / result["wall_s"], 1)
     elif stage == "serve":
         level = json.loads((scratch / "serve" / "serve_load.json").read_text())["levels"][0]
@@ -224,7 +240,8 @@ def markdown(report: dict, stages: list[str]) -> str:
                 continue
             detail = {"train": lambda r: f"{r.get('s_per_step')} s/step ({r.get('steps')} steps)",
                       "decode": lambda r: f"{r.get('users_per_s')} users/s ({r.get('users')} users)",
-                      "recommend_all": lambda r: f"{r.get('users_per_s')} users/s, {r.get('parts')} parts",
+                      "recommend_all": lambda r: f"{r.get('users_per_s')} users/s, {r.get('parts')} parts, "
+                                                 f"{r.get('processes', 1)} process(es)",
                       "serve": lambda r: f"p50 {r.get('p50_ms')} ms, p99 {r.get('p99_ms')} ms, {r.get('clients')} clients",
                       "sasrec": lambda r: f"{r.get('s_per_step')} s/step ({r.get('steps')} steps, {r.get('loss')} "
                                           f"softmax, {r.get('negatives')} negatives)",
@@ -263,8 +280,8 @@ def run(args, command: str) -> int:
     report = {"command": command, "hardware": info, "hardware_line": hardware_line(info),
               "settings": {key: getattr(args, key) for key in ("users_per_item", "seed", "threads", "tokenizer_method",
                                                                "train_steps", "decode_users", "prior_weight",
-                                                               "prior_successors", "max_all_users", "serve_clients",
-                                                               "serve_requests")},
+                                                               "prior_successors", "max_all_users", "all_processes",
+                                                               "serve_clients", "serve_requests")},
               "runs": runs, "growth": growth(runs, stages)}
     write_report(Path(args.out), "scale", report, markdown(report, stages))
     return 0

@@ -56,3 +56,8 @@ def test_a_tiny_size_end_to_end(tmp_path):
     assert run["sasrec"]["steps"] == 2 and run["sasrec"]["loss"] == "sampled"
     assert run["serve"]["errors"] == 0 and run["serve"]["p99_ms"] >= run["serve"]["p50_ms"] > 0
     assert "Hardware:" in (tmp_path / "out" / "scale.md").read_text()
+    # recommend --all again, as two accelerate processes, over the same work folder.
+    assert scale.main(["--sizes", "400", "--stages", "recommend_all", "--all-processes", "2",
+                       "--out", str(tmp_path / "out2"), "--work", str(tmp_path / "work")]) == 0
+    two = json.loads((tmp_path / "out2" / "scale.json").read_text())["runs"][0]["recommend_all"]
+    assert "error" not in two and two["users"] == 800 and two["processes"] == 2
