@@ -38,6 +38,10 @@ class SASRecConfig:
     num_layers: int = 2
     num_heads: int = 2
     dropout: float = 0.2
+    # In training, each item's id embedding is dropped with this probability per step, in the input
+    # and the output alike, so the text projection alone must rank items too: what the model gives
+    # an item added after training (DropoutNet, Volkovs et al., NeurIPS 2017).
+    id_dropout: float = 0.0
 
     def check(self) -> None:
         """Settings a model can be built from; a one-line GenrecError otherwise."""
@@ -50,6 +54,10 @@ class SASRecConfig:
             raise GenrecError(f"SASRec d_model ({self.d_model}) must be a multiple of num_heads ({self.num_heads})")
         if not 0 <= self.dropout < 1:
             raise GenrecError(f"SASRec dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.id_dropout < 1:
+            raise GenrecError(f"SASRec id_dropout must be in [0, 1), got {self.id_dropout}")
+        if self.id_dropout and not (self.use_ids and self.text_dim):
+            raise GenrecError("SASRec id_dropout needs both id and text embeddings")
 
 
 class CausalSelfAttention(nn.Module):
@@ -144,24 +152,36 @@ class SASRec(nn.Module):
         model.load_state_dict(state)
         return model.to(next(self.parameters()).device).train(self.training)
 
-    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Vectors of ``items`` (any shape of ids; None = the whole table [M + 1, d], row 0 = padding)."""
+    def sample_id_keep(self, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """A step's id-dropout mask [M + 1] (1 = the item keeps its id embedding), or None when
+        nothing is dropped (evaluation, or ``id_dropout`` 0)."""
+        if not (self.training and self.config.id_dropout):
+            return None
+        device = self.positions.weight.device
+        draws = torch.rand(self.config.num_items + 1, generator=generator, device=device)
+        return (draws >= self.config.id_dropout).float()
+
+    def item_vectors(self, items: torch.Tensor | None = None, id_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors of ``items`` (any shape of ids; None = the whole table [M + 1, d], row 0 = padding);
+        ``id_keep`` ([M + 1], ``sample_id_keep``) scales each item's id embedding."""
         vectors = 0.0
         if self.item_ids is not None:
             vectors = self.item_ids.weight if items is None else self.item_ids(items)
+            if id_keep is not None:
+                vectors = vectors * (id_keep if items is None else id_keep[items]).unsqueeze(-1)
         if self.text_projection is not None:
             text = self.item_text if items is None else self.item_text[items]
             vectors = vectors + self.text_projection(text)
         return vectors
 
-    def forward(self, sequences: torch.Tensor) -> torch.Tensor:
+    def forward(self, sequences: torch.Tensor, id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states [batch, T, d] for left-padded item sequences [batch, T] (T <= max_len):
         position p summarises items up to p, the input for predicting item p + 1."""
         batch, length = sequences.shape
         if length > self.config.max_len:
             raise ValueError(f"sequences of {length} items; this model reads at most {self.config.max_len}")
         real = sequences > 0
-        x = self.item_vectors(sequences) * math.sqrt(self.config.d_model)
+        x = self.item_vectors(sequences, id_keep) * math.sqrt(self.config.d_model)
         # Left padding: the most recent item always sits at position max_len - 1.
         positions = torch.arange(self.config.max_len - length, self.config.max_len, device=sequences.device)
         x = self.input_dropout((x + self.positions(positions)) * real.unsqueeze(-1))
@@ -211,17 +231,21 @@ def sasrec_loss(model: SASRec, inputs: torch.Tensor, targets: torch.Tensor,
 
     ``negatives`` None: full softmax over items 1..M. Otherwise a sampled softmax over
     [positive, negatives] per position, negatives equal to the positive masked out, and with
-    ``log_q`` ([M + 1]) every logit minus the log probability of sampling its item.
+    ``log_q`` ([M + 1]) every logit minus the log probability of sampling its item. One id-dropout
+    mask serves the inputs and the scored items. ``model`` may be wrapped (DDP): the forward pass
+    goes through the wrapper, the item table is read from the module inside.
     """
-    hidden = model(inputs)
+    module = getattr(model, "module", model)
+    id_keep = module.sample_id_keep()
+    hidden = model(inputs, id_keep)
     keep = targets > 0
     hidden, targets = hidden[keep], targets[keep]  # [P, d], [P]: padding positions cost nothing
     if negatives is None:
-        logits = hidden @ model.item_vectors().T
+        logits = hidden @ module.item_vectors(None, id_keep).T
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, targets)
-    positive = (hidden * model.item_vectors(targets)).sum(-1, keepdim=True)  # [P, 1]
-    negative = hidden @ model.item_vectors(negatives).T  # [P, N]
+    positive = (hidden * module.item_vectors(targets, id_keep)).sum(-1, keepdim=True)  # [P, 1]
+    negative = hidden @ module.item_vectors(negatives, id_keep).T  # [P, N]
     if log_q is not None:
         positive = positive - log_q[targets].unsqueeze(-1)
         negative = negative - log_q[negatives].unsqueeze(0)

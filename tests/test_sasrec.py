@@ -138,3 +138,54 @@ def test_micro_batched_step_has_the_whole_batch_gradient(negatives):
     assert torch.allclose(loss, whole.detach(), atol=1e-6)
     for got, want in zip((p.grad for p in model.parameters()), expected):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_id_dropout_drops_id_vectors_in_input_and_output_alike():
+    """With id_dropout, a training loss equals the loss of a model whose dropped items' id rows are
+    zero (inputs and scored items, one mask for both); in evaluation nothing is dropped."""
+    model = _model(id_dropout=0.5).train()
+    inputs, targets = _batch()
+    torch.manual_seed(3)
+    loss = sasrec_loss(model, inputs, targets)
+    torch.manual_seed(3)
+    keep = model.sample_id_keep()
+    assert keep is not None and 0 < keep[1:].sum() < 30 and set(keep.tolist()) <= {0.0, 1.0}
+    reference = _model(id_dropout=0.0).train()
+    with torch.no_grad():
+        reference.item_ids.weight.mul_(keep.unsqueeze(-1))
+    assert torch.allclose(loss, sasrec_loss(reference, inputs, targets), atol=1e-6)
+    model.eval()
+    assert model.sample_id_keep() is None
+    assert torch.allclose(sasrec_loss(model, inputs, targets), sasrec_loss(_model(), inputs, targets), atol=1e-6)
+
+
+@pytest.mark.parametrize("options", [{"id_dropout": 1.0}, {"id_dropout": 0.3, "text_dim": 0}])
+def test_bad_id_dropout_is_a_clear_error(options):
+    from genrec.core.errors import GenrecError
+
+    config = SASRecConfig(num_items=5, text_dim=options.pop("text_dim", 8), **options)
+    with pytest.raises(GenrecError, match="id_dropout"):
+        config.check()
+
+
+def test_the_loss_runs_on_a_ddp_wrapped_model(tmp_path):
+    """accelerate wraps the model in DistributedDataParallel when it runs several processes: the
+    forward pass goes through the wrapper, the item table is read from the module."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = _model(id_dropout=0.2).train()
+    inputs, targets = _batch()
+    negatives = torch.tensor([1, 4, 9, 12])
+    torch.manual_seed(5)
+    expected = sasrec_loss(model, inputs, targets, negatives)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(model)
+        torch.manual_seed(5)
+        loss = sasrec_loss(wrapped, inputs, targets, negatives)
+        loss.backward()
+    finally:
+        dist.destroy_process_group()
+    torch.testing.assert_close(loss, expected)
+    assert model.item_ids.weight.grad is not None and model.text_projection.weight.grad is not None
