@@ -70,6 +70,12 @@ class TextScorer:
         if self.kind == "sasrec" and (self.model is None or self.model.text_projection is None):
             raise GenrecError("the sasrec new-item scorer needs a SASRec trained with text (not --no-text)")
 
+    @property
+    def learned(self) -> bool:
+        """Fitted to the catalogue's items (SASRec's text projection), so those items standing in for
+        new ones flatter it (``fit_text_scorer``)."""
+        return self.kind != "content"
+
     def queries(self, histories: list[list[int]]) -> np.ndarray:
         """One vector per history [batch, d'], to be dotted with ``keys`` of items."""
         if self.kind == "content":
@@ -172,6 +178,9 @@ def fit_text_scorer(scorers: dict[str, TextScorer], examples: list[tuple[list[in
     target is ranked among ``sample`` random other catalogue items standing in for new ones; the
     scorer with the best NDCG@10 wins and its temperature is the one with the least mean negative
     log-likelihood of the target (the mixture needs calibrated probabilities, not only an order).
+    Only scorers that are not ``learned`` can win while one is there: a learned scorer was trained
+    on the stand-ins, so it ranks them better than it will rank items it never saw (its NDCG@10 is
+    recorded under "tried" all the same).
     Returns {"scorer", "temperature", "ndcg@10", "nll", "tried": {kind: {...}}}."""
     if not examples:
         raise GenrecError("no validation examples to fit the new-item scorer on")
@@ -191,7 +200,8 @@ def fit_text_scorer(scorers: dict[str, TextScorer], examples: list[tuple[list[in
         nll = {t: float(-_log_softmax(raw / t)[:, 0].mean()) for t in temperatures}
         best = min(nll, key=nll.get)
         tried[kind] = {"ndcg@10": ndcg, "temperature": best, "nll": nll[best]}
-    kind = max(tried, key=lambda k: tried[k]["ndcg@10"])
+    eligible = [k for k in tried if not scorers[k].learned] or list(tried)
+    kind = max(eligible, key=lambda k: tried[k]["ndcg@10"])
     return {"scorer": kind, **tried[kind], "sample": sample, "users": len(examples), "tried": tried}
 
 

@@ -161,6 +161,24 @@ def test_fit_picks_the_informative_scorer_and_the_likeliest_temperature():
     assert result["temperature"] == 0.05  # the target always scores 1, every other item less: sharpest wins
 
 
+def test_a_learned_scorer_is_not_chosen_by_stand_ins_it_was_trained_on():
+    """The better stand-in NDCG@10 of a learned scorer is recorded, but the untrained one is chosen
+    (the learned one only when it is the only scorer)."""
+
+    class Learned(TextScorer):
+        learned = True
+
+    rng = np.random.default_rng(0)
+    half = rng.normal(size=(30, 8))
+    examples = [([i], i + 30) for i in range(1, 31)]
+    learned = Learned("content", unit_rows(np.vstack([half, half])))
+    plain = TextScorer("content", unit_rows(rng.normal(size=(60, 8))))
+    result = fit_text_scorer({"content": plain, "sasrec": learned}, examples, 60, sample=20)
+    assert result["scorer"] == "content"
+    assert result["tried"]["sasrec"]["ndcg@10"] == 1.0 > result["tried"]["content"]["ndcg@10"]
+    assert fit_text_scorer({"sasrec": learned}, examples, 60, sample=20)["scorer"] == "sasrec"
+
+
 def add_new_items(root, data, texts, name: str) -> list[int]:
     items = root / f"{name}.jsonl"
     rows = [{"id": f"{name}-{k}", "title": f"new {k}", "text": f"Title: {name} product number {k}"} for k in range(4)]
