@@ -9,11 +9,11 @@ from genrec.recommender.sasrec import NegativeSampler, SASRec, SASRecConfig, sas
 from genrec.recommender.sequences import SequenceRows, left_pad
 
 
-def _model(num_items=30, text_dim=8, dropout=0.0, seed=0, **options):
+def _model(num_items=30, text_dim=8, dropout=0.0, seed=0, id_dropout=0.0, **options):
     torch.manual_seed(seed)
     text = np.random.default_rng(seed).normal(size=(num_items, text_dim)) if text_dim else None
     config = SASRecConfig(num_items=num_items, text_dim=text_dim, max_len=6, d_model=16, d_ff=32,
-                          num_layers=2, num_heads=2, dropout=dropout, **options)
+                          num_layers=2, num_heads=2, dropout=dropout, id_dropout=id_dropout, **options)
     return SASRec(config, text).eval()
 
 
@@ -159,13 +159,14 @@ def test_id_dropout_drops_id_vectors_in_input_and_output_alike():
     assert torch.allclose(sasrec_loss(model, inputs, targets), sasrec_loss(_model(), inputs, targets), atol=1e-6)
 
 
-@pytest.mark.parametrize("options", [{"id_dropout": 1.0}, {"id_dropout": 0.3, "text_dim": 0}])
-def test_bad_id_dropout_is_a_clear_error(options):
+def test_bad_id_dropout_is_a_clear_error_and_a_model_without_text_drops_nothing():
     from genrec.core.errors import GenrecError
 
-    config = SASRecConfig(num_items=5, text_dim=options.pop("text_dim", 8), **options)
     with pytest.raises(GenrecError, match="id_dropout"):
-        config.check()
+        SASRecConfig(num_items=5, text_dim=8, id_dropout=1.0).check()
+    for text_dim in (0, 8):  # ids alone, or ids + text (the default 0.5 applies to these only)
+        model = _model(text_dim=text_dim, id_dropout=0.5).train()
+        assert (model.sample_id_keep() is None) == (text_dim == 0)
 
 
 def test_the_loss_runs_on_a_ddp_wrapped_model(tmp_path):

@@ -70,8 +70,9 @@ def register(subparsers) -> None:
     train.add_argument("--num-heads", dest="num_heads", type=int)
     train.add_argument("--dropout", type=float)
     train.add_argument("--id-dropout", dest="id_dropout", type=float,
-                       help="probability that an item's id embedding is dropped per training step, so its text "
-                            "alone must rank it as it will for items added later (default 0; needs --text)")
+                       help="probability that an item's id embedding is dropped per training step (input and "
+                            "output alike), so its text alone must rank it too (default 0.5; with --no-text "
+                            "there is nothing to drop)")
     train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="prior=W,W",
                        help="weights of the item-transition prior fused with SASRec, tried on validation users after "
                             "training (default prior=0,1,2,4,8; prior=0 = SASRec alone)")
