@@ -118,9 +118,11 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
         return [python, "-c", f"from bench.scale import decode_sample; decode_sample({payload!r})"]
     if stage == "recommend_all":
         if args.all_processes > 1:  # CPU processes over gloo, as training runs under accelerate
+            from bench.serve_load import free_port
+
             cli = [python, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                    str(args.all_processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
-                   "no", "--main_process_port", str(_free_port()), "-m", "genrec.cli"]
+                   "no", "--main_process_port", str(free_port()), "-m", "genrec.cli"]
         return [*cli, "recommend", "--all", "--partitioned", "--out", str(scratch / "recs"), "--dataset", str(data),
                 "--no-progress"]  # fused as recorded after training (stage_details)
     if stage == "sasrec":
@@ -132,14 +134,6 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
         return [python, "-m", "bench.serve_load", "--dataset", str(data), "--out", str(scratch / "serve"),
                 "--levels", str(args.serve_clients), "--requests", str(args.serve_requests), "--time-limit", "120"]
     raise ValueError(stage)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stage_details(stage: str, data: Path, scratch: Path, result: dict, settings) -> None:

@@ -151,13 +151,13 @@ class SASRec(nn.Module):
         model.load_state_dict(state)
         return model.to(next(self.parameters()).device).train(self.training)
 
-    def sample_id_keep(self, generator: torch.Generator | None = None) -> torch.Tensor | None:
+    def sample_id_keep(self) -> torch.Tensor | None:
         """A step's id-dropout mask [M + 1] (1 = the item keeps its id embedding), or None when
-        nothing is dropped (evaluation, or ``id_dropout`` 0)."""
-        if not (self.training and self.config.id_dropout and self.item_ids is not None and self.item_text is not None):
+        nothing is dropped (evaluation, ``id_dropout`` 0, or ids or text missing)."""
+        if not (self.training and self.config.id_dropout and self.item_ids is not None
+                and self.item_text is not None):
             return None
-        device = self.positions.weight.device
-        draws = torch.rand(self.config.num_items + 1, generator=generator, device=device)
+        draws = torch.rand(self.config.num_items + 1, device=self.positions.weight.device)
         return (draws >= self.config.id_dropout).float()
 
     def item_vectors(self, items: torch.Tensor | None = None, id_keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -278,7 +278,8 @@ def register(subparsers) -> None:
     add_new_item_arguments(recommend)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     recommend.add_argument("--model", help="recommender directory (default DATASET/recommender)")
-    recommend.add_argument("--all", action="store_true", help="every user's top-K in one batched run (needs --out); rerun after an interruption, "
+    recommend.add_argument("--all", action="store_true",
+                           help="every user's top-K in one batched run (needs --out); rerun after an interruption, "
                                 "it resumes from the chunks already written")
     recommend.add_argument("--out", metavar="FILE.parquet",
                            help="with --all: parquet file, one row per (user, rank): user_id, user_raw_id, "
