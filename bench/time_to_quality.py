@@ -121,7 +121,7 @@ def evaluate_learned(config) -> None:
 
     grid = read_json(Path(config.dataset) / "recommender" / "genrec.json")["fusion"]["grid"]
     best = max((row for row in grid if row["weights"].get("prior", 0.0) == 0.0), key=lambda row: row["ndcg@10"])
-    gp.evaluate(dataclasses.replace(config, fusion=best["weights"]))
+    gp.evaluate(dataclasses.replace(config, fusion=best["weights"], exclude_seen=best.get("exclude_seen", False)))
 
 
 def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict) -> list[tuple[str, object, object]]:

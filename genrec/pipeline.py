@@ -214,6 +214,7 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
 
 # -- train-recommender ----------------------------------------------------------------------------
 FUSION_GRIDS = {"prior": (0.0, 1.0, 2.0, 4.0, 8.0), "sasrec": (0.0, 0.5, 1.0, 2.0, 4.0)}
+EXCLUDE_SEEN_CHOICES = (False, True)  # tried on validation: leave the user's own history items out or not
 SASREC_DIR = "sasrec"
 
 
@@ -424,9 +425,10 @@ def _sasrec_for(dataset_dir: Path, sasrec: str | Path | None, num_items: int) ->
 
 def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ...]], users: int, seed: int,
                   sasrec: str | Path | None = None) -> dict | None:
-    """Choose the fusion weights of the recommender in ``out`` on ``users`` sampled validation users
-    (coordinate search over ``grids``, ``recommender.fusion.choose_weights``) and record them in its
-    genrec.json: {"weights": {name: w}, "sasrec": path or None, "users", "grid": every setting tried}."""
+    """Choose the decoding policy of the recommender in ``out`` on ``users`` sampled validation users
+    (coordinate search over ``grids`` and whether to leave the user's own history items out,
+    ``recommender.fusion.choose_weights``) and record it in its genrec.json: {"weights": {name: w},
+    "exclude_seen", "sasrec": path or None, "users", "grid": every setting tried}."""
     from genrec.recommender.fusion import choose_weights
     from genrec.recommender.recommender import META_FILE
 
@@ -443,9 +445,11 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     count = min(users, dataset.num_users) if users > 0 else dataset.num_users
     sample = np.sort(np.random.default_rng(seed).choice(dataset.num_users, size=count, replace=False) + 1)
     print(f"choosing fusion weights on {count:,} validation users ({', '.join(grids)})", flush=True)
-    weights, tried = choose_weights(lambda policy: recommender.with_policy(policy).evaluate(dataset, "valid", sample),
-                                    scorers, {name: list(grid) for name, grid in grids.items()})
-    fusion = {"weights": weights, "sasrec": _relative(sasrec_path, out) if sasrec_path else None,
+    weights, exclude_seen, tried = choose_weights(
+        lambda policy: recommender.with_policy(policy).evaluate(dataset, "valid", sample),
+        scorers, {name: list(grid) for name, grid in grids.items()}, exclude_seen=EXCLUDE_SEEN_CHOICES)
+    fusion = {"weights": weights, "exclude_seen": exclude_seen,
+              "sasrec": _relative(sasrec_path, out) if sasrec_path else None,
               "users": int(count), "grid": tried,
               "prior_fitted_on": {"evaluate": PRIOR_FIT["train"], "recommend and serve": PRIOR_FIT["all"]}}
     meta = read_json(out / META_FILE)
@@ -598,7 +602,8 @@ PRIOR_FIT = {"train": "training parts (all but each user's last two items)", "al
 
 def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer: str | Path | None = None,
                  fusion: dict[str, float] | None = None, fit: str = "train", new_item_share: float | None = None,
-                 prior_successors: int | None = None, new_item_exposure: float | None = None):
+                 prior_successors: int | None = None, new_item_exposure: float | None = None,
+                 exclude_seen: bool | None = None):
     """(recommender, ProcessedDataset): ``model`` or DATASET/recommender (a T5 ``Recommender`` or a
     ``SASRecRecommender``), and the dataset it was trained on unless ``dataset`` names another one
     with the same items. It decodes under the policy of ``fusion`` (scorer name -> weight; {} = the
@@ -608,7 +613,9 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     ``new_item_exposure`` of users (None: ``NEW_ITEM_EXPOSURE``; 0: not at all), or with
     ``new_item_share`` that part of a mixture (0: not at all; ``_new_item_policy``).
     ``prior_successors``: followers the transition prior keeps per item (0 = all; default:
-    genrec.json "fusion" "prior_successors", else all)."""
+    genrec.json "fusion" "prior_successors", else all). ``exclude_seen``: the policy leaves the
+    user's own history items out (None: as chosen after training, genrec.json "fusion"
+    "exclude_seen", else not)."""
     from genrec.data_prep.dataset import known_catalogue, load_processed_dataset
     from genrec.recommender.fusion import DecodingPolicy
     from genrec.recommender.recommender import Recommender
@@ -655,8 +662,9 @@ def load_trained(dataset: str | Path | None, model: str | Path | None, tokenizer
     successors = chosen.get("prior_successors", 0) if prior_successors is None else prior_successors
     fused_weights = {n: weights[n] for n in needed}
     scorers = _scorers(data, needed, sasrec_path, fit, successors)
+    exclude = bool(chosen.get("exclude_seen", False)) if exclude_seen is None else bool(exclude_seen)
     policy = DecodingPolicy.from_weights(fused_weights, scorers, _new_item_policy(
-        model_dir, recommender, data, new_item_share, new_item_exposure, fused_weights, scorers))
+        model_dir, recommender, data, new_item_share, new_item_exposure, fused_weights, scorers), exclude)
     return recommender.with_policy(policy), data
 
 
@@ -673,6 +681,7 @@ class EvaluateConfig:
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
     new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
 
 
 def evaluate(config: EvaluateConfig) -> dict:
@@ -691,24 +700,27 @@ def evaluate(config: EvaluateConfig) -> dict:
         _check_output_file(Path(config.output), ".json")
     recommender, dataset = load_trained(config.dataset, config.model, config.tokenizer, config.fusion,
                                         new_item_share=config.new_item_share,
-                                        new_item_exposure=config.new_item_exposure)
+                                        new_item_exposure=config.new_item_exposure, exclude_seen=config.exclude_seen)
+    exclude_seen = recommender.policy.exclude_seen
     started = time.perf_counter()
     metrics = recommender.evaluate(dataset, config.split, None, config.beams, batch_size=config.batch_size,
                                    progress=config.progress)
     seconds = time.perf_counter() - started
     parts = {}  # each fused part on its own
     if recommender.policy.scorers:
-        parts["model"] = recommender.with_policy(DecodingPolicy()).evaluate(
+        alone = DecodingPolicy(exclude_seen=exclude_seen)
+        parts["model"] = recommender.with_policy(alone).evaluate(
             dataset, config.split, None, config.beams, batch_size=config.batch_size, progress=config.progress)
         for scorer, _ in recommender.policy.scorers:
             if hasattr(scorer, "evaluate"):  # a learned scorer (SASRec); the prior is below
-                parts[scorer.name] = scorer.evaluate(dataset, config.split, None, config.beams)
+                parts[scorer.name] = scorer.with_policy(alone).evaluate(dataset, config.split, None, config.beams)
     result = {**metrics, "split": config.split, "num_users": dataset.num_users, "num_items": dataset.num_items,
-              "beams": config.beams, "fusion": recommender.policy.weights, "alone": parts,
+              "beams": config.beams, "fusion": recommender.policy.weights, "exclude_seen": exclude_seen,
+              "alone": parts,
               "prior_fitted_on": PRIOR_FIT["train"], "decode_seconds": round(seconds, 2),
               "users_per_second": round(dataset.num_users / seconds, 1),
-              "popularity": popularity_metrics(dataset, config.split),
-              "transition_prior": prior_metrics(dataset, config.split),
+              "popularity": popularity_metrics(dataset, config.split, exclude_seen=exclude_seen),
+              "transition_prior": prior_metrics(dataset, config.split, exclude_seen=exclude_seen),
               # which checkpoint these numbers belong to (the best by validation NDCG@10, not the last)
               "model": {key: recommender.meta.get(key) for key in ("best_step", "steps", "epochs",
                                                                    "best_valid_ndcg@10")}}
@@ -726,7 +738,7 @@ class RecommendConfig:
     history: list[str] | None = None  # item ids under the same rule, for a history without a user
     top_k: int = 10
     beams: int = 20
-    exclude_seen: bool = False
+    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
     new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
@@ -817,7 +829,7 @@ class RecommendAllConfig:
     model: str | Path | None = None
     top_k: int = 10
     beams: int = 20
-    exclude_seen: bool = False
+    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
     batch_size: int = 256
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)

@@ -97,9 +97,8 @@ class MicroBatcher:
     """Collects recommend jobs from many requests into batched ``Recommender.recommend`` calls.
 
     One daemon thread owns the model, so decoding never runs twice at once. Jobs are grouped so
-    that a batched answer equals the single one: same ``top_k`` and ``exclude_seen``, and with
-    ``exclude_seen`` the same widening (the recommender widens the beam by the batch's longest
-    distinct history, capped at ``max_history``). At most ``max_queue`` jobs wait; a job whose
+    that a batched answer equals the single one: same model, ``top_k`` and ``exclude_seen`` (each
+    user's beam is its own, so nothing else couples a batch's answers). At most ``max_queue`` jobs wait; a job whose
     waiter gave up before decoding starts is dropped unanswered."""
 
     def __init__(self, recommender, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
@@ -156,8 +155,7 @@ class MicroBatcher:
             job.future.cancel()  # no-op once decoding started; otherwise the batcher skips it
 
     def _group_key(self, job: _Job) -> tuple:
-        widening = job.recommender.seen_widening(job.history) if job.exclude_seen else 0
-        return id(job.recommender), job.top_k, job.exclude_seen, widening
+        return id(job.recommender), job.top_k, job.exclude_seen
 
     def _run(self) -> None:
         stopping = False

@@ -126,7 +126,11 @@ def constrained_beam_search(
         if prior is not None:  # telescoping: sums to the item's own prior at the last position
             child = prior.gather(step + 1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
             parent_prior = prior.gather(step, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
-            log_probs = log_probs + (child - parent_prior.unsqueeze(-1))
+            step_prior = child - parent_prior.unsqueeze(-1)
+            # A parent at -inf (a prefix masked dead, or a dead beam's placeholder state) gives nan or
+            # +inf here; its children stay dead.
+            step_prior = step_prior.masked_fill(torch.isnan(step_prior) | (step_prior == float("inf")), float("-inf"))
+            log_probs = log_probs + step_prior
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
         keep = min(num_beams, width * size)
         beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)

@@ -28,7 +28,8 @@ import scipy.sparse as sparse
 import torch
 
 from genrec.core.errors import GenrecError
-from genrec.recommender.prefix_scores import DensePrefixScores, PrefixScoreSum, PrefixStates, SparsePrefixScores
+from genrec.recommender.prefix_scores import (DensePrefixScores, PrefixScoreSum, PrefixStates, SeenItemMask,
+                                              SparsePrefixScores)
 from genrec.recommender.trie import SidPrefixTable
 
 
@@ -72,11 +73,13 @@ class TransitionPrior:
     def num_items(self) -> int:
         return self.counts.shape[0] - 1
 
-    def distribution(self, histories: list[list[int]]) -> tuple[sparse.csr_matrix, np.ndarray]:
+    def distribution(self, histories: list[list[int]],
+                     exclude_seen: bool = False) -> tuple[sparse.csr_matrix, np.ndarray]:
         """(p, has_counts): p ``[batch, num_items + 1]`` sparse, each row the decayed counts of what
         followed the row's last ``recent`` items, divided by their total; has_counts False for a row
         with no counts (its distribution is uniform, p's row empty). q = (p + smoothing) / (1 +
-        smoothing * num_items) on items 1..M (``probabilities``)."""
+        smoothing * num_items) on items 1..M (``probabilities``). ``exclude_seen``: the counts of
+        items in the row's own history are dropped first, so p spreads over the items it may recommend."""
         rows, items, weights = [], [], []
         for row, history in enumerate(histories):
             for k, item in enumerate(reversed(history[-self.recent:])):
@@ -88,6 +91,8 @@ class TransitionPrior:
         p = sparse.csr_matrix(pick @ self.counts[np.asarray(items, dtype=np.int64)])
         p.sum_duplicates()
         p.sort_indices()
+        if exclude_seen:
+            p = drop_seen_entries(p, histories)
         totals = np.asarray(p.sum(axis=1)).reshape(-1)
         has_counts = totals > 0
         p.data = p.data / np.repeat(totals, np.diff(p.indptr))
@@ -107,16 +112,17 @@ class TransitionPrior:
         return q
 
     def prefix_scores(self, histories: list[list[int]], states: PrefixStates, weight: float,
-                      device: torch.device | str = "cpu") -> SparsePrefixScores:
+                      device: torch.device | str = "cpu", exclude_seen: bool = False) -> SparsePrefixScores:
         """``weight * log`` prefix masses for the beam, from the sparse distribution."""
-        p, has_counts = self.distribution(histories)
+        p, has_counts = self.distribution(histories, exclude_seen)
         return SparsePrefixScores(p, has_counts, states, self.smoothing, weight, device)
 
-    def rank(self, histories: list[list[int]], k: int) -> np.ndarray:
+    def rank(self, histories: list[list[int]], k: int, exclude_seen: bool = False) -> np.ndarray:
         """The prior on its own as a recommender: top-``k`` item ids ``[batch, k]``, best first
         (ties, e.g. among items it has no counts for, by item id). Items with counts come first
-        (any count beats the smoothing mass alone), then the smallest ids without counts."""
-        p, _ = self.distribution(histories)
+        (any count beats the smoothing mass alone), then the smallest ids without counts.
+        ``exclude_seen``: no item of the row's history (0 pads a row with fewer items left)."""
+        p, _ = self.distribution(histories, exclude_seen)
         k = min(k, self.num_items)
         out = np.zeros((len(histories), k), dtype=np.int64)
         rows = np.repeat(np.arange(len(histories)), np.diff(p.indptr))
@@ -125,10 +131,25 @@ class TransitionPrior:
         top = rank_in_row < k
         out[rows[order][top], rank_in_row[top]] = p.indices[order][top]
         filled = np.minimum(np.diff(p.indptr), k)
-        for row in np.nonzero(filled < k)[0]:  # the rest: the smallest ids without counts
+        for row in np.nonzero(filled < k)[0]:  # the rest: the smallest ids without counts (nor seen)
             taken = p.indices[p.indptr[row]:p.indptr[row + 1]]
-            out[row, filled[row]:] = np.setdiff1d(np.arange(1, k + len(taken) + 1), taken)[:k - filled[row]]
+            if exclude_seen:
+                taken = np.union1d(taken, histories[row])
+            rest = np.setdiff1d(np.arange(1, min(k + len(taken), self.num_items) + 1), taken)[:k - filled[row]]
+            out[row, filled[row]:filled[row] + len(rest)] = rest
         return out
+
+
+def drop_seen_entries(p: sparse.csr_matrix, histories: list[list[int]]) -> sparse.csr_matrix:
+    """``p`` without the entries (row, item) whose item is in that row's history."""
+    width = p.shape[1]
+    rows = np.repeat(np.arange(p.shape[0], dtype=np.int64), np.diff(p.indptr))
+    seen = np.fromiter((row * width + int(item) for row, history in enumerate(histories) for item in history),
+                       dtype=np.int64)
+    p = p.copy()
+    p.data[np.isin(rows * width + p.indices, seen)] = 0.0
+    p.eliminate_zeros()
+    return p
 
 
 def transition_pairs(sequences: list[list[int]], window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -195,11 +216,14 @@ class DecodingPolicy:
     ("sasrec"). The T5 beam search enters each scorer through the log mass of every SID prefix
     (``prefix_log_prior``), so the beam sees every scorer before it prunes; a catalogue ranker adds
     ``log_scores`` to every item. ``new_items`` (a ``recommender.new_items.NewItemMixture``) mixes
-    the items added after training into the final ranking. The empty policy is the model alone.
+    the items added after training into the final ranking. ``exclude_seen``: never recommend an item
+    of the user's own history (a recommender's default; a request may say otherwise). The empty
+    policy is the model alone.
     """
 
     scorers: tuple = ()
     new_items: object | None = None
+    exclude_seen: bool = False
 
     def __post_init__(self):
         names = [scorer.name for scorer, _ in self.scorers]
@@ -210,7 +234,8 @@ class DecodingPolicy:
                 raise GenrecError(f"fusion weight of {scorer.name} must be > 0 (leave it out for 0), got {weight}")
 
     @classmethod
-    def from_weights(cls, weights: dict[str, float], scorers: dict, new_items=None) -> "DecodingPolicy":
+    def from_weights(cls, weights: dict[str, float], scorers: dict, new_items=None,
+                     exclude_seen: bool = False) -> "DecodingPolicy":
         """The policy with ``weights[name]`` for each named scorer in ``scorers``; weight 0 leaves it out."""
         unknown = sorted(set(weights) - set(scorers))
         if unknown:
@@ -218,7 +243,8 @@ class DecodingPolicy:
         for name, weight in weights.items():
             if not weight >= 0:
                 raise GenrecError(f"fusion weight of {name} must be >= 0 (0 = not fused), got {weight}")
-        return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0), new_items)
+        return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0), new_items,
+                   bool(exclude_seen))
 
     @property
     def weights(self) -> dict[str, float]:
@@ -241,57 +267,78 @@ class DecodingPolicy:
         return self.new_items.merge(histories, items, scores, top_k, exclude_seen)
 
     def prefix_log_prior(self, histories: list[list[int]], states: list[np.ndarray],
-                         device: torch.device | str = "cpu") -> PrefixScoreSum | None:
+                         device: torch.device | str = "cpu", exclude_seen: bool = False) -> PrefixScoreSum | None:
         """Per SID position, sum_s w_s log (scorer s's mass of every prefix state), as something
         ``constrained_beam_search(prior=...)`` gathers from (``recommender.prefix_scores``); None
-        for the empty policy. A scorer with ``prefix_scores`` (the sparse transition prior) gives
-        its own; any other enters through its dense ``probabilities``."""
-        if not self.scorers:
+        for the empty policy without ``exclude_seen``. A scorer with ``prefix_scores`` (the sparse
+        transition prior) gives its own; any other enters through its dense ``probabilities``.
+        ``exclude_seen``: each scorer's mass counts only items outside the row's history, and a
+        ``SeenItemMask`` keeps the history's items out of the beam (its width goes to unseen items)."""
+        if not self.scorers and not exclude_seen:
             return None
         states = states if isinstance(states, PrefixStates) else PrefixStates(states)
         parts = []
         for scorer, weight in self.scorers:
             if hasattr(scorer, "prefix_scores"):
-                parts.append(scorer.prefix_scores(histories, states, weight, device))
+                parts.append(scorer.prefix_scores(histories, states, weight, device, exclude_seen=exclude_seen))
             else:
-                parts.append(DensePrefixScores(prefix_log_prior(scorer.probabilities(histories), states, weight, device)))
+                q = scorer.probabilities(histories)
+                if exclude_seen:
+                    q = q.copy()
+                    for row, history in enumerate(histories):
+                        q[row, history] = 0.0
+                parts.append(DensePrefixScores(prefix_log_prior(q, states, weight, device)))
+        if exclude_seen:
+            parts.append(SeenItemMask(histories, states, device))
         return PrefixScoreSum(parts)
 
 
-def choose_weights(evaluate, scorers: dict, grids: dict[str, list[float]], rounds: int = 2) -> tuple[dict, list[dict]]:
-    """Coordinate search for the fusion weights with the best validation NDCG@10.
+def choose_weights(evaluate, scorers: dict, grids: dict[str, list[float]], rounds: int = 2,
+                   exclude_seen: tuple[bool, ...] = (False,)) -> tuple[dict, bool, list[dict]]:
+    """Coordinate search for the decoding policy with the best validation NDCG@10.
 
     ``evaluate(policy)`` returns validation metrics of a recommender decoding under ``policy``;
-    ``grids[name]`` lists the weights tried for scorer ``name`` (0 = not fused). Starting from all
-    zeros (the model alone), each round tries every weight of one scorer with the others fixed, in
-    turn, keeping the best (the first of equals: the smaller weight); a setting is evaluated once.
-    Returns the best weights and every evaluated setting's Recall@10 / NDCG@10 (± s.e.)."""
-    weights = {name: 0.0 for name in grids}
-    seen: dict[tuple, dict] = {}
+    ``grids[name]`` lists the weights tried for scorer ``name`` (0 = not fused); ``exclude_seen``
+    the values tried for leaving the user's history out, a coordinate searched first. Starting from
+    all zeros (the model alone) and the first ``exclude_seen``, each round tries every value of one
+    coordinate with the others fixed, in turn, keeping the best (the first of equals: the smaller
+    weight, the first ``exclude_seen``); a setting is evaluated once. Returns the best weights, the
+    best ``exclude_seen`` and every evaluated setting's Recall@10 / NDCG@10 (± s.e.)."""
+    choices = [bool(value) for value in dict.fromkeys(exclude_seen)]
+    coordinates = {EXCLUDE_SEEN: choices} if len(choices) > 1 else {}
+    coordinates.update({name: sorted(set(map(float, grid))) for name, grid in grids.items()})
+    setting = {EXCLUDE_SEEN: bool(exclude_seen[0]), **{name: 0.0 for name in grids}}
+    tried: dict[tuple, dict] = {}
 
     def score(candidate: dict) -> float:
         key = tuple(sorted(candidate.items()))
-        if key not in seen:
-            metrics = evaluate(DecodingPolicy.from_weights(candidate, scorers))
-            seen[key] = {"weights": dict(candidate), **{k: metrics[k] for k in
-                                                         ("recall@10", "recall@10_se", "ndcg@10", "ndcg@10_se")}}
-        return seen[key]["ndcg@10"]
+        if key not in tried:
+            weights = {name: value for name, value in candidate.items() if name != EXCLUDE_SEEN}
+            metrics = evaluate(DecodingPolicy.from_weights(weights, scorers, exclude_seen=candidate[EXCLUDE_SEEN]))
+            tried[key] = {"weights": weights, EXCLUDE_SEEN: candidate[EXCLUDE_SEEN],
+                          **{k: metrics[k] for k in ("recall@10", "recall@10_se", "ndcg@10", "ndcg@10_se")}}
+        return tried[key]["ndcg@10"]
 
-    score(weights)
-    for _ in range(rounds if len(grids) > 1 else 1):
-        for name, grid in grids.items():
-            best = max(sorted(set(map(float, grid))), key=lambda w: score({**weights, name: w}))
-            weights[name] = best if score({**weights, name: best}) > score(weights) else weights[name]
-    return weights, list(seen.values())
+    score(setting)
+    for _ in range(rounds if len(coordinates) > 1 else 1):
+        for name, values in coordinates.items():
+            best = max(values, key=lambda value: score({**setting, name: value}))
+            setting[name] = best if score({**setting, name: best}) > score(setting) else setting[name]
+    exclude = setting.pop(EXCLUDE_SEEN)
+    return setting, exclude, list(tried.values())
 
 
-def prior_metrics(dataset, split: str, k: int = 30) -> dict[str, float]:
+EXCLUDE_SEEN = "exclude_seen"  # the decoding-policy coordinate chosen beside the weights
+
+
+def prior_metrics(dataset, split: str, k: int = 30, exclude_seen: bool = False) -> dict[str, float]:
     """The transition prior alone as a baseline (like ``eval.popularity``): Recall / NDCG / MRR of
-    its top ``k`` for every user of ``split``, full catalogue, fitted on the training sequences."""
+    its top ``k`` for every user of ``split``, full catalogue, fitted on the training sequences;
+    ``exclude_seen``: no item of the user's history recommended."""
     from genrec.eval.ranking_metrics import ranking_metrics
 
     prior = TransitionPrior.fit(dataset.train_sequences(), dataset.num_items)
     examples = [dataset.split(user, split) for user in range(1, dataset.num_users + 1)]
-    ranked = np.concatenate([prior.rank([h for h, _ in examples[start:start + 512]], k)
+    ranked = np.concatenate([prior.rank([h for h, _ in examples[start:start + 512]], k, exclude_seen)
                              for start in range(0, len(examples), 512)])
     return ranking_metrics(ranked, np.asarray([t for _, t in examples]))

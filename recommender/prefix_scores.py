@@ -88,6 +88,36 @@ class SparsePrefixScores:
         return out.float()
 
 
+class SeenItemMask:
+    """-inf for every SID prefix whose items all lie in the row's own history (at position L: the
+    history's items themselves), 0 elsewhere. Added to the fused scores, it keeps the beam off
+    prefixes with nothing left to recommend, so a beam of width W >= k ends with k unseen items
+    whenever the catalogue has them. Dead (row, state) pairs are stored as sorted keys per position,
+    like ``SparsePrefixScores``; nothing is ``batch x catalogue``."""
+
+    def __init__(self, histories: list[list[int]], states: PrefixStates, device: torch.device | str = "cpu"):
+        rows = np.concatenate([np.full(len(set(h)), row, dtype=np.int64) for row, h in enumerate(histories)] or
+                              [np.zeros(0, dtype=np.int64)])
+        items = np.concatenate([np.unique(np.asarray(h, dtype=np.int64)) for h in histories] or
+                               [np.zeros(0, dtype=np.int64)])
+        self.keys, self.widths = [], []
+        for position, position_states in enumerate(states):
+            width = len(states.sizes[position])
+            keys, counts = np.unique(rows * width + position_states[items], return_counts=True)
+            dead = keys[counts == states.sizes[position][keys % width]]  # every item under it is seen
+            self.keys.append(torch.from_numpy(dead).to(device))
+            self.widths.append(width)
+
+    def gather(self, position: int, states: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(states.shape, dtype=torch.float32, device=states.device)
+        keys = self.keys[position]
+        if len(keys):
+            wanted = torch.arange(states.shape[0], device=states.device)[:, None] * self.widths[position] + states
+            index = torch.searchsorted(keys, wanted.reshape(-1)).clamp(max=len(keys) - 1).view_as(states)
+            out = out.masked_fill(keys[index] == wanted, float("-inf"))
+        return out
+
+
 class PrefixScoreSum:
     """The sum of several scorers' prefix scores (each scorer's weight already applied)."""
 

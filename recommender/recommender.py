@@ -66,18 +66,14 @@ class Recommender:
         """The same model decoding under ``policy`` (this object is unchanged)."""
         return Recommender(self.model, self.sids, self.config, self.meta, self.path, policy)
 
-    def _prior(self):
-        """The beam's per-prefix prior for the policy's scorers (None for the model alone)."""
-        if not self.policy.scorers:
+    def _prior(self, exclude_seen: bool):
+        """The beam's per-prefix prior for the policy's scorers and, with ``exclude_seen``, the mask
+        of the history's items (None for the model alone)."""
+        if not self.policy.scorers and not exclude_seen:
             return None
         if self._states is None:
             self._states = prefix_states(self.table)
-        return lambda histories, device: self.policy.prefix_log_prior(histories, self._states, device)
-
-    def seen_widening(self, history: list[int]) -> int:
-        """Extra beams ``recommend(exclude_seen=True)`` decodes for ``history`` (requests batched
-        together must widen alike to get the answers they would get alone)."""
-        return min(len(set(history)), self.config.max_history)
+        return lambda histories, device: self.policy.prefix_log_prior(histories, self._states, device, exclude_seen)
 
     def _check_items(self, dataset: ProcessedDataset) -> None:
         if dataset.num_items != self.num_items:
@@ -89,13 +85,14 @@ class Recommender:
         return self.sids.num_items
 
     def recommend(self, histories: list[list[int]], top_k: int = 10, users: list[int] | None = None,
-                  beams: int | None = None, exclude_seen: bool = False, batch_size: int = 256,
+                  beams: int | None = None, exclude_seen: bool | None = None, batch_size: int = 256,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``top_k`` item ids [n, top_k] (0 = no item) and scores, best first, for each history.
 
         ``users``: dataset user ids for the hashed user token (0 or None = a history without a
-        known user). ``exclude_seen`` drops items already in the history; the beam is widened by
-        the history length so that ``top_k`` unseen items remain whenever the catalogue has them.
+        known user). ``exclude_seen`` (None: the policy's) keeps items of the history out of the
+        beam itself (``prefix_scores.SeenItemMask``), so ``top_k`` unseen items come back whenever
+        the catalogue has them.
         """
         if top_k < 1:
             raise GenrecError("top_k must be at least 1")
@@ -104,45 +101,23 @@ class Recommender:
             if bad or not history:
                 raise GenrecError(f"history {history[:5]}...: needs item ids in 1..{self.num_items}" if bad
                                   else "an empty history has nothing to recommend from")
-        width = max(top_k, beams or top_k)
-        if exclude_seen:
-            width += max(self.seen_widening(h) for h in histories)
-        items, scores = recommend_items(self.model, self.builder, self.table, histories, width, users=users,
-                                        batch_size=batch_size, progress=progress, prior=self._prior())
-        if exclude_seen:
-            items, scores = _drop_seen(items, scores, histories)
-            for row, history in enumerate(histories):  # seen items beyond max_history can fill the beam
-                if (items[row] > 0).sum() < min(top_k, self.num_items - len(set(history))):
-                    user = None if users is None else [users[row]]
-                    found = self._unseen(history, user, top_k, width, batch_size)
-                    items[row, :len(found[0])], scores[row, :len(found[0])] = found
-        return self.policy.finish(histories, items, scores, top_k, exclude_seen)
-
-    def _unseen(self, history: list[int], user: list[int] | None, top_k: int, width: int,
-                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``top_k`` unseen items (and scores) for one history whose beam of ``width`` held
-        fewer: the beam doubles until enough are unseen or it spans the catalogue."""
-        seen, cap = len(set(history)), self.num_items
-        while True:
-            width = min(width * 2, cap)
-            items, scores = recommend_items(self.model, self.builder, self.table, [history], width, users=user,
-                                            batch_size=batch_size, prior=self._prior())
-            items, scores = _drop_seen(items, scores, [history])
-            if (items[0] > 0).sum() >= min(top_k, cap - seen) or width >= cap:
-                return items[0, :top_k], scores[0, :top_k]
+        exclude = self.policy.exclude_seen if exclude_seen is None else bool(exclude_seen)
+        items, scores = recommend_items(self.model, self.builder, self.table, histories, max(top_k, beams or top_k),
+                                        users=users, batch_size=batch_size, progress=progress,
+                                        prior=self._prior(exclude))
+        return self.policy.finish(histories, items, scores, top_k, exclude)
 
     def evaluate(self, dataset: ProcessedDataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:
         """Leave-one-out Recall@K / NDCG@K (each K in DEFAULT_KS that fits the beam), MRR and the
         invalid-output rate (recommended ids that are no catalogue item; the trie allows none) and
-        empty-slot rate over ``users`` (None = all), full catalogue: a target the beam did not
-        generate is a miss."""
+        empty-slot rate over ``users`` (None = all), full catalogue, decoded under the policy: a
+        target the beam did not generate is a miss."""
         self._check_items(dataset)
 
         def rank(histories, users_):
-            items, scores = recommend_items(self.model, self.builder, self.table, histories, beams, users=users_,
-                                            batch_size=batch_size, progress=progress, prior=self._prior())
-            return self.policy.finish(histories, items, scores, beams)[0]
+            return self.recommend(histories, beams, users=users_, beams=beams, batch_size=batch_size,
+                                  progress=progress)[0]
 
         return ranked_metrics(rank, dataset, split, users, beams)
 
@@ -196,17 +171,6 @@ def bundle_semantic_ids(tokenizer_dir: str | Path, model_dir: str | Path) -> str
             shutil.copy2(Path(tokenizer_dir) / name, target / f".{name}.tmp")
             os.replace(target / f".{name}.tmp", target / name)
     return sha256_file(target / SEMANTIC_IDS_FILE)
-
-
-def _drop_seen(items: np.ndarray, scores: np.ndarray, histories: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Move items found in each row's history out of the ranking (kept order, 0-padded at the end)."""
-    kept_items, kept_scores = np.zeros_like(items), np.full_like(scores, -np.inf)
-    for row, history in enumerate(histories):
-        keep = ~np.isin(items[row], np.asarray(history)) & (items[row] > 0)
-        count = int(keep.sum())
-        kept_items[row, :count], kept_scores[row, :count] = items[row][keep], scores[row][keep]
-    return kept_items, kept_scores
-
 
 
 def ranked_metrics(rank, dataset: ProcessedDataset, split: str, users: np.ndarray | None, k: int) -> dict:

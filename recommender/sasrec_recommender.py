@@ -48,10 +48,6 @@ class SASRecRecommender:
     def num_items(self) -> int:
         return self.model.config.num_items
 
-    def seen_widening(self, history: list[int]) -> int:
-        """0: ``exclude_seen`` ranks the unseen items exactly, no wider search needed."""
-        return 0
-
     def with_policy(self, policy: DecodingPolicy) -> "SASRecRecommender":
         """The same model decoding under ``policy`` (this object is unchanged)."""
         return SASRecRecommender(self.model, self.meta, self.path, policy)
@@ -75,10 +71,10 @@ class SASRecRecommender:
         return np.exp(self.log_probabilities(histories))
 
     def recommend(self, histories: list[list[int]], top_k: int = 10, users: list[int] | None = None,
-                  beams: int | None = None, exclude_seen: bool = False, batch_size: int = 256,
+                  beams: int | None = None, exclude_seen: bool | None = None, batch_size: int = 256,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``top_k`` item ids and scores (log p_sasrec + the policy's weighted log q), best
-        first; ``exclude_seen`` ranks only items not in the history. ``beams``: candidates mixed
+        first; ``exclude_seen`` (None: the policy's) ranks only items not in the history. ``beams``: candidates mixed
         with new items (the policy's ``new_items``); ``users``: unused (the signature of
         ``Recommender.recommend``)."""
         if top_k < 1:
@@ -86,6 +82,7 @@ class SASRecRecommender:
         for history in histories:
             if not history or not all(1 <= int(item) <= self.num_items for item in history):
                 raise GenrecError(f"history {history[:5]}: needs item ids in 1..{self.num_items}")
+        exclude = self.policy.exclude_seen if exclude_seen is None else bool(exclude_seen)
         width = max(top_k, beams or top_k) if self.policy.new_items is not None else top_k  # candidates to mix
         k = min(width, self.num_items)
         items_out = np.zeros((len(histories), width), dtype=np.int64)
@@ -94,7 +91,7 @@ class SASRecRecommender:
             batch = histories[start:start + batch_size]
             scores = self.log_probabilities(batch) + self.policy.log_scores(batch)
             scores[:, 0] = -np.inf
-            if exclude_seen:
+            if exclude:
                 for row, history in enumerate(batch):
                     scores[row, history] = -np.inf
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
@@ -104,7 +101,7 @@ class SASRecRecommender:
             top[np.isinf(top_scores)] = 0
             items_out[start:start + len(batch), :k] = top
             scores_out[start:start + len(batch), :k] = top_scores
-        return self.policy.finish(histories, items_out, scores_out, top_k, exclude_seen)
+        return self.policy.finish(histories, items_out, scores_out, top_k, exclude)
 
     def evaluate(self, dataset, split: str, users: np.ndarray | None = None, beams: int = 30,
                  batch_size: int = 256, progress: bool = False) -> dict:

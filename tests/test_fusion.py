@@ -123,19 +123,26 @@ def test_training_chooses_the_weight_on_validation_and_evaluate_uses_it(tmp_path
 
     result = _trained(tmp_path, fusion_grids={"prior": (0.0, 1.0, 4.0)})
     fusion = json.loads((tmp_path / "model" / "genrec.json").read_text())["fusion"]
-    assert result.fusion == fusion and [row["weights"]["prior"] for row in fusion["grid"]] == [0.0, 1.0, 4.0]
-    assert fusion["weights"]["prior"] == max(fusion["grid"], key=lambda row: row["ndcg@10"])["weights"]["prior"]
+    assert result.fusion == fusion
+    # Both history settings of the model alone, then every weight under the better one.
+    assert {(row["weights"]["prior"], row["exclude_seen"]) for row in fusion["grid"]} >= {
+        (0.0, False), (0.0, True), (1.0, fusion["exclude_seen"]), (4.0, fusion["exclude_seen"])}
+    best = max(fusion["grid"], key=lambda row: row["ndcg@10"])
+    assert (fusion["weights"], fusion["exclude_seen"]) == (best["weights"], best["exclude_seen"])
     assert fusion["users"] == 60 and fusion["sasrec"] is None
-    # The grid's validation numbers are what evaluate gives at each weight on the same users.
+    # The grid's validation numbers are what evaluate gives at each setting on the same users.
     recommender, dataset = load_trained(tmp_path / "data", tmp_path / "model")
     assert recommender.policy.weights == {k: v for k, v in fusion["weights"].items() if v > 0}
+    assert recommender.policy.exclude_seen == fusion["exclude_seen"]
     for row in fusion["grid"]:
-        fused, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion=row["weights"])
+        fused, _ = load_trained(tmp_path / "data", tmp_path / "model", fusion=row["weights"],
+                                exclude_seen=row["exclude_seen"])
         assert fused.evaluate(dataset, "valid")["ndcg@10"] == pytest.approx(row["ndcg@10"])
     chosen = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False))
     alone = evaluate(EvaluateConfig(dataset=tmp_path / "data", model=tmp_path / "model", progress=False,
                                     fusion={}, output=tmp_path / "alone.json"))
     assert chosen["fusion"] == recommender.policy.weights and alone["fusion"] == {} and alone["alone"] == {}
+    assert chosen["exclude_seen"] == alone["exclude_seen"] == fusion["exclude_seen"]
     if chosen["fusion"]:  # the model alone is reported beside the fused numbers
         assert chosen["alone"]["model"]["ndcg@10"] == pytest.approx(alone["ndcg@10"])
     assert set(chosen["transition_prior"]) >= {"recall@10", "ndcg@10", "mrr"}
@@ -267,15 +274,21 @@ def test_coordinate_search_returns_the_best_setting_it_evaluated_each_once():
 
     def evaluate(policy):
         weights = {"prior": 0.0, "sasrec": 0.0, **policy.weights}
-        calls.append(tuple(sorted(weights.items())))
-        value = 1.0 - sum(abs(weights[n] - target[n]) for n in target) / 10
+        calls.append((policy.exclude_seen, *sorted(weights.items())))
+        value = 1.0 - sum(abs(weights[n] - target[n]) for n in target) / 10 + 0.05 * policy.exclude_seen
         return {"recall@10": value, "recall@10_se": 0.0, "ndcg@10": value, "ndcg@10_se": 0.0}
 
     scorers = {"prior": _FixedScorer("prior", None), "sasrec": _FixedScorer("sasrec", None)}
-    weights, tried = choose_weights(evaluate, scorers, {"prior": [0, 1, 2, 4, 8], "sasrec": [0, 0.5, 1, 2]})
-    assert weights == target
+    grids = {"prior": [0, 1, 2, 4, 8], "sasrec": [0, 0.5, 1, 2]}
+    weights, exclude_seen, tried = choose_weights(evaluate, scorers, grids, exclude_seen=(False, True))
+    assert (weights, exclude_seen) == (target, True)
     assert len(calls) == len(set(calls)) == len(tried)
-    assert max(tried, key=lambda row: row["ndcg@10"])["weights"] == target
+    best = max(tried, key=lambda row: row["ndcg@10"])
+    assert (best["weights"], best["exclude_seen"]) == (target, True)
+    # Without the choice offered the history setting stays as given and is never varied.
+    calls.clear()
+    weights, exclude_seen, _ = choose_weights(evaluate, scorers, grids)
+    assert (weights, exclude_seen) == (target, False) and {call[0] for call in calls} == {False}
 
 
 def test_recommend_fits_the_prior_on_every_interaction_and_evaluate_on_the_training_parts(tmp_path):
@@ -289,3 +302,59 @@ def test_recommend_fits_the_prior_on_every_interaction_and_evaluate_on_the_train
     np.testing.assert_array_equal(fitted["train"], TransitionPrior.fit(dataset.train_sequences(), 30).counts.toarray())
     np.testing.assert_array_equal(fitted["all"], TransitionPrior.fit(dataset.sequences, 30).counts.toarray())
     assert fitted["all"].sum() > fitted["train"].sum()
+
+
+def test_leaving_the_history_out_renormalises_every_scorer_over_the_unseen_items_in_the_beam():
+    """Exhaustive beam with exclude_seen: no history item comes back, and each unseen item's fused
+    score = its model score + sum_s w_s log (q_s(item) / q_s(unseen items)), for a dense scorer and
+    the sparse prior alike (the ranking of the unseen items is the plain fused one)."""
+    from genrec.recommender.fusion import DecodingPolicy
+
+    codes, sizes, offsets = make_catalog(num_items=40)
+    table = SidPrefixTable.from_codes(codes, offsets, sizes)
+    model = make_model(offsets[-1] + sizes[-1])
+    ids = torch.tensor([[5, 7, 9, 1], [3, 4, 1, 0]])
+    mask = (ids != 0).long()
+    histories = [[5, 7, 9], [3, 4, 12]]
+    rng = np.random.default_rng(3)
+    q = np.concatenate([np.zeros((2, 1)), rng.dirichlet(np.ones(40) * 0.5, size=2)], axis=1)
+    prior = TransitionPrior.fit([list(rng.integers(1, 41, 8)) for _ in range(100)] + [[5, 7, 9, 3], [4, 12, 3]], 40)
+    dense_prior = prior.probabilities(histories)
+    policy = DecodingPolicy(((prior, 2.0), (_FixedScorer("sasrec", q), 0.7)))
+    plain_items, plain_scores = constrained_beam_search(model, ids, mask, table, 40)
+    items, scores = constrained_beam_search(model, ids, mask, table, 40,
+                                            prior=policy.prefix_log_prior(histories, prefix_states(table),
+                                                                          exclude_seen=True))
+    for row, history in enumerate(histories):
+        found = items[row][torch.isfinite(scores[row])].tolist()
+        assert sorted(found) == sorted(set(range(1, 41)) - set(history))
+        unseen = np.setdiff1d(np.arange(1, 41), history)
+        unseen_prior = prior.distribution([history], exclude_seen=True)[0]
+        assert not set(unseen_prior.indices) & set(history) and unseen_prior.sum() == pytest.approx(1.0)
+        # The prior's smoothing mass stays on every item: its share of the unseen items is the
+        # renormalised smoothed mass; the dense scorer's is q over q(unseen).
+        smooth = np.full(41, prior.smoothing)
+        smooth[unseen_prior.indices] += unseen_prior.data
+        smooth[0] = 0
+        plain = dict(zip(plain_items[row].tolist(), plain_scores[row].tolist()))
+        expected = [plain[i] + 2.0 * np.log(smooth[i] / smooth.sum()) + 0.7 * np.log(q[row, i] / q[row, unseen].sum())
+                    for i in found]
+        np.testing.assert_allclose(scores[row][:len(found)].numpy(), expected, rtol=1e-4, atol=1e-4)
+        assert dense_prior[row, history].sum() > 0  # the prior did favour some history items
+    assert DecodingPolicy().prefix_log_prior([[1]], prefix_states(table), exclude_seen=True) is not None
+
+
+def test_the_baselines_leave_the_history_out_when_asked(tmp_path):
+    from genrec.eval.popularity import popularity_metrics
+
+    write_dataset(tmp_path / "data", num_users=60)
+    dataset = load_processed_dataset(tmp_path / "data")
+    prior = TransitionPrior.fit(dataset.train_sequences(), dataset.num_items)
+    histories = [dataset.split(user, "test")[0] for user in range(1, dataset.num_users + 1)]
+    kept, dropped = prior.rank(histories, 10), prior.rank(histories, 10, exclude_seen=True)
+    assert any(set(row) & set(h) for row, h in zip(kept, histories))  # without the option history items rank
+    for row, history in zip(dropped, histories):
+        assert not set(row) & set(history) and (row > 0).all() and len(set(row)) == 10
+    for metrics in (prior_metrics(dataset, "test", exclude_seen=True), popularity_metrics(dataset, "test", exclude_seen=True)):
+        assert 0 <= metrics["recall@10"] <= 1
+    assert prior_metrics(dataset, "test", exclude_seen=True)["recall@10"] >= prior_metrics(dataset, "test")["recall@10"]

@@ -16,6 +16,7 @@ from genrec.data_prep.dataset import load_processed_dataset
 from genrec.cli import main
 from genrec.core.errors import GenrecError
 from genrec.recommender.constraint import prefix_states
+from genrec.recommender.fusion import DecodingPolicy
 from genrec.recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.recommender import Recommender
@@ -144,21 +145,58 @@ def test_saved_model_reloads_to_identical_recommendations(tiny):
     assert first.evaluate(dataset, "valid", beams=10) == second.evaluate(dataset, "valid", beams=10)
 
 
-def test_exclude_seen_drops_history_items_and_keeps_the_order_of_the_rest(tiny):
+def test_exclude_seen_keeps_history_items_out_of_the_beam_and_the_order_of_the_rest(tiny):
     sids = load_semantic_ids(tiny / "tok")
     config = RecommenderConfig(**{**vars(TINY_MODEL), "dropout": 0.0})
     torch.manual_seed(0)
     recommender = Recommender(build_model(config, SidVocab.for_semantic_ids(sids)), sids, config)
     history = [1, 2, 3, 4]
-    # The beam is widened by the history length, so the reference is the same-width beam, filtered.
-    wide, wide_scores = recommender.recommend([history], top_k=10 + len(history))
-    unseen, scores = recommender.recommend([history], top_k=10, exclude_seen=True)
-    keep = ~np.isin(wide[0], history)
-    assert unseen[0].tolist() == wide[0][keep][:10].tolist() and not set(unseen[0]) & set(history)
-    np.testing.assert_allclose(scores[0], wide_scores[0][keep][:10])
-    assert (unseen > 0).all()
+    everything, all_scores = recommender.recommend([history], top_k=recommender.num_items)  # exhaustive
+    keep = ~np.isin(everything[0], history)
+    # An exhaustive beam with the history left out: the full ranking with those items removed.
+    unseen, scores = recommender.recommend([history], top_k=10, beams=recommender.num_items, exclude_seen=True)
+    assert unseen[0].tolist() == everything[0][keep][:10].tolist()
+    np.testing.assert_allclose(scores[0], all_scores[0][keep][:10], rtol=1e-5)
+    # A narrow beam never holds a history item, so it still returns 10 unseen items, each with its exact score.
+    narrow, narrow_scores = recommender.recommend([history], top_k=10, beams=10, exclude_seen=True)
+    assert (narrow > 0).all() and not set(narrow[0]) & set(history)
+    exact = dict(zip(everything[0].tolist(), all_scores[0].tolist()))
+    np.testing.assert_allclose(narrow_scores[0], [exact[item] for item in narrow[0]], rtol=1e-5)
     with pytest.raises(GenrecError, match="item ids in 1.."):
         recommender.recommend([[0, 1]])
+
+
+def test_exclude_seen_fills_every_slot_it_can_with_finite_scores_for_any_history(tiny):
+    """Random histories up to most of the catalogue: every answer holds min(k, unseen items) unseen
+    items, each with a finite score, and nothing else (masked prefixes never turn into nan)."""
+    sids = load_semantic_ids(tiny / "tok")
+    config = RecommenderConfig(**{**vars(TINY_MODEL), "dropout": 0.0})
+    torch.manual_seed(0)
+    recommender = Recommender(build_model(config, SidVocab.for_semantic_ids(sids)), sids, config)
+    rng = np.random.default_rng(0)
+    count = recommender.num_items
+    histories = [rng.choice(np.arange(1, count + 1), size=rng.integers(1, count - 2), replace=False).tolist()
+                 for _ in range(60)]
+    for beams in (10, 3):
+        items, scores = recommender.recommend(histories, 10, beams=beams, exclude_seen=True)
+        assert not np.isnan(scores).any()
+        for row, history in enumerate(histories):
+            found = items[row][items[row] > 0]
+            assert len(found) == min(10, count - len(history)) and not set(found) & set(history)
+            assert np.isfinite(scores[row][items[row] > 0]).all() and np.isneginf(scores[row][items[row] == 0]).all()
+
+
+def test_exclude_seen_is_the_policys_default_and_a_request_overrides_it(tiny):
+    sids = load_semantic_ids(tiny / "tok")
+    config = RecommenderConfig(**{**vars(TINY_MODEL), "dropout": 0.0})
+    torch.manual_seed(0)
+    recommender = Recommender(build_model(config, SidVocab.for_semantic_ids(sids)), sids, config)
+    histories = [[1, 2, 3, 4], [5, 6]]
+    excluding = recommender.with_policy(DecodingPolicy(exclude_seen=True))
+    np.testing.assert_array_equal(excluding.recommend(histories, 10)[0],
+                                  recommender.recommend(histories, 10, exclude_seen=True)[0])
+    np.testing.assert_array_equal(excluding.recommend(histories, 10, exclude_seen=False)[0],
+                                  recommender.recommend(histories, 10)[0])
 
 
 def test_a_history_without_a_user_gets_its_own_token_not_a_real_users_bucket():

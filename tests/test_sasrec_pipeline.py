@@ -9,6 +9,7 @@ import torch
 
 from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import load_processed_dataset
+from genrec.recommender.fusion import DecodingPolicy
 from genrec.recommender.sasrec import SASRecConfig
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.recommender.sasrec_train import SASRecTrainConfig, train_sasrec
@@ -100,7 +101,8 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     write_embedding_cache(tiny / "data", np.random.default_rng(1).normal(size=(30, 8)))
     sasrec = _pipeline_sasrec(tiny, fusion_grids={"prior": (0.0, 1.0)})
     assert sasrec.path == tiny / "data" / "sasrec"
-    assert [row["weights"] for row in sasrec.fusion["grid"]] == [{"prior": 0.0}, {"prior": 1.0}]
+    assert {(row["weights"]["prior"], row["exclude_seen"]) for row in sasrec.fusion["grid"]} >= {
+        (0.0, False), (0.0, True), (1.0, sasrec.fusion["exclude_seen"])}
     result = evaluate(EvaluateConfig(dataset=tiny / "data", model=sasrec.path, progress=False, split="valid"))
     assert result["fusion"] == {k: v for k, v in sasrec.fusion["weights"].items() if v > 0}
     chosen = max(sasrec.fusion["grid"], key=lambda row: row["ndcg@10"])
@@ -121,7 +123,7 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     tried = [row["weights"] for row in t5.fusion["grid"]]
     assert {"prior": 0.0, "sasrec": 0.0} in tried and any(w["sasrec"] == 2.0 for w in tried)
     best = max(t5.fusion["grid"], key=lambda row: row["ndcg@10"])
-    assert t5.fusion["weights"] == best["weights"]
+    assert (t5.fusion["weights"], t5.fusion["exclude_seen"]) == (best["weights"], best["exclude_seen"])
     from genrec.pipeline import FUSION_GRIDS, choose_fusion
 
     with pytest.raises(GenrecError, match="not a trained SASRec"):
@@ -133,8 +135,9 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     report = evaluate(EvaluateConfig(dataset=tiny / "data", model=tiny / "t5", progress=False,
                                      fusion={"prior": 1.0, "sasrec": 2.0}, output=tiny / "e.json"))
     assert set(report["alone"]) == {"model", "sasrec"}
+    alone = DecodingPolicy(exclude_seen=report["exclude_seen"])  # each part alone under the same history rule
     assert report["alone"]["sasrec"]["ndcg@10"] == pytest.approx(
-        SASRecRecommender.load(sasrec.path).evaluate(dataset, "test")["ndcg@10"])
+        SASRecRecommender.load(sasrec.path).with_policy(alone).evaluate(dataset, "test")["ndcg@10"])
 
 
 def test_serve_answers_from_a_sasrec_model(tiny):

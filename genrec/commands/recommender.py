@@ -119,7 +119,7 @@ def _evaluate(args) -> int:
                                      split=args.split, beams=args.beams, batch_size=args.batch_size,
                                      output=args.output, progress=_show_progress(args),
                                      fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share,
-                                     new_item_exposure=args.new_item_exposure))
+                                     new_item_exposure=args.new_item_exposure, exclude_seen=args.exclude_seen))
     print(f"{args.split}: {result['num_users']:,} users, full catalogue ({result['num_items']:,} items), "
           f"beam {args.beams}, {result['users_per_second']} users/s")
     print(evaluation_table(result))
@@ -256,6 +256,12 @@ def register(subparsers) -> None:
     evaluate.add_argument("--output", help="JSON file (default MODEL/eval_SPLIT.json)")
     evaluate.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     add_new_item_arguments(evaluate)
+    seen = evaluate.add_mutually_exclusive_group()
+    seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true", default=None,
+                      help="never recommend an item of the user's own history (default: as chosen on validation "
+                           "after training, see genrec.json \"fusion\")")
+    seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
+                      help="history items may be recommended (default: as chosen on validation)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 

@@ -39,6 +39,9 @@ def evaluation_table(result: dict, keys: list[str] = METRIC_KEYS) -> str:
                  f"catalogue items); empty beam slots {result.get('empty_rate', 0.0):.4f}")
     lines.append(f"prior alone = item-transition counts from the training sequences; fused = model + sum of w x log "
                  f"scorer; the model alone: --fusion-weight 0")
+    lines.append("every column leaves each user's own history items out (--include-seen keeps them)"
+                 if result.get("exclude_seen") else
+                 "items of the user's own history may be recommended (--exclude-seen leaves them out)")
     return "\n".join(lines)
 
 
@@ -46,9 +49,11 @@ def fusion_line(fusion: dict | None) -> str | None:
     """The fusion weights chosen after training and each tried setting's validation NDCG@10."""
     if not fusion:
         return None
-    tried = "; ".join(f"{describe_weights(row['weights'])}: {row['ndcg@10']:.4f}" for row in fusion["grid"])
-    return (f"fused decoding: {describe_weights(fusion['weights'])} chosen on {fusion['users']:,} validation users "
-            f"(NDCG@10 by setting: {tried}); evaluate / recommend use it, --fusion-weight 0 for the model alone")
+    tried = "; ".join(f"{describe_weights(row['weights'])}{', history left out' if row.get('exclude_seen') else ''}: "
+                      f"{row['ndcg@10']:.4f}" for row in fusion["grid"])
+    seen = ", the user's history left out" if fusion.get("exclude_seen") else ""
+    return (f"fused decoding: {describe_weights(fusion['weights'])}{seen} chosen on {fusion['users']:,} validation "
+            f"users (NDCG@10 by setting: {tried}); evaluate / recommend use it, --fusion-weight 0 for the model alone")
 
 
 def recommendation_lines(result) -> list[str]:
