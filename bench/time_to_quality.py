@@ -29,7 +29,9 @@ pass ``--out bench/results`` on purpose.
 
 Rerunning after an interruption skips finished stages (recorded in WORK/time_to_quality_state.json;
 train_recommender resumes from its checkpoint by itself); the report then sums the stage times of
-all attempts.
+all attempts. ``--redo-from STAGE`` runs STAGE and every later stage again on what the earlier ones
+left (e.g. ``--redo-from choose-fusion``: new decoding choices and test rows for the same trained
+models); the report says so.
 """
 
 from __future__ import annotations
@@ -109,9 +111,14 @@ class FusionChoice:
 
 
 def choose_fusion(config: FusionChoice) -> None:
+    """The T5 model's decoding policy and, when a SASRec was trained, SASRec's own (its prior weight
+    and history rule, as train-sasrec chose them: chosen again here so that --redo-from choose-fusion
+    redoes every decoding choice)."""
     from genrec import pipeline as gp
 
     data = Path(config.dataset)
+    if (data / gp.SASREC_DIR / "genrec.json").is_file():
+        gp.choose_fusion(data / gp.SASREC_DIR, data, {"prior": gp.FUSION_GRIDS["prior"]}, config.users, config.seed)
     gp.choose_fusion(data / "recommender", data, gp.FUSION_GRIDS, config.users, config.seed)
 
 
@@ -201,6 +208,23 @@ def run_stage(name: str, function, config, state: dict, state_file: Path) -> Non
     atomic_write_json(state_file, state)
 
 
+def redo_from(first: str, names: list[str], state: dict, state_file: Path) -> None:
+    """Forget ``first`` and every stage after it (their times too), so they run again; the stages
+    redone are kept in the state as "redone" for the report."""
+    if first not in names:
+        raise GenrecError(f"--redo-from {first}: no such stage (stages: {', '.join(names)})")
+    missing = [name for name in names[:names.index(first)] if name not in state["done"]]
+    if missing:
+        raise GenrecError(f"--redo-from {first}: earlier stages have not finished ({', '.join(missing)}); "
+                          "run without --redo-from first")
+    again = names[names.index(first):]
+    state["done"] = [name for name in state["done"] if name not in again]
+    for name in again:
+        state["seconds"].pop(name, None)
+    state["redone"] = sorted(set(state.get("redone", [])) | set(again), key=names.index)
+    atomic_write_json(state_file, state)
+
+
 def plot_curve(log: list[dict], train_start: float, stage_ends: dict, test: dict, title: str, path: Path) -> None:
     import matplotlib
 
@@ -245,6 +269,8 @@ def build_parser():
     parser.add_argument("--work", required=True, help="scratch data root (datasets, state file; the report too unless --out)")
     parser.add_argument("--out", help="report folder (default: --work; pass bench/results to update the repo's)")
     parser.add_argument("--name", default="time-to-quality")
+    parser.add_argument("--redo-from", metavar="STAGE",
+                        help="run this stage and every later one again (e.g. choose-fusion: decoding only)")
     return parser
 
 
@@ -260,7 +286,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
     dataset = work / args.dataset_name
     state_file = work / STATE_FILE
     state = load_state(state_file)
+    state.setdefault("commands", []).append(command)  # every attempt's command line, for the report
     stages = pipeline_stages(args.dataset_name, str(Path(args.raw_dir).resolve()), dataset, config)
+    if args.redo_from:
+        redo_from(args.redo_from, [name for name, _, _ in stages], state, state_file)
     for name, function, stage_config in stages:
         run_stage(name, function, stage_config, state, state_file)
 
@@ -278,6 +307,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     report = {
         "command": command, "config": config, "hardware": info,
         "stage_seconds": state["seconds"], "stage_calls": state["calls"], "total_seconds": total,
+        "commands": state["commands"], "redone": state.get("redone", []),
         "test": {k: v for k, v in test.items() if k not in baselines},
         "test_rows": [{"decoding": label, **{k: metrics[k] for k in TEST_KEYS}} for label, metrics in rows],
         "popularity_test": test["popularity"], "transition_prior_test": test["transition_prior"],
@@ -300,6 +330,11 @@ def _run(args: argparse.Namespace, command: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plot_curve(log, train_start, ends, test, plot_title(args.dataset_name, info), out / f"{args.name}.png")
     lines = [f"# Time to quality: {args.dataset_name} on {hardware_line(info)}", "", f"Command: `{command}`", ""]
+    if state.get("redone"):
+        earlier = [c for c in state["commands"][:-1] if c != command]
+        lines += [f"Stages {', '.join(state['redone'])} were run again (`--redo-from`) on what the earlier stages "
+                  "of the same --work folder left" + (f" (earlier commands: {'; '.join(f'`{c}`' for c in earlier)})"
+                                                       if earlier else "") + ".", ""]
     lines += markdown_table(["stage", "pipeline call", "seconds"],
                             [[n, f"`{state['calls'][n]}`", f"{state['seconds'][n]:.0f}"] for n, _, _ in stages]
                             + [["**total**", "", f"**{total:.0f}** ({total / 60:.1f} min)"]])

@@ -264,3 +264,28 @@ def test_training_quality_runs_every_variant_and_seed_and_pairs_them_by_seed(tmp
     assert tq.main(argv) == 2  # a best-of-checkpoints model is not a final-step evaluation
     bad = [a if a != "defaults,bucketing,glibc_malloc" else "defaults,nope" for a in argv]
     assert tq.main(bad) == 2  # an unknown variant is a one-line error
+
+
+def test_time_to_quality_redo_from_runs_that_stage_and_the_later_ones_again(tmp_path, monkeypatch):
+    import genrec.core.layout as layout
+
+    runs, attempts = [], []
+
+    def stages(name, raw, dataset, config):
+        fake = _fake_stages(dataset, attempts)
+        counted = lambda stage, function: lambda config: (runs.append(stage), function(config))  # noqa: E731
+        return [(stage, counted(stage, function), c) for stage, function, c in fake]
+
+    monkeypatch.setattr(ttq, "pipeline_stages", stages)
+    monkeypatch.setattr(layout, "DATA_ROOT", layout.DATA_ROOT)
+    work = tmp_path / "work"
+    argv = ["--dataset-name", "ml-1m", "--raw-dir", str(tmp_path), "--config", "bench/configs/amazon-beauty-cpu-60min.json",
+            "--work", str(work), "--name", "run"]
+    assert ttq.main(argv) == 130 and ttq.main(argv) == 0  # interrupted once, then finished
+    runs.clear()
+    assert ttq.main([*argv, "--redo-from", "choose-fusion"]) == 0
+    assert runs == ["choose-fusion", "evaluate"]  # prepare would fail if run again: the earlier stages are kept
+    report = json.loads((work / "run.json").read_text())
+    assert report["redone"] == ["choose-fusion", "evaluate"] and len(report["commands"]) == 3
+    assert "were run again (`--redo-from`)" in (work / "run.md").read_text()
+    assert ttq.main([*argv, "--redo-from", "nowhere"]) == 2
