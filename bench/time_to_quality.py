@@ -343,10 +343,12 @@ def _run(args: argparse.Namespace, command: str) -> int:
         [[label, *(f"{metrics[k]:.4f}" for k in TEST_KEYS)] for label, metrics in rows])
     fusion = meta.get("fusion")
     if fusion:
-        tried = "; ".join(f"{_weights(row['weights'])}: {row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f}"
-                          for row in fusion["grid"])
-        lines += ["", f"Fusion weights chosen on {fusion['users']:,} sampled validation users by NDCG@10 (coordinate "
-                      f"search; {tried})."]
+        tried = "; ".join(f"{_weights(row['weights'])}{', history left out' if row.get('exclude_seen') else ''}: "
+                          f"{row['ndcg@10']:.4f} ± {row['ndcg@10_se']:.4f}" for row in fusion["grid"])
+        rule = ("leave each user's own history items out" if test.get("exclude_seen") else
+                "may recommend items of the user's history")
+        lines += ["", f"Fusion weights and the history rule chosen on {fusion['users']:,} sampled validation users by "
+                      f"NDCG@10 (coordinate search; {tried}). The rows {rule}, as chosen, unless labelled otherwise."]
     lines += ["", f"T5 recommender: {meta['steps']} steps ({meta['epochs']} epochs) in {meta['train_seconds']:.0f} s, "
               f"best validation NDCG@10 {meta['best_valid_ndcg@10']:.4f} (sampled users) at step {meta['best_step']} "
               f"(stopped by: {meta.get('stop_reason')}); torch threads: {torch_threads()}.", "",
@@ -375,16 +377,22 @@ def _weights(weights: dict) -> str:
 
 
 def test_rows(model: Path, test: dict) -> list[tuple[str, dict]]:
-    """(label, test metrics) per decoding, each configuration read once from its evaluate output."""
+    """(label, test metrics) per decoding, each configuration read once from its evaluate output; a
+    row whose history rule differs from the fused row's says so."""
+    def rule(other: dict) -> str:
+        if bool(other.get("exclude_seen")) == bool(test.get("exclude_seen")):
+            return ""
+        return ", history left out" if other.get("exclude_seen") else ", history kept"
+
     rows = [(f"genrec fused ({_weights(test['fusion'])})" if test["fusion"] else "genrec T5 model alone", test)]
     if (model / LEARNED_EVAL_FILE).is_file():
         learned = read_json(model / LEARNED_EVAL_FILE)
-        rows.append((f"T5 + SASRec, no prior ({_weights(learned['fusion'])})", learned))
+        rows.append((f"T5 + SASRec, no prior ({_weights(learned['fusion'])}{rule(learned)})", learned))
     if (model / SASREC_EVAL_FILE).is_file():
         sasrec = read_json(model / SASREC_EVAL_FILE)
         if sasrec["fusion"]:
-            rows.append((f"SASRec + prior ({_weights(sasrec['fusion'])})", sasrec))
-        rows.append(("SASRec alone", sasrec["alone"].get("model", sasrec)))
+            rows.append((f"SASRec + prior ({_weights(sasrec['fusion'])}{rule(sasrec)})", sasrec))
+        rows.append((f"SASRec alone{rule(sasrec)}", sasrec["alone"].get("model", sasrec)))
     if test["fusion"]:
         rows.append(("T5 model alone", test["alone"]["model"]))
     rows += [("transition prior alone", test["transition_prior"]), ("popularity", test["popularity"])]
