@@ -98,8 +98,8 @@ class MicroBatcher:
 
     One daemon thread owns the model, so decoding never runs twice at once. Jobs are grouped so
     that a batched answer equals the single one: same model, ``top_k`` and ``exclude_seen`` (each
-    user's beam is its own, so nothing else couples a batch's answers). At most ``max_queue`` jobs wait; a job whose
-    waiter gave up before decoding starts is dropped unanswered."""
+    user's beam is its own, so nothing else couples a batch's answers). At most ``max_queue`` jobs
+    wait; a job whose waiter gave up before decoding starts is dropped unanswered."""
 
     def __init__(self, recommender, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
                  max_queue: int = DEFAULT_MAX_QUEUE):

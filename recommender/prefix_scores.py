@@ -80,12 +80,20 @@ class SparsePrefixScores:
         sizes = self.sizes[position][states]
         background = torch.where(self.has_counts[:, None], sizes * (self.smoothing / self.scale), sizes * self.uniform)
         out = self.weight * torch.log(background.clamp(min=MIN_MASS))
-        keys = self.keys[position]
-        if len(keys):
-            wanted = torch.arange(states.shape[0], device=states.device)[:, None] * self.widths[position] + states
-            index = torch.searchsorted(keys, wanted.reshape(-1)).clamp(max=len(keys) - 1).view_as(states)
-            out = torch.where(keys[index] == wanted, self.values[position][index], out)
+        index, found = find_keys(self.keys[position], self.widths[position], states)
+        if found is not None:
+            out = torch.where(found, self.values[position][index], out)
         return out.float()
+
+
+def find_keys(keys: torch.Tensor, width: int, states: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Where each (row, state) pair of ``states [batch, n]`` sits among the sorted keys row * width +
+    state, and whether it is there at all: (index, found), both ``[batch, n]``; (None, None) for no keys."""
+    if not len(keys):
+        return None, None
+    wanted = torch.arange(states.shape[0], device=states.device)[:, None] * width + states
+    index = torch.searchsorted(keys, wanted.reshape(-1)).clamp(max=len(keys) - 1).view_as(states)
+    return index, keys[index] == wanted
 
 
 class SeenItemMask:
@@ -110,12 +118,8 @@ class SeenItemMask:
 
     def gather(self, position: int, states: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(states.shape, dtype=torch.float32, device=states.device)
-        keys = self.keys[position]
-        if len(keys):
-            wanted = torch.arange(states.shape[0], device=states.device)[:, None] * self.widths[position] + states
-            index = torch.searchsorted(keys, wanted.reshape(-1)).clamp(max=len(keys) - 1).view_as(states)
-            out = out.masked_fill(keys[index] == wanted, float("-inf"))
-        return out
+        _, dead = find_keys(self.keys[position], self.widths[position], states)
+        return out if dead is None else out.masked_fill(dead, float("-inf"))
 
 
 class PrefixScoreSum:
