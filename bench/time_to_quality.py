@@ -74,6 +74,16 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def with_seed(config: dict, seed: int) -> dict:
+    """``config`` with one seed for every trained part: the tokenizer, the T5 model, SASRec (and so the
+    validation users the decoding choices are made on), for a repeat of the same run."""
+    seeded = {**config, "tokenizer": {**config.get("tokenizer", {}), "seed": seed},
+              "train": {**config.get("train", {}), "seed": seed}}
+    if "sasrec" in config:
+        seeded["sasrec"] = {**config["sasrec"], "train": {**config["sasrec"].get("train", {}), "seed": seed}}
+    return seeded
+
+
 @dataclasses.dataclass
 class SideBySide:
     """train-recommender in this process while `genrec train-sasrec` runs in a child process."""
@@ -269,6 +279,8 @@ def build_parser():
     parser.add_argument("--work", required=True, help="scratch data root (datasets, state file; the report too unless --out)")
     parser.add_argument("--out", help="report folder (default: --work; pass bench/results to update the repo's)")
     parser.add_argument("--name", default="time-to-quality")
+    parser.add_argument("--seed", type=int, help="one seed for the tokenizer, the T5 model and SASRec "
+                        "(default: the config's, else 0); a repeat of the run for a mean over seeds")
     parser.add_argument("--redo-from", metavar="STAGE",
                         help="run this stage and every later one again (e.g. choose-fusion: decoding only)")
     return parser
@@ -280,6 +292,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     from genrec.core.hardware import hardware, hardware_line
 
     config = read_config(args.config)
+    if args.seed is not None:
+        config = with_seed(config, args.seed)
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     layout.DATA_ROOT = work  # the "last prepared dataset" marker goes here, not into ./data

@@ -289,3 +289,24 @@ def test_time_to_quality_redo_from_runs_that_stage_and_the_later_ones_again(tmp_
     assert report["redone"] == ["choose-fusion", "evaluate"] and len(report["commands"]) == 3
     assert "were run again (`--redo-from`)" in (work / "run.md").read_text()
     assert ttq.main([*argv, "--redo-from", "nowhere"]) == 2
+
+
+def test_time_to_quality_seed_reaches_every_trained_part_and_still_builds():
+    """--seed S sets the tokenizer's, the T5 trainer's and SASRec's seed and the choose-fusion users,
+    without touching the rest of the config; the seeded config still builds a tokenizer."""
+    from pathlib import Path
+
+    from genrec.pipeline import tokenizer_config_from
+    from genrec.tokenizer.registry import build_tokenizer
+
+    config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
+    seeded = ttq.with_seed(config, 2)
+    assert seeded["tokenizer"]["seed"] == seeded["train"]["seed"] == seeded["sasrec"]["train"]["seed"] == 2
+    assert seeded["sasrec"]["train"]["loss"] == config["sasrec"]["train"]["loss"]
+    assert "seed" not in config["train"]  # the original is not changed
+    tokenizer = tokenizer_config_from(seeded["tokenizer"])
+    assert build_tokenizer(tokenizer.method, tokenizer.options).config.seed == 2
+    stages = dict((name, stage_config) for name, _, stage_config in
+                  ttq.pipeline_stages("amazon-beauty", "/raw", Path("/tmp/x/amazon-beauty"), seeded))
+    assert stages["choose-fusion"].seed == 2
+    assert ttq.with_seed({"train": {}}, 1) == {"tokenizer": {"seed": 1}, "train": {"seed": 1}}
