@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import markdown_table, run_script, script_parser, write_report
+from genrec.core.io import atomic_write_json
 
 MIN_WARM_ITEMS = 3  # valid + test + one training item
 
@@ -125,19 +126,22 @@ def metrics_of(items: np.ndarray, targets: np.ndarray, cold_target: np.ndarray, 
 
 def decode_cached(recommender, histories: list[list[int]], beams: int, path: Path | None):
     """The recommender's top ``beams`` (no new-item handling) for ``histories``, read from ``path``
-    when an earlier run wrote it there (decoding 22k users twice is most of a scoring run)."""
+    when an earlier run wrote it there under the same decoding policy (decoding 22k users twice is
+    most of a scoring run)."""
     from genrec.core.io import atomic_write_bytes
 
+    policy = json.dumps({"weights": recommender.policy.weights, "exclude_seen": recommender.policy.exclude_seen},
+                        sort_keys=True)
     if path is not None and path.is_file():
         with np.load(path) as cached:
-            if cached["items"].shape == (len(histories), beams):
+            if cached["items"].shape == (len(histories), beams) and "policy" in cached and str(cached["policy"]) == policy:
                 return cached["items"], cached["scores"]
     items, scores = recommender.recommend(histories, top_k=beams, beams=beams)
     if path is not None:
         import io
 
         buffer = io.BytesIO()
-        np.savez(buffer, items=items, scores=scores)
+        np.savez(buffer, items=items, scores=scores, policy=np.asarray(policy))
         atomic_write_bytes(path, buffer.getvalue())
     return items, scores
 
@@ -182,7 +186,9 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
         decoded[split] = (histories, targets, cold, items, scores)
     out = {"users": len(users), "cold_targets": int(decoded["test"][2].sum()), "cold_items": len(cold_ids),
            "cold_share_of_catalogue": len(cold_ids) / grown.num_items, "new_items": settings,
+           "exclude_seen": recommender.policy.exclude_seen,
            "variants": {"none": metrics_of(decoded["test"][3], decoded["test"][1], decoded["test"][2], cold_ids)}}
+    exclude_seen = recommender.policy.exclude_seen  # the history rule chosen on validation, for every variant
     pooled = 1.0 + sum(recommender.policy.weights.values())  # the default: a geometric mean of the fused parts
     settings_grid = [(share, t) for share in SHARES for t in sorted({*MODEL_TEMPERATURES, pooled})]
     scorers = {kind: RememberedScores(scorer) for kind, scorer in
@@ -193,7 +199,7 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
             histories, targets, cold, items, scores = decoded[split]
             mixture = NewItemMixture(scorer, settings["tried"][kind]["temperature"], first_new, share,
                                      model_temperature=model_temperature)
-            return metrics_of(mixture.merge(histories, items, scores, beams)[0], targets, cold, cold_ids)
+            return metrics_of(mixture.merge(histories, items, scores, beams, exclude_seen)[0], targets, cold, cold_ids)
 
         on_valid = {setting: evaluate("valid", *setting) for setting in settings_grid}
         share, model_temperature = max(settings_grid, key=lambda s: on_valid[s]["all"]["ndcg@10"])
@@ -201,7 +207,8 @@ def score(source: Path, run_model: Path, run_data: Path, users: list[int], cold_
                                  **evaluate("test", share, model_temperature),
                                  "validation": [{"share": s, "model_temperature": t, **m["all"],
                                                  "cold": m["cold"]} for (s, t), m in on_valid.items()]}
-        slots = SlotCases(decoded, scorer, settings["tried"][kind]["temperature"], first_new, population, cold_ids)
+        slots = SlotCases(decoded, scorer, settings["tried"][kind]["temperature"], first_new, population, cold_ids,
+                          exclude_seen)
         out["variants"][f"{kind} slots"] = slot_variant(slots)
         if kind == settings["scorer"]:  # what `genrec` does after add-items: this scorer, slots at the default
             chosen = {"exposure": pipeline.NEW_ITEM_EXPOSURE, **slots.metrics("test", pipeline.NEW_ITEM_EXPOSURE)}
@@ -220,6 +227,7 @@ class SlotCases:
     first_new: int
     population: list
     cold_ids: np.ndarray
+    exclude_seen: bool = False
 
     def metrics(self, split: str, exposure: float) -> dict:
         from genrec.recommender.new_items import NewItemSlots, slot_threshold
@@ -227,7 +235,8 @@ class SlotCases:
         histories, targets, cold, items, scores = self.decoded[split]
         threshold = slot_threshold(self.scorer, self.temperature, self.population, self.first_new, exposure)
         policy = NewItemSlots(self.scorer, self.temperature, self.first_new, threshold)
-        return metrics_of(policy.merge(histories, items, scores, TOP_K)[0], targets, cold, self.cold_ids)
+        return metrics_of(policy.merge(histories, items, scores, TOP_K, self.exclude_seen)[0], targets, cold,
+                          self.cold_ids)
 
 
 def slot_variant(slots: SlotCases) -> dict:
@@ -284,9 +293,11 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
 
     run = work / "runs" / method
     result_file = run / "result.json"
-    if result_file.is_file():
-        return json.loads(result_file.read_text())
     data = run / "data"
+    if result_file.is_file():
+        earlier = json.loads(result_file.read_text())
+        return redo_decoding(args, config, earlier, data, cold_raw, users, run) if args.redo_decoding \
+            and not earlier.get("decoding_redone") else earlier
     if not (data / "stats.json").is_file():
         shutil.copytree(work / "warm", data)  # each method grows its own copy of the catalogue
     started = time.perf_counter()
@@ -298,7 +309,25 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
               **score(Path(args.dataset), data / "recommender", data, users, cold_raw, cache=run / "decoded"),
               "seconds": round(time.perf_counter() - started, 1)}
     run.mkdir(parents=True, exist_ok=True)
-    result_file.write_text(json.dumps(result, indent=2))
+    atomic_write_json(result_file, result)
+    return result
+
+
+def redo_decoding(args, config: dict, earlier: dict, data: Path, cold_raw: set[str], users: list[int],
+                  run: Path) -> dict:
+    """A finished run scored again with its decoding policy chosen anew on validation (fusion weights
+    and the history rule, as `genrec train-recommender` chooses them today) on the same trained
+    models and grown catalogue: ``--redo-decoding``, for runs made before a decoding change."""
+    from genrec import pipeline
+
+    started = time.perf_counter()
+    pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
+                           config.get("train", {}).get("seed", 0))
+    fusion = json.loads((data / "recommender" / "genrec.json").read_text())["fusion"]
+    result = {**earlier, "fusion": fusion.get("weights"), "decoding_redone": True,
+              **score(Path(args.dataset), data / "recommender", data, users, cold_raw, cache=run / "decoded"),
+              "redo_seconds": round(time.perf_counter() - started, 1)}
+    atomic_write_json(run / "result.json", result)
     return result
 
 
@@ -346,7 +375,18 @@ def render(report: dict) -> str:
                          "warm change", "all R@10", "all NDCG@10", "cold share of top-10",
                          "cold items ever in a top-10"], rows), "",
         "Chosen on validation: " + "; ".join(chosen), "",
+        "Decoding of every row (the fusion weights and the history rule each model chose on validation users"
+        " of the warm catalogue): " + "; ".join(decoding_line(r) for r in report["runs"]), "",
         *validation_tradeoff(report), ""])
+
+
+def decoding_line(run: dict) -> str:
+    """One run's decoding policy in words, for the report."""
+    weights = ", ".join(f"{k} {v:g}" for k, v in (run.get("fusion") or {}).items()) or "model alone"
+    rule = {True: "the user's history left out", False: "history items allowed"}.get(run.get("exclude_seen"),
+                                                                                     "history rule not recorded")
+    return f"{run['method']}: {weights}; {rule}" + (" (re-chosen with --redo-decoding)" if run.get("decoding_redone")
+                                                    else "")
 
 
 def validation_tradeoff(report: dict) -> list[str]:
@@ -417,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="r3vae,rqvae,rkmeans,vqvae,opq")
     parser.add_argument("--cold-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--redo-decoding", action="store_true",
+                        help="for finished runs: choose the decoding policy on validation again and score again "
+                             "(same trained models and catalogue), once per run")
     parser.add_argument("--out", help="report folder (default: --work)")
     parser.add_argument("--name", default="cold-start")
     return run_script("bench.cold_start", parser, main_run, argv)

@@ -428,13 +428,14 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     """Choose the decoding policy of the recommender in ``out`` on ``users`` sampled validation users
     (coordinate search over ``grids`` and whether to leave the user's own history items out,
     ``recommender.fusion.choose_weights``) and record it in its genrec.json: {"weights": {name: w},
-    "exclude_seen", "sasrec": path or None, "users", "grid": every setting tried}."""
+    "exclude_seen", "sasrec": path or None, "users", "grid": every setting tried}. The new-item quota
+    (for items added after training) is off for the choice: it is applied after the policy's ranking."""
     from genrec.recommender.fusion import choose_weights
     from genrec.recommender.recommender import META_FILE
 
     if os.environ.get("RANK", "0") != "0":
         return None
-    recommender, dataset = load_trained(dataset_dir, out, fusion={})
+    recommender, dataset = load_trained(dataset_dir, out, fusion={}, new_item_exposure=0)  # known items' ranking
     own = _own_kind(recommender)
     sasrec_path = None if "sasrec" in own else _sasrec_for(dataset_dir, sasrec, recommender.num_items)
     grids = {name: grid for name, grid in grids.items()

@@ -1,6 +1,7 @@
 """bench.cold_start on a tiny dataset: the warm dataset really lacks the cold items, they come back
 through add-items, and the report's counts agree with the data."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -68,3 +69,42 @@ def test_cold_items_are_held_out_then_added_back_and_scored(dataset, tmp_path):
     assert "| rkmeans | content |" in (tmp_path / "work" / "cold-start.md").read_text()
     assert "| rkmeans | content slots |" in (tmp_path / "work" / "cold-start.md").read_text()
     assert cold_start.main(argv) == 0  # cached: the rerun reads result.json
+    assert run["exclude_seen"] in (True, False) and "history" in (tmp_path / "work" / "cold-start.md").read_text()
+
+
+def test_redo_decoding_rechooses_the_policy_once_and_the_beam_cache_follows_the_policy(dataset, tmp_path,
+                                                                                       monkeypatch):
+    """--redo-decoding scores a finished run again under a policy chosen anew (recorded, and said in
+    the report), once; a decoded beam cached under one policy is not read under another."""
+    from genrec import pipeline
+
+    (tmp_path / "recipe.json").write_text(json.dumps(RECIPE))
+    work = tmp_path / "work"
+    argv = ["--dataset", str(dataset), "--config", str(tmp_path / "recipe.json"), "--work", str(work),
+            "--methods", "rkmeans", "--cold-fraction", "0.2"]
+    assert cold_start.main(argv) == 0
+    model = work / "runs" / "rkmeans" / "data" / "recommender"
+    meta = json.loads((model / "genrec.json").read_text())
+    meta["fusion"]["exclude_seen"] = not meta["fusion"]["exclude_seen"]  # as if chosen under an older rule
+    (model / "genrec.json").write_text(json.dumps(meta))
+    chosen = []
+    original_choose = pipeline.choose_fusion
+    monkeypatch.setattr(pipeline, "choose_fusion", lambda *a, **k: chosen.append(a) or original_choose(*a, **k))
+    assert cold_start.main([*argv, "--redo-decoding"]) == 0
+    run = json.loads((work / "runs" / "rkmeans" / "result.json").read_text())
+    assert len(chosen) == 1 and run["decoding_redone"]
+    recorded = json.loads((model / "genrec.json").read_text())["fusion"]
+    assert run["exclude_seen"] == recorded["exclude_seen"] and run["fusion"] == recorded["weights"]
+    assert "re-chosen with --redo-decoding" in (work / "cold-start.md").read_text()
+    assert cold_start.main([*argv, "--redo-decoding"]) == 0 and len(chosen) == 1  # done once
+
+    recommender, grown = pipeline.load_trained(model.parent, model, new_item_share=0)
+    histories = [grown.split(u, "valid")[0] for u in (1, 2, 3)]
+    cache = tmp_path / "beam.npz"
+    items, _ = cold_start.decode_cached(recommender, histories, 5, cache)
+    other = recommender.with_policy(dataclasses.replace(recommender.policy,
+                                                        exclude_seen=not recommender.policy.exclude_seen))
+    again, _ = cold_start.decode_cached(other, histories, 5, cache)
+    expected, _ = other.recommend(histories, top_k=5, beams=5)
+    np.testing.assert_array_equal(again, expected)
+    assert not np.array_equal(items, again)  # the two rules differ on these histories, so a stale read would show
