@@ -310,3 +310,35 @@ def test_time_to_quality_seed_reaches_every_trained_part_and_still_builds():
                   ttq.pipeline_stages("amazon-beauty", "/raw", Path("/tmp/x/amazon-beauty"), seeded))
     assert stages["choose-fusion"].seed == 2
     assert ttq.with_seed({"train": {}}, 1) == {"tokenizer": {"seed": 1}, "train": {"seed": 1}}
+
+
+def test_seed_summary_means_rows_of_the_same_decoding_and_refuses_different_configs(tmp_path):
+    """Rows are matched by their decoding's kind (weights chosen per seed are kept as settings);
+    mean and sample std against numpy; runs whose configs differ beyond the seeds are refused."""
+    import numpy as np
+
+    from bench import seed_summary
+
+    def report(seed, fused, alone, weights):
+        row = {key: 0.0 for key in ttq.TEST_KEYS}
+        return {"command": f"run {seed}", "total_seconds": 60.0 * (40 + seed),
+                "config": {"train": {"seed": seed, "threads": 1}, "tokenizer": {"seed": seed}},
+                "test_rows": [{**row, "decoding": f"genrec fused ({weights})", "recall@10": fused},
+                              {**row, "decoding": "SASRec alone", "recall@10": alone}]}
+
+    paths = []
+    for seed, fused, alone, weights in ((0, 0.10, 0.09, "prior 2"), (1, 0.12, 0.095, "prior 4"), (2, 0.11, 0.1, "prior 2")):
+        paths.append(tmp_path / f"s{seed}.json")
+        paths[-1].write_text(json.dumps(report(seed, fused, alone, weights)))
+    assert seed_summary.main([*map(str, paths), "--out", str(tmp_path), "--name", "seeds"]) == 0
+    summary = json.loads((tmp_path / "seeds.json").read_text())
+    fused = summary["rows"][0]
+    assert fused["decoding"] == "genrec fused" and fused["settings"][1] == "genrec fused (prior 4)"
+    assert fused["recall@10"]["mean"] == pytest.approx(0.11)
+    assert fused["recall@10"]["std"] == pytest.approx(np.std([0.10, 0.12, 0.11], ddof=1))
+    assert summary["seeds"] == [0, 1, 2] and "0.1100 ± 0.0100" in (tmp_path / "seeds.md").read_text()
+    odd = report(3, 0.1, 0.1, "prior 2")
+    odd["config"]["train"]["threads"] = 2
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
+    assert seed_summary.main([str(paths[0]), str(tmp_path / "odd.json"), "--out", str(tmp_path), "--name", "x"]) == 2
+    assert seed_summary.main([str(paths[0]), "--out", str(tmp_path), "--name", "x"]) == 2
