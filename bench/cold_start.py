@@ -296,8 +296,9 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
     data = run / "data"
     if result_file.is_file():
         earlier = json.loads(result_file.read_text())
-        return redo_decoding(args, config, earlier, data, cold_raw, users, run) if args.redo_decoding \
-            and not earlier.get("decoding_redone") else earlier
+        choose = args.redo_decoding and not earlier.get("decoding_redone")
+        return score_again(args, config, earlier, data, cold_raw, users, run, choose) if choose or args.rescore \
+            else earlier
     if not (data / "stats.json").is_file():
         shutil.copytree(work / "warm", data)  # each method grows its own copy of the catalogue
     started = time.perf_counter()
@@ -313,18 +314,21 @@ def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], 
     return result
 
 
-def redo_decoding(args, config: dict, earlier: dict, data: Path, cold_raw: set[str], users: list[int],
-                  run: Path) -> dict:
-    """A finished run scored again with its decoding policy chosen anew on validation (fusion weights
-    and the history rule, as `genrec train-recommender` chooses them today) on the same trained
-    models and grown catalogue: ``--redo-decoding``, for runs made before a decoding change."""
+def score_again(args, config: dict, earlier: dict, data: Path, cold_raw: set[str], users: list[int],
+                run: Path, choose: bool) -> dict:
+    """A finished run scored again on the same trained models and grown catalogue: with ``choose``
+    (``--redo-decoding``, for runs made before a decoding change) its decoding policy is first
+    chosen anew on validation (fusion weights and the history rule, as `genrec train-recommender`
+    chooses them today); without (``--rescore``, e.g. after a change of genrec's new-item default)
+    the beams cached under the recorded policy are read again."""
     from genrec import pipeline
 
     started = time.perf_counter()
-    pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
-                           config.get("train", {}).get("seed", 0))
+    if choose:
+        pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
+                               config.get("train", {}).get("seed", 0))
     fusion = json.loads((data / "recommender" / "genrec.json").read_text())["fusion"]
-    result = {**earlier, "fusion": fusion.get("weights"), "decoding_redone": True,
+    result = {**earlier, "fusion": fusion.get("weights"), "decoding_redone": choose or earlier.get("decoding_redone"),
               **score(Path(args.dataset), data / "recommender", data, users, cold_raw, cache=run / "decoded"),
               "redo_seconds": round(time.perf_counter() - started, 1)}
     atomic_write_json(run / "result.json", result)
@@ -460,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redo-decoding", action="store_true",
                         help="for finished runs: choose the decoding policy on validation again and score again "
                              "(same trained models and catalogue), once per run")
+    parser.add_argument("--rescore", action="store_true",
+                        help="for finished runs: score again under the recorded policy (cached beams), e.g. after "
+                             "a change of genrec's new-item defaults")
     parser.add_argument("--out", help="report folder (default: --work)")
     parser.add_argument("--name", default="cold-start")
     return run_script("bench.cold_start", parser, main_run, argv)

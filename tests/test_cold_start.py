@@ -97,6 +97,10 @@ def test_redo_decoding_rechooses_the_policy_once_and_the_beam_cache_follows_the_
     assert run["exclude_seen"] == recorded["exclude_seen"] and run["fusion"] == recorded["weights"]
     assert "re-chosen with --redo-decoding" in (work / "cold-start.md").read_text()
     assert cold_start.main([*argv, "--redo-decoding"]) == 0 and len(chosen) == 1  # done once
+    (work / "runs" / "rkmeans" / "result.json").write_text(json.dumps({**run, "variants": {}}))
+    assert cold_start.main([*argv, "--rescore"]) == 0 and len(chosen) == 1  # scored again, policy kept
+    rescored = json.loads((work / "runs" / "rkmeans" / "result.json").read_text())
+    assert rescored["variants"] == run["variants"] and rescored["decoding_redone"]
 
     recommender, grown = pipeline.load_trained(model.parent, model, new_item_share=0)
     histories = [grown.split(u, "valid")[0] for u in (1, 2, 3)]
