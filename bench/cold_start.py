@@ -95,6 +95,7 @@ MODEL_TEMPERATURES = (1.0, 2.0, 3.0, 5.0)  # what the recommender's fused scores
 EXPOSURES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)  # users given a new-item slot, chosen on validation
 TOP_K = 10  # the list a slot policy fills (its last place goes to a new item)
 WARM_LOSS = 0.03  # the most validation warm Recall@10 a slot setting may cost (the issue's bound)
+COLD_RECALL, COLD_SHARE = 0.03, 0.03  # what new items should get: cold Recall@10 and share of top-10 slots
 
 
 def original_cases(original, grown, users: list[int], cold_raw: set[str], split: str):
@@ -381,6 +382,7 @@ def render(report: dict) -> str:
         "Chosen on validation: " + "; ".join(chosen), "",
         "Decoding of every row (the fusion weights and the history rule each model chose on validation users"
         " of the warm catalogue): " + "; ".join(decoding_line(r) for r in report["runs"]), "",
+        *default_exposure_lines(report["runs"]),
         *validation_tradeoff(report), ""])
 
 
@@ -391,6 +393,44 @@ def decoding_line(run: dict) -> str:
                                                                                      "history rule not recorded")
     return f"{run['method']}: {weights}; {rule}" + (" (re-chosen with --redo-decoding)" if run.get("decoding_redone")
                                                     else "")
+
+
+def default_exposure_lines(runs: list[dict]) -> list[str]:
+    """The report's section on the exposure `genrec` should default to, from validation only."""
+    from genrec.pipeline import NEW_ITEM_EXPOSURE
+
+    best, rows = exposure_with_most_room(runs)
+    if best is None:
+        return []
+    return [f"Default exposure on validation: {best:g} (`genrec` uses {NEW_ITEM_EXPOSURE:g}). Per exposure, "
+            f"the room left to the goals (cold Recall@10 >= {COLD_RECALL:g}, cold share of top-10 >= "
+            f"{COLD_SHARE:.0%}, warm Recall@10 within {WARM_LOSS:.0%}: the smallest relative margin, negative = a "
+            "goal missed) on the original validation cases with the slots of the chosen text scorer; the default "
+            "is the exposure whose worst tokenizer has the most room:", "",
+            *markdown_table(["exposure", "smallest room", "room per tokenizer (" +
+                             " / ".join(r["method"] for r in runs) + ")"], rows), ""]
+
+
+def room(point: dict) -> float:
+    """How far inside the goals (cold Recall@10 >= COLD_RECALL, cold share of top-10 slots >=
+    COLD_SHARE, warm Recall@10 no more than WARM_LOSS below no handling) a validation point of a
+    slot setting lies: its smallest relative margin (negative: a goal missed)."""
+    return min((point["cold"].get("recall@10") or 0.0) / COLD_RECALL - 1,
+               point["cold_share_of_top10_slots"] / COLD_SHARE - 1, 1 + point["warm_change"] / WARM_LOSS)
+
+
+def exposure_with_most_room(runs: list[dict]) -> tuple[float | None, list[list]]:
+    """The exposure whose validation points (slots of the text scorer add-items chose, one per run)
+    have the largest smallest ``room`` over the runs: the default for `genrec`, chosen on the
+    original validation cases of every tokenizer. Also the table rows (exposure, room per run)."""
+    points = {}
+    for run in runs:
+        for point in run["variants"].get(f"{run['new_items']['scorer']} slots", {}).get("validation", []):
+            points.setdefault(point["exposure"], []).append(room(point))
+    complete = {e: rooms for e, rooms in points.items() if len(rooms) == len(runs)}
+    best = max(complete, key=lambda e: min(complete[e])) if complete else None
+    return best, [[f"{e:g}", f"{min(rooms):+.2f}", " / ".join(f"{r:+.2f}" for r in rooms)]
+                  for e, rooms in sorted(complete.items())]
 
 
 def validation_tradeoff(report: dict) -> list[str]:

@@ -112,3 +112,21 @@ def test_redo_decoding_rechooses_the_policy_once_and_the_beam_cache_follows_the_
     expected, _ = other.recommend(histories, top_k=5, beams=5)
     np.testing.assert_array_equal(again, expected)
     assert not np.array_equal(items, again)  # the two rules differ on these histories, so a stale read would show
+
+
+def test_default_exposure_is_the_one_with_the_most_room_for_the_worst_tokenizer():
+    """room = the smallest relative margin to the three goals; the chosen exposure maximises the
+    worst run's room, and an exposure missing from a run is not a candidate."""
+    def point(exposure, cold, share, warm):
+        return {"exposure": exposure, "cold": {"recall@10": cold}, "cold_share_of_top10_slots": share,
+                "warm_change": warm}
+
+    assert cold_start.room(point(0.4, 0.036, 0.045, -0.015)) == pytest.approx(0.2)  # cold: 0.036 / 0.03 - 1
+    assert cold_start.room(point(0.4, 0.06, 0.06, -0.045)) == pytest.approx(-0.5)  # warm goal missed
+    runs = [{"new_items": {"scorer": "content"}, "variants": {"content slots": {"validation": [
+                point(0.3, 0.033, 0.04, -0.01), point(0.5, 0.045, 0.05, -0.02), point(0.8, 0.06, 0.08, -0.03)]}}},
+            {"new_items": {"scorer": "content"}, "variants": {"content slots": {"validation": [
+                point(0.3, 0.04, 0.04, -0.01), point(0.5, 0.045, 0.05, -0.028)]}}}]
+    best, rows = cold_start.exposure_with_most_room(runs)
+    # 0.3: min(0.1, ..., 0.33) = 0.1 for the first run; 0.5: the second run's warm margin 1 - 0.028 / 0.03 = 0.067
+    assert best == 0.3 and [row[0] for row in rows] == ["0.3", "0.5"]
