@@ -135,7 +135,8 @@ def decode_cached(recommender, histories: list[list[int]], beams: int, path: Pat
                         sort_keys=True)
     if path is not None and path.is_file():
         with np.load(path) as cached:
-            if cached["items"].shape == (len(histories), beams) and "policy" in cached and str(cached["policy"]) == policy:
+            same = "policy" in cached and str(cached["policy"]) == policy
+            if same and cached["items"].shape == (len(histories), beams):
                 return cached["items"], cached["scores"]
     items, scores = recommender.recommend(histories, top_k=beams, beams=beams)
     if path is not None:

@@ -327,7 +327,8 @@ def test_seed_summary_means_rows_of_the_same_decoding_and_refuses_different_conf
                               {**row, "decoding": "SASRec alone", "recall@10": alone}]}
 
     paths = []
-    for seed, fused, alone, weights in ((0, 0.10, 0.09, "prior 2"), (1, 0.12, 0.095, "prior 4"), (2, 0.11, 0.1, "prior 2")):
+    runs = ((0, 0.10, 0.09, "prior 2"), (1, 0.12, 0.095, "prior 4"), (2, 0.11, 0.1, "prior 2"))
+    for seed, fused, alone, weights in runs:
         paths.append(tmp_path / f"s{seed}.json")
         paths[-1].write_text(json.dumps(report(seed, fused, alone, weights)))
     assert seed_summary.main([*map(str, paths), "--out", str(tmp_path), "--name", "seeds"]) == 0
