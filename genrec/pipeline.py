@@ -460,7 +460,7 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
 
 
 NEW_ITEM_USERS = 2000  # validation users the new-item scorer is chosen on
-NEW_ITEM_EXPOSURE = 0.5  # users whose 10th place goes to a new item (chosen on Beauty validation: docs/new-items.md)
+NEW_ITEM_EXPOSURE = 0.4  # users whose 10th place goes to a new item (chosen on Beauty validation: docs/new-items.md)
 
 
 def trained_items(recommender) -> int:

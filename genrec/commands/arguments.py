@@ -9,7 +9,7 @@ NEW_ITEM_HELP = ("items added after training (genrec add-items): mix them in wit
                  "docs/new-items.md)")
 EXPOSURE_HELP = ("items added after training (genrec add-items): the fraction of users whose 10th place (the last "
                  "of a shorter list) goes to their best new item by text, those whose text match is most "
-                 "confident (default 0.5; 0 = off; docs/new-items.md)")
+                 "confident (default 0.4; 0 = off; docs/new-items.md)")
 
 
 def whole_number(low: int, high: int | None = None, why: str = ""):
