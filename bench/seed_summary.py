@@ -72,8 +72,20 @@ def render(summary: dict, command: str) -> str:
                       "validation users and read test once per row. The runs:", "", *runs, "", *table, ""])
 
 
+REPORT_KEYS = ("command", "config", "test_rows", "total_seconds")
+
+
+def read_report(path: str) -> dict:
+    """A bench.time_to_quality NAME.json, or a one-line error naming what it lacks."""
+    report = read_json(Path(path))
+    missing = [key for key in REPORT_KEYS if not isinstance(report, dict) or key not in report]
+    if missing:
+        raise GenrecError(f"{path}: not a bench.time_to_quality report (no {', '.join(missing)})")
+    return report
+
+
 def _run(args: argparse.Namespace, command: str) -> int:
-    reports = [read_json(Path(path)) for path in args.reports]
+    reports = [read_report(path) for path in args.reports]
     summary = {"command": command, **summarise(reports)}
     write_report(args.out, args.name, summary, render(summary, command))
     return 0

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from bench.common import markdown_table, run_script, script_parser, write_report
+from genrec.commands.arguments import whole_number
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
 
@@ -279,7 +280,7 @@ def build_parser():
     parser.add_argument("--work", required=True, help="scratch data root (datasets, state file; the report too unless --out)")
     parser.add_argument("--out", help="report folder (default: --work; pass bench/results to update the repo's)")
     parser.add_argument("--name", default="time-to-quality")
-    parser.add_argument("--seed", type=int, help="one seed for the tokenizer, the T5 model and SASRec "
+    parser.add_argument("--seed", type=whole_number(0), help="one seed for the tokenizer, the T5 model and SASRec "
                         "(default: the config's, else 0); a repeat of the run for a mean over seeds")
     parser.add_argument("--redo-from", metavar="STAGE",
                         help="run this stage and every later one again (e.g. choose-fusion: decoding only)")

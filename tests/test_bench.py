@@ -343,3 +343,5 @@ def test_seed_summary_means_rows_of_the_same_decoding_and_refuses_different_conf
     (tmp_path / "odd.json").write_text(json.dumps(odd))
     assert seed_summary.main([str(paths[0]), str(tmp_path / "odd.json"), "--out", str(tmp_path), "--name", "x"]) == 2
     assert seed_summary.main([str(paths[0]), "--out", str(tmp_path), "--name", "x"]) == 2
+    (tmp_path / "other.json").write_text(json.dumps({"runs": []}))  # e.g. a cold-start report
+    assert seed_summary.main([str(paths[0]), str(tmp_path / "other.json"), "--out", str(tmp_path), "--name", "x"]) == 2
