@@ -63,9 +63,17 @@ def test_one_row_per_variant_and_seed_with_both_decodings(study):
         "r3vae-no-ref@text+collaborative": "r3vae@text+collaborative", "rkmeans@text": "r3vae@text",
         "r3vae-lambda0.001@text+collaborative": "r3vae@text+collaborative",
         "rkmeans@text+collaborative": "r3vae@text+collaborative"}
+    for run in report_json["runs"]:  # the validation numbers the default is chosen on: the recorded fusion choice
+        meta = json.loads((out / "runs" / f"{run['variant']}-seed{run['seed']}" / "recommender" / "genrec.json").read_text())
+        chosen = [r for r in meta["fusion"]["grid"] if r["weights"] == meta["fusion"]["weights"]
+                  and r.get("exclude_seen") == meta["fusion"].get("exclude_seen")]
+        assert run["validation"]["fused"]["ndcg@10"] == chosen[0]["ndcg@10"]
+        assert run["validation"]["weights"] == run["fusion_weights"]
+    assert report_json["default_choice"]["chosen"] in {"r3vae@text+collaborative", "r3vae@text",
+                                                       report_json["default_choice"]["best"]}
     markdown = (out / "compare.md").read_text()
     for section in ("model alone", "fused", "Paired differences", "Tables 8-9", "Spearman", "late gain",
-                    "Reference-vector projection"):
+                    "Reference-vector projection", "Validation (fusion-choice users)", "Default: **"):
         assert section in markdown
     for png in ("recall_by_variant.png", "sid_metrics_vs_recall.png", "validation_curves.png", "codebook_usage.png",
                 "reference_projection.png"):
@@ -92,6 +100,29 @@ def test_a_partial_study_reruns_only_the_missing_runs(study, monkeypatch):
     assert len(after["runs"]) == len(before["runs"])
     same = lambda r: (r["variant"], r["seed"]) == ("rkmeans@text", 1)  # noqa: E731 the finished recommender is reused
     assert [r["alone"] for r in after["runs"] if same(r)] == [r["alone"] for r in before["runs"] if same(r)]
+
+
+def test_report_only_reports_the_finished_runs_and_starts_none(study, tmp_path, monkeypatch):
+    dataset, out, argv = study
+    copy = tmp_path / "study"
+    shutil.copytree(out, copy)
+    (copy / "runs" / "rkmeans@text-seed1" / runs.RESULT_FILE).unlink()  # still running elsewhere
+    (copy / "compare.json").unlink()
+    monkeypatch.setattr(runs, "run_one", lambda run: pytest.fail(f"started {run.folder.name}"))
+    monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
+    assert main(["compare", "--dataset", str(dataset), "--config", str(TINY), "--out", str(copy), "--report-only"]) == 0
+    found = json.loads((copy / "compare.json").read_text())["runs"]
+    assert len(found) == 2 * len(VARIANTS) - 1 and ("rkmeans@text", 1) not in {(r["variant"], r["seed"]) for r in found}
+    assert f"{2 * len(VARIANTS) - 1} of the {2 * len(VARIANTS)} planned" in (copy / "compare.md").read_text()
+
+
+def test_report_only_without_a_finished_run_is_one_line(tmp_path, monkeypatch, capsys):
+    dataset = tiny_dataset(tmp_path)
+    monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
+    assert main(["compare", "--dataset", str(dataset), "--config", str(TINY), "--out", str(tmp_path / "s"),
+                 "--report-only"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("genrec compare: error: ") and "no finished run to report yet" in error
 
 
 def test_a_rerun_with_other_settings_is_refused(study, tmp_path, capsys):
@@ -141,11 +172,13 @@ def test_two_jobs_are_two_processes_with_one_thread_each(tmp_path, monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == "2"  # the parent's own setting is back
 
 
-def fake_run(variant: str, seed: int, recall: float, sc: float) -> dict:
+def fake_run(variant: str, seed: int, recall: float, sc: float, valid_ndcg: float = 0.05) -> dict:
     label, _, name = variant.partition("@")
     ranking = {"recall@5": recall / 2, "recall@10": recall, "ndcg@5": recall / 4, "ndcg@10": recall / 3}
+    valid = {"recall@10": 2 * valid_ndcg, "ndcg@10": valid_ndcg}
     return {"variant": variant, "label": label, "method": label, "input": name, "group": "method", "seed": seed,
             "alone": ranking, "fused": ranking, "fusion_weights": {"prior": 1.0},
+            "validation": {"users": 100, "weights": {"prior": 1.0}, "alone": valid, "fused": valid},
             "sid_metrics": {"semantic_cohesion": sc, "preference_discrimination": -sc, "collision_rate": 1.0,
                             "gini": 0.1, "codebook_usage": [1.0, 0.5]},
             "training": {"steps": 10, "best_step": 10, "train_seconds": 60.0},
@@ -179,6 +212,28 @@ def test_paired_differences_and_spearman_match_a_direct_computation():
     assert row["alone"]["recall@10"] == pytest.approx([0.14, 0.01])
     assert row["sid"]["usage"] == pytest.approx([0.75, 0.0])
     assert row["late_gain_ndcg@10"] == pytest.approx([0.02, 0.0])  # 0.03 at 60 s vs 0.01 by 45 s
+
+
+@pytest.mark.parametrize("rkmeans_valid, rqvae_valid, chosen, verdict", [
+    ((0.060, 0.062, 0.061), (0.05, 0.05, 0.05), "rkmeans@text", "beyond seed noise"),  # +0.01 every seed
+    ((0.060, 0.050, 0.061), (0.05, 0.05, 0.05), "r3vae@text", "within seed noise"),  # mean +0.007, spread too wide
+    ((0.040, 0.040, 0.040), (0.04, 0.04, 0.04), "r3vae@text", None),  # R3-VAE is the best
+])
+def test_the_default_is_r3vae_unless_a_variant_beats_it_beyond_noise_on_validation(rkmeans_valid, rqvae_valid,
+                                                                                   chosen, verdict):
+    runs_ = [fake_run("r3vae@text", s, 0.1, 0.5, valid_ndcg=0.05) for s in range(3)]
+    runs_ += [fake_run("r3vae@text+collaborative", s, 0.1, 0.5, valid_ndcg=0.045) for s in range(3)]
+    runs_ += [fake_run("rkmeans@text", s, 0.2, 0.5, valid_ndcg=v) for s, v in enumerate(rkmeans_valid)]
+    runs_ += [fake_run("rqvae@text", s, 0.3, 0.5, valid_ndcg=v) for s, v in enumerate(rqvae_valid)]  # best on test: unread
+    ablation = fake_run("r3vae-no-ref@text", 0, 0.1, 0.5, valid_ndcg=0.09)
+    runs_.append({**ablation, "group": "ablation", "method": "r3vae"})  # not a candidate
+    summary = report.summarize(runs_)
+    choice = summary["default_choice"]
+    assert choice["chosen"] == chosen and choice["reference"] == "r3vae@text"
+    markdown = report.render_markdown(summary, "# t")
+    assert f"Default: **{chosen}**" in markdown and (verdict is None or verdict in markdown)
+    differences = np.asarray(rkmeans_valid) - 0.05
+    assert choice["difference"]["mean"] == pytest.approx(differences.mean() if choice["best"] == "rkmeans@text" else 0)
 
 
 @pytest.mark.parametrize("config, flags, message", [

@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     dataset = resolve_dataset_dir(config.dataset)
     out = Path(config.out) if config.out else dataset / "compare"
     command_line = "genrec " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "genrec compare"
-    summary = run_study(config, dataset, out, command_line, hardware_line())
+    summary = run_study(config, dataset, out, command_line, hardware_line(), report_only=args.report_only)
     print((out / "compare.md").read_text())
     print(f"wrote {out}/compare.md, compare.json and plots ({summary['num_runs']} runs)")
     return 0
@@ -45,5 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--out", help="study folder (overrides the config's; default DATASET/compare)")
     parser.add_argument("--seeds", type=int, help="seeds per variant, 0..N-1 (overrides the config's)")
     parser.add_argument("--jobs", type=int, help="runs at a time, one process and one thread each (overrides the config's)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="start no run: write the report of the runs finished so far (e.g. while the study runs)")
     parser.set_defaults(func=_run, interrupted="interrupted; rerun the same command to continue (runs with a "
                                                "result.json are skipped; a recommender resumes from its checkpoint)")

@@ -81,6 +81,8 @@ def summarize(results: list[dict], level: float = 0.95) -> dict:
             "late_gain_ndcg@10": _mean_std(late_gain(r["validation_curve"]) for r in runs),
             "valid_ndcg@10_se": _mean_std((r["validation_curve"][-1].get("ndcg@10_se") if r["validation_curve"] else None)
                                           for r in runs),
+            "validation": {decoding: {key: _mean_std(_valid(r, decoding, key) for r in runs) for key in PAIRED_KEYS}
+                           for decoding in DECODINGS},
         }
     paired = {}
     by_variant = _by_variant(results)
@@ -94,10 +96,38 @@ def summarize(results: list[dict], level: float = 0.95) -> dict:
                        for key in PAIRED_KEYS}
             for decoding in DECODINGS}}
     return {"variants": variants, "paired_differences": paired, "level": level,
+            "default_choice": choose_default(results, level),
             "spearman_with_recall@10": correlations(results),
             "spearman_by_input": {name: correlations([r for r in results if r["input"] == name])
                                   for name in dict.fromkeys(r["input"] for r in results)},
             "num_runs": len(results)}
+
+
+def _valid(result: dict, decoding: str, key: str) -> float | None:
+    """A run's validation metric (``runs.validation_metrics``), None where it has none."""
+    block = (result.get("validation") or {}).get(decoding)
+    return block[key] if block else None
+
+
+def choose_default(results: list[dict], level: float = 0.95) -> dict | None:
+    """The tokenizer (method and input) the hour configs use, chosen on validation: each method
+    variant's fused validation NDCG@10 (the chosen decoding on the fusion-choice users), mean over
+    seeds. R3-VAE, on its better input, unless the best variant beats it beyond seed noise (the
+    paired ``level`` t-interval over seeds excludes 0); then the best. None without validation."""
+    scored = _by_variant([r for r in results if r["group"] == "method" and _valid(r, "fused", "ndcg@10") is not None])
+    if not scored:
+        return None
+    mean = {name: float(np.mean([_valid(r, "fused", "ndcg@10") for r in runs])) for name, runs in scored.items()}
+    best = max(mean, key=mean.get)
+    references = [name for name in scored if scored[name][0]["method"] == REFERENCE]
+    if not references:
+        return {"chosen": best, "best": best, "reference": None, "difference": None, "validation_ndcg@10": mean}
+    reference = max(references, key=mean.get)
+    seeds = lambda name: {r["seed"]: _valid(r, "fused", "ndcg@10") for r in scored[name]}  # noqa: E731
+    difference = paired_difference(seeds(reference), seeds(best), level)
+    chosen = best if difference.beyond_noise and difference.mean > 0 else reference
+    return {"chosen": chosen, "best": best, "reference": reference, "difference": difference.to_dict(),
+            "validation_ndcg@10": mean}
 
 
 def correlations(results: list[dict]) -> dict:
@@ -144,6 +174,7 @@ def render_markdown(summary: dict, header: str) -> str:
     for name, d in paired.items():
         lines.append(f"| {name} | {d['against']} | {d['alone']['recall@10']['n']} | "
                      + " | ".join(_interval(d[dec][k]) for dec in DECODINGS for k in PAIRED_KEYS) + " |")
+    lines += _validation_section(summary)
     lines += _paper_tables(variants, paired)
     lines += ["", "## SID metrics: mean ± std over seeds (SC and PD in each run's input space)", "",
               "| variant | " + " | ".join(SID_METRICS.values()) + " | prior weights chosen |", "|---" * 7 + "|"]
@@ -173,6 +204,30 @@ def render_markdown(summary: dict, header: str) -> str:
             lines.append(f"| {name} | {p[name]['pd_items']:.3f} | {p[name]['pd_level1_centroids']:.3f} "
                          f"| {p[name]['mean_pairwise_cosine']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _validation_section(summary: dict) -> list[str]:
+    """Validation metrics per variant and the default tokenizer chosen on them (``choose_default``)."""
+    choice = summary.get("default_choice")
+    if choice is None:
+        return []
+    lines = ["", "## Validation (fusion-choice users): mean ± std over seeds; the default tokenizer is chosen here", "",
+             "| variant | seeds | Recall@10 alone | NDCG@10 alone | Recall@10 fused | NDCG@10 fused |", "|---" * 6 + "|"]
+    for name, row in summary["variants"].items():
+        if row["group"] == "method":
+            lines.append(f"| {name} | {len(row['seeds'])} | "
+                         + " | ".join(_pm(row["validation"][dec][k]) for dec in DECODINGS for k in PAIRED_KEYS) + " |")
+    percent = round(100 * summary["level"])
+    if choice["reference"] is None:
+        lines += ["", f"Default: **{choice['chosen']}** (best fused validation NDCG@10; no R3-VAE run to prefer)."]
+    elif choice["best"] == choice["reference"]:
+        lines += ["", f"Default: **{choice['chosen']}**, the best fused validation NDCG@10."]
+    else:
+        verdict = "beyond seed noise" if choice["chosen"] == choice["best"] else "within seed noise"
+        lines += ["", f"Default: **{choice['chosen']}**. Best fused validation NDCG@10: {choice['best']}, "
+                  f"{_interval(choice['difference'])} against {choice['reference']} (paired, {percent}% t-interval): "
+                  f"{verdict}; R3-VAE stays the default unless beaten beyond noise."]
+    return lines
 
 
 def _paper_tables(variants: dict, paired: dict) -> list[str]:

@@ -104,6 +104,34 @@ def validation_curve(recommender_dir: Path) -> list[dict]:
     return curve
 
 
+def validation_metrics(recommender_dir: Path) -> dict | None:
+    """The run's validation Recall@10 / NDCG@10 (± s.e.) on the fusion-choice users: the model alone
+    (weights 0) and the chosen fused decoding, both under the chosen history rule; what the study's
+    default is chosen on. None when the recommender recorded no fusion choice."""
+    from genrec.recommender.recommender import META_FILE
+
+    path = recommender_dir / META_FILE
+    fusion = read_json(path).get("fusion") if path.is_file() else None
+    if not fusion or not fusion.get("grid"):
+        return None
+    keys = ("recall@10", "recall@10_se", "ndcg@10", "ndcg@10_se")
+    exclude = fusion.get("exclude_seen")  # the chosen history rule (absent before it was a choice)
+    rows = [r for r in fusion["grid"] if r.get("exclude_seen") == exclude]
+    alone = next((r for r in rows if not any(r["weights"].values())), None)
+    fused = next((r for r in rows if r["weights"] == fusion["weights"]), alone)
+    if fused is None:
+        return None
+    return {"users": fusion.get("users"), "weights": fusion["weights"],
+            "alone": {k: alone[k] for k in keys} if alone else None, "fused": {k: fused[k] for k in keys}}
+
+
+def with_validation(result: dict, folder: Path) -> dict:
+    """``result`` with its ``validation`` block (read from the run's folder when the result predates it)."""
+    if "validation" in result:
+        return result
+    return {**result, "validation": validation_metrics(folder / "recommender")}
+
+
 def run_one(run: Run) -> dict:
     """The run's result (from its result.json when it has finished before)."""
     settings = claim(run)
@@ -156,6 +184,7 @@ def _train_and_test(run: Run, settings: dict) -> dict:
                      "train_seconds": meta.get("train_seconds"), "best_valid_ndcg@10": meta["best_valid_ndcg@10"],
                      "recipe": trained.recipe or meta.get("recipe")},
         "validation_curve": validation_curve(recommender_dir),
+        "validation": validation_metrics(recommender_dir),
         "seconds": {key: round(value, 1) for key, value in seconds.items()},
         "process": {"pid": os.getpid(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "torch_threads": _torch_threads()},
@@ -241,6 +270,11 @@ def plan(config: StudyConfig, dataset: Path, out: Path, encoder: str) -> list[Ru
     base_lambda = float(config.r3vae_options().get("metric_weight", R3VAEConfig().metric_weight))
     return [Run(config, dataset, out, encoder, variant, seed)
             for variant in config.variants(base_lambda) for seed in range(config.seeds)]
+
+
+def finished_runs(runs: list[Run]) -> list[Run]:
+    """The runs that have a result."""
+    return [run for run in runs if (run.folder / RESULT_FILE).is_file()]
 
 
 def check_options(config: StudyConfig) -> None:

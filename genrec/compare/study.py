@@ -10,20 +10,27 @@ from pathlib import Path
 from genrec import pipeline
 from genrec.compare import report
 from genrec.compare.config import REFERENCE, StudyConfig
-from genrec.compare.runs import check_options, plan, run_all
+from genrec.compare.runs import check_options, finished_runs, plan, run_all, with_validation
+from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text
 
 PLOTS = ("recall_by_variant.png", "sid_metrics_vs_recall.png", "validation_curves.png", "codebook_usage.png")
 
 
-def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, hardware: str) -> dict:
+def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, hardware: str,
+              report_only: bool = False) -> dict:
+    """Every run, then the report; ``report_only``: no run is started, the report covers the runs
+    finished so far (to read a study while it runs, or one split over machines)."""
     check_options(config)
     # Embeddings once, here, so parallel runs never encode at the same time, and every run reads the
     # same encoder's cache.
     encoder = pipeline.embed(pipeline.EmbedConfig(dataset, encoder=config.encoder, progress=False)).encoder
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan(config, dataset, out, encoder)
-    results = run_all(runs, config.jobs)
+    planned = plan(config, dataset, out, encoder)
+    runs = finished_runs(planned) if report_only else planned
+    if not runs:
+        raise GenrecError(f"{out}: no finished run to report yet (run the study without --report-only)")
+    results = [with_validation(result, run.folder) for result, run in zip(run_all(runs, config.jobs), runs)]
     summary = report.summarize(results)
     reference = next((r for r in runs if r.variant.method == REFERENCE and not r.variant.options), None)
     if reference is not None:
@@ -31,7 +38,7 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
             "run": reference.folder.name,
             **report.reference_projection(reference.folder / "tokenizer", dataset, out)}
     header = (f"# Tokenizer study on {dataset.name}\n\nCommand: `{command_line}`\n\nHardware: {hardware}\n\n"
-              f"Runs: {len(results)} ({len(results) // config.seeds} variants x {config.seeds} seeds); recipe "
+              f"Runs: {_runs_line(results, planned, config.seeds)}; recipe "
               f"`{config.recipe}` with train {config.train or '{}'}, model {config.model or '{}'}; embeddings {encoder}. "
               f"Plots: {', '.join(PLOTS)}.")
     full = {"command": command_line, "hardware": hardware, "config": dataclasses.asdict(config), "encoder": encoder,
@@ -46,6 +53,12 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
         first_runs.setdefault(run.variant.name, run.folder)
     report.plot_usage_curves(results, first_runs, out / PLOTS[3])
     return full
+
+
+def _runs_line(results: list[dict], planned: list, seeds: int) -> str:
+    if len(results) == len(planned):
+        return f"{len(results)} ({len(results) // seeds} variants x {seeds} seeds)"
+    return f"{len(results)} of the {len(planned)} planned ({len(planned) // seeds} variants x {seeds} seeds) finished so far"
 
 
 def _nan_as_null(value):
