@@ -123,6 +123,7 @@ def test_report_only_without_a_finished_run_is_one_line(tmp_path, monkeypatch, c
                  "--report-only"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("genrec compare: error: ") and "no finished run to report yet" in error
+    assert not (tmp_path / "s").exists()
 
 
 def test_a_rerun_with_other_settings_is_refused(study, tmp_path, capsys):

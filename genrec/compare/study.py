@@ -25,11 +25,11 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
     # Embeddings once, here, so parallel runs never encode at the same time, and every run reads the
     # same encoder's cache.
     encoder = pipeline.embed(pipeline.EmbedConfig(dataset, encoder=config.encoder, progress=False)).encoder
-    out.mkdir(parents=True, exist_ok=True)
     planned = plan(config, dataset, out, encoder)
     runs = finished_runs(planned) if report_only else planned
     if not runs:
         raise GenrecError(f"{out}: no finished run to report yet (run the study without --report-only)")
+    out.mkdir(parents=True, exist_ok=True)
     results = [with_validation(result, run.folder) for result, run in zip(run_all(runs, config.jobs), runs)]
     summary = report.summarize(results)
     reference = next((r for r in runs if r.variant.method == REFERENCE and not r.variant.options), None)
