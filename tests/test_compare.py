@@ -264,5 +264,6 @@ def test_the_config_lists_the_registry_methods_and_the_committed_configs_load():
     from genrec.tokenizer.registry import METHODS as REGISTERED
 
     assert METHODS == tuple(REGISTERED)
-    for name in ("compare-beauty-seeds.json", "compare-beauty-cpu.json", "compare-tiny.json"):
+    for name in ("compare-beauty-steps.json", "compare-lastfm-steps.json", "compare-beauty-seeds.json",
+                 "compare-beauty-cpu.json", "compare-tiny.json"):
         assert isinstance(load_study_config(ROOT / "bench" / "configs" / name), StudyConfig)
