@@ -116,6 +116,27 @@ def test_report_only_reports_the_finished_runs_and_starts_none(study, tmp_path, 
     assert f"{2 * len(VARIANTS) - 1} of the {2 * len(VARIANTS)} planned" in (copy / "compare.md").read_text()
 
 
+def test_an_archive_without_models_reports_and_resumes_the_same(study, tmp_path, monkeypatch):
+    dataset, out, argv = study
+    archive = tmp_path / "archive"
+    monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
+    assert main(argv + ["--report-only", "--archive", str(archive)]) == 0
+    assert not list(archive.rglob("*.safetensors")) and not list(archive.rglob("*.npy"))
+    expected = json.loads((out / "compare.json").read_text())
+    (archive / "compare.json").unlink()
+    monkeypatch.setattr(runs, "run_one", lambda run: pytest.fail(f"started {run.folder.name}"))
+    assert main(["compare", "--dataset", str(dataset), "--config", str(TINY), "--out", str(archive), "--report-only"]) == 0
+    reported = json.loads((archive / "compare.json").read_text())
+    for key in ("runs", "paired_differences", "default_choice", "reference_projection"):
+        assert reported[key] == expected[key]
+    resumed = tmp_path / "elsewhere"  # the archive's runs/ copied into a new out folder: nothing left to run
+    shutil.copytree(archive / "runs", resumed / "runs")
+    monkeypatch.setattr(runs, "run_one", lambda run: runs.read_json(run.folder / runs.RESULT_FILE) if
+                        (run.folder / runs.RESULT_FILE).is_file() else pytest.fail(f"started {run.folder.name}"))
+    assert main(["compare", "--dataset", str(dataset), "--config", str(TINY), "--out", str(resumed)]) == 0
+    assert json.loads((resumed / "compare.json").read_text())["runs"] == expected["runs"]
+
+
 def test_report_only_without_a_finished_run_is_one_line(tmp_path, monkeypatch, capsys):
     dataset = tiny_dataset(tmp_path)
     monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)

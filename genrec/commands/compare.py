@@ -28,9 +28,12 @@ def _run(args: argparse.Namespace) -> int:
     dataset = resolve_dataset_dir(config.dataset)
     out = Path(config.out) if config.out else dataset / "compare"
     command_line = "genrec " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["compare"] else "genrec compare"
-    summary = run_study(config, dataset, out, command_line, hardware_line(), report_only=args.report_only)
+    summary = run_study(config, dataset, out, command_line, hardware_line(), report_only=args.report_only,
+                        archive_to=Path(args.archive) if args.archive else None)
     print((out / "compare.md").read_text())
     print(f"wrote {out}/compare.md, compare.json and plots ({summary['num_runs']} runs)")
+    if args.archive:
+        print(f"archived the report and the {summary['num_runs']} finished runs' records (no models) to {args.archive}")
     return 0
 
 
@@ -47,5 +50,9 @@ def register(subparsers) -> None:
     parser.add_argument("--jobs", type=int, help="runs at a time, one process and one thread each (overrides the config's)")
     parser.add_argument("--report-only", action="store_true",
                         help="start no run: write the report of the runs finished so far (e.g. while the study runs)")
+    parser.add_argument("--archive", metavar="DIR",
+                        help="also copy the report and each finished run's records (settings, result, tokenizer "
+                             "metrics and history; no model) to DIR: a folder that --report-only reports on, and "
+                             "that resumes the study when its runs/ is copied into OUT")
     parser.set_defaults(func=_run, interrupted="interrupted; rerun the same command to continue (runs with a "
                                                "result.json are skipped; a recommender resumes from its checkpoint)")

@@ -5,12 +5,14 @@ validation curves (is the budget converged?), plots; ``compare.json`` + ``compar
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from genrec.compare.config import ABLATIONS, REFERENCE
-from genrec.core.io import read_json
+from genrec.compare.runs import PROJECTION_FILE, PROJECTION_PLOT
+from genrec.core.io import atomic_write_json, read_json
 from genrec.eval.correlation import spearman
 from genrec.eval.paired import paired_difference
 
@@ -359,9 +361,22 @@ def plot_usage_curves(results: list[dict], folders: dict[str, Path], path: Path)
     plt.close(fig)
 
 
-def reference_projection(tokenizer_dir: Path, dataset: Path, out: Path) -> dict:
-    """Paper Figure 2 and §4.7's PD before/after the reference projection, for one R3-VAE tokenizer,
-    on the input it was trained on (text, or text + collaborative vectors)."""
+def reference_projection(run_folder: Path, dataset: Path, out: Path) -> dict | None:
+    """Paper Figure 2 and §4.7's PD before/after the reference projection, for one R3-VAE run's
+    tokenizer, on the input it was trained on (text, or text + collaborative vectors). Kept in the run
+    folder (``projection.json`` + plot) so a study whose finished runs were archived without their
+    models still reports it; None when neither the record nor the tokenizer is there."""
+    record, plot = run_folder / PROJECTION_FILE, run_folder / PROJECTION_PLOT
+    if not record.is_file():
+        if not (run_folder / "tokenizer" / "model.safetensors").is_file():
+            return None
+        atomic_write_json(record, _projection(run_folder / "tokenizer", dataset, plot))
+    if plot.is_file() and plot.resolve() != (out / PROJECTION_PLOT).resolve():
+        shutil.copyfile(plot, out / PROJECTION_PLOT)
+    return read_json(record)
+
+
+def _projection(tokenizer_dir: Path, dataset: Path, plot: Path) -> dict:
     import torch
 
     from genrec.data_prep.collaborative import artifact_input
@@ -377,5 +392,5 @@ def reference_projection(tokenizer_dir: Path, dataset: Path, out: Path) -> dict:
         e0 = tokenizer.model.project(torch.from_numpy(x))[1].numpy()
     level1 = np.load(tokenizer_dir / "semantic_ids.npy")[:, 0]
     report = projection_report(x, e0, level1)
-    plot_projection(x, e0, level1, report, out / "reference_projection.png")
+    plot_projection(x, e0, level1, report, plot)
     return report

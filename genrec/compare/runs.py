@@ -22,9 +22,13 @@ from pathlib import Path
 from genrec import pipeline
 from genrec.compare.config import TEXT_COLLABORATIVE, StudyConfig, Variant
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_json, read_json
+from genrec.core.io import atomic_write_bytes, atomic_write_json, read_json
 
 RESULT_FILE, SETTINGS_FILE, LOG_FILE = "result.json", "settings.json", "run.log"
+PROJECTION_FILE, PROJECTION_PLOT = "projection.json", "reference_projection.png"  # the reference run's, by the report
+# What the report reads of a finished run (the projection record only for the reference run).
+ARCHIVED = (SETTINGS_FILE, RESULT_FILE, "tokenizer/config.json", "tokenizer/metrics.json",
+            "tokenizer/training_history.json", PROJECTION_FILE, PROJECTION_PLOT)
 # Test metrics kept per run (model alone and fused); the report reads these.
 RANKING_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 SID_KEYS = ("semantic_cohesion", "preference_discrimination", "collision_rate", "gini", "codebook_usage",
@@ -270,6 +274,21 @@ def plan(config: StudyConfig, dataset: Path, out: Path, encoder: str) -> list[Ru
     base_lambda = float(config.r3vae_options().get("metric_weight", R3VAEConfig().metric_weight))
     return [Run(config, dataset, out, encoder, variant, seed)
             for variant in config.variants(base_lambda) for seed in range(config.seeds)]
+
+
+def archive(runs: list[Run], dest: Path) -> int:
+    """Copy each finished run's records (``ARCHIVED``; no model) to ``dest/runs/``: a study folder that
+    reports (``--report-only``) and, copied into a study's out folder, resumes on another machine.
+    Returns the number of runs archived."""
+    finished = finished_runs(runs)
+    for run in finished:
+        for name in ARCHIVED:
+            source = run.folder / name
+            target = dest / "runs" / run.folder.name / name
+            if source.is_file() and source.resolve() != target.resolve():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, source.read_bytes())
+    return len(finished)
 
 
 def finished_runs(runs: list[Run]) -> list[Run]:

@@ -10,17 +10,18 @@ from pathlib import Path
 from genrec import pipeline
 from genrec.compare import report
 from genrec.compare.config import REFERENCE, StudyConfig
-from genrec.compare.runs import check_options, finished_runs, plan, run_all, with_validation
+from genrec.compare.runs import PROJECTION_PLOT, archive, check_options, finished_runs, plan, run_all, with_validation
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_json, atomic_write_text
+from genrec.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 PLOTS = ("recall_by_variant.png", "sid_metrics_vs_recall.png", "validation_curves.png", "codebook_usage.png")
 
 
 def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, hardware: str,
-              report_only: bool = False) -> dict:
+              report_only: bool = False, archive_to: Path | None = None) -> dict:
     """Every run, then the report; ``report_only``: no run is started, the report covers the runs
-    finished so far (to read a study while it runs, or one split over machines)."""
+    finished so far (to read a study while it runs, or one split over machines); ``archive_to``: the
+    report and each finished run's records (no model) are copied there too (``runs.archive``)."""
     check_options(config)
     # Embeddings once, here, so parallel runs never encode at the same time, and every run reads the
     # same encoder's cache.
@@ -33,10 +34,9 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
     results = [with_validation(result, run.folder) for result, run in zip(run_all(runs, config.jobs), runs)]
     summary = report.summarize(results)
     reference = next((r for r in runs if r.variant.method == REFERENCE and not r.variant.options), None)
-    if reference is not None:
-        summary["reference_projection"] = {
-            "run": reference.folder.name,
-            **report.reference_projection(reference.folder / "tokenizer", dataset, out)}
+    projection = report.reference_projection(reference.folder, dataset, out) if reference is not None else None
+    if projection is not None:
+        summary["reference_projection"] = {"run": reference.folder.name, **projection}
     header = (f"# Tokenizer study on {dataset.name}\n\nCommand: `{command_line}`\n\nHardware: {hardware}\n\n"
               f"Runs: {_runs_line(results, planned, config.seeds)}; recipe "
               f"`{config.recipe}` with train {config.train or '{}'}, model {config.model or '{}'}; embeddings {encoder}. "
@@ -52,6 +52,11 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
     for run in runs:
         first_runs.setdefault(run.variant.name, run.folder)
     report.plot_usage_curves(results, first_runs, out / PLOTS[3])
+    if archive_to is not None and archive_to.resolve() != out.resolve():
+        archive(runs, archive_to)
+        for name in ("compare.json", "compare.md", *PLOTS, PROJECTION_PLOT):
+            if (out / name).is_file():
+                atomic_write_bytes(archive_to / name, (out / name).read_bytes())
     return full
 
 
