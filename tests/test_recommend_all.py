@@ -95,6 +95,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _same(a, b) -> bool:
+    """The same users, ranks and items; scores equal up to float32 rounding (a process's kernels may
+    round the last bit differently)."""
+    a, b = a.to_pandas(), b.to_pandas()
+    return (list(a.columns) == list(b.columns) and a.drop(columns="score").equals(b.drop(columns="score"))
+            and np.allclose(a["score"], b["score"], rtol=1e-5, atol=0))
+
+
 def _parts(folder):
     return {part.name: pq.read_table(part) for part in sorted(folder.glob("part-*.parquet"))}
 
@@ -139,10 +147,10 @@ def test_two_processes_write_exactly_the_one_process_output(trained):
     two = _parts(trained / "two")
     assert len(two) == 9 and list(two) == list(_parts(one))
     for name, table in _parts(one).items():
-        assert table.equals(two[name]), name
+        assert _same(table, two[name]), name
     manifest = json.loads((trained / "two" / "_recommendations.json").read_text())
     assert manifest["processes"] == 2 and manifest["num_rows"] == 25 * 4
-    assert pq.read_table(trained / "two.parquet").equals(pq.read_table(one_file))
+    assert _same(pq.read_table(trained / "two.parquet"), pq.read_table(one_file))
 
 
 def test_a_killed_run_resumes_from_its_written_parts(trained):
@@ -163,7 +171,7 @@ def test_a_killed_run_resumes_from_its_written_parts(trained):
     assert {name: (killed / name).stat().st_mtime_ns for name in finished} == finished  # reused, not rewritten
     assert not staging.exists() and not (killed / "_settings.json").exists()
     assert _parts(killed).keys() == _parts(whole).keys()
-    assert all(_parts(killed)[name].equals(table) for name, table in _parts(whole).items())
+    assert all(_same(_parts(killed)[name], table) for name, table in _parts(whole).items())
     # Staged under other settings (top-k 2): nothing of it is reused.
     env["GENREC_FAULT_AT"] = "write part-00001.parquet:1"
     other = [arg if arg != "3" else "2" for arg in common]
