@@ -171,7 +171,7 @@ def test_a_killed_run_resumes_from_its_written_parts(trained):
     assert {name: (killed / name).stat().st_mtime_ns for name in finished} == finished  # reused, not rewritten
     assert not staging.exists() and not (killed / "_settings.json").exists()
     assert _parts(killed).keys() == _parts(whole).keys()
-    assert all(_same(_parts(killed)[name], table) for name, table in _parts(whole).items())
+    assert all(_parts(killed)[name].equals(table) for name, table in _parts(whole).items())
     # Staged under other settings (top-k 2): nothing of it is reused.
     env["GENREC_FAULT_AT"] = "write part-00001.parquet:1"
     other = [arg if arg != "3" else "2" for arg in common]
