@@ -147,6 +147,20 @@ def test_report_only_without_a_finished_run_is_one_line(tmp_path, monkeypatch, c
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("flag", ["--out", "--archive"])
+def test_a_study_or_archive_folder_that_is_a_file_is_one_line(tmp_path, monkeypatch, capsys, flag):
+    dataset = tiny_dataset(tmp_path)
+    (tmp_path / "taken").write_text("not a folder")
+    monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(runs, "run_one", lambda run: pytest.fail(f"started {run.folder.name}"))
+    argv = ["compare", "--dataset", str(dataset), "--config", str(TINY), "--out", str(tmp_path / "s"),
+            flag, str(tmp_path / "taken" / "study")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("genrec compare: error: ") and error.count("\n") == 1, error
+    assert f"{flag} {tmp_path / 'taken' / 'study'}: {tmp_path / 'taken'} is a file, not a folder" in error
+
+
 def test_a_rerun_with_other_settings_is_refused(study, tmp_path, capsys):
     dataset, out, _ = study
     config = json.loads(TINY.read_text())

@@ -276,19 +276,17 @@ def plan(config: StudyConfig, dataset: Path, out: Path, encoder: str) -> list[Ru
             for variant in config.variants(base_lambda) for seed in range(config.seeds)]
 
 
-def archive(runs: list[Run], dest: Path) -> int:
-    """Copy each finished run's records (``ARCHIVED``; no model) to ``dest/runs/``: a study folder that
-    reports (``--report-only``) and, copied into a study's out folder, resumes on another machine.
-    Returns the number of runs archived."""
-    finished = finished_runs(runs)
-    for run in finished:
-        for name in ARCHIVED:
-            source = run.folder / name
-            target = dest / "runs" / run.folder.name / name
-            if source.is_file() and source.resolve() != target.resolve():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(target, source.read_bytes())
-    return len(finished)
+def archive(runs: list[Run], report_files: list[Path], dest: Path) -> None:
+    """Copy each finished run's records (``ARCHIVED``; no model) to ``dest/runs/`` and the report files
+    to ``dest``: a study folder that reports (``--report-only``) and, copied into a study's out folder,
+    resumes on another machine."""
+    copies = [(run.folder / name, dest / "runs" / run.folder.name / name)
+              for run in finished_runs(runs) for name in ARCHIVED]
+    copies += [(source, dest / source.name) for source in report_files]
+    for source, target in copies:
+        if source.is_file() and source.resolve() != target.resolve():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, source.read_bytes())
 
 
 def finished_runs(runs: list[Run]) -> list[Run]:

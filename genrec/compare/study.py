@@ -12,7 +12,7 @@ from genrec.compare import report
 from genrec.compare.config import REFERENCE, StudyConfig
 from genrec.compare.runs import PROJECTION_PLOT, archive, check_options, finished_runs, plan, run_all, with_validation
 from genrec.core.errors import GenrecError
-from genrec.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from genrec.core.io import atomic_write_json, atomic_write_text
 
 PLOTS = ("recall_by_variant.png", "sid_metrics_vs_recall.png", "validation_curves.png", "codebook_usage.png")
 
@@ -23,6 +23,9 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
     finished so far (to read a study while it runs, or one split over machines); ``archive_to``: the
     report and each finished run's records (no model) are copied there too (``runs.archive``)."""
     check_options(config)
+    for folder, what in ((out, "--out"), (archive_to, "--archive")):
+        if folder is not None:
+            _check_folder(folder, what)
     # Embeddings once, here, so parallel runs never encode at the same time, and every run reads the
     # same encoder's cache.
     encoder = pipeline.embed(pipeline.EmbedConfig(dataset, encoder=config.encoder, progress=False)).encoder
@@ -53,11 +56,15 @@ def run_study(config: StudyConfig, dataset: Path, out: Path, command_line: str, 
         first_runs.setdefault(run.variant.name, run.folder)
     report.plot_usage_curves(results, first_runs, out / PLOTS[3])
     if archive_to is not None and archive_to.resolve() != out.resolve():
-        archive(runs, archive_to)
-        for name in ("compare.json", "compare.md", *PLOTS, PROJECTION_PLOT):
-            if (out / name).is_file():
-                atomic_write_bytes(archive_to / name, (out / name).read_bytes())
+        archive(runs, [out / name for name in ("compare.json", "compare.md", *PLOTS, PROJECTION_PLOT)], archive_to)
     return full
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    """A study or archive folder must be a folder (or not exist yet) under folders, before hours of runs."""
+    blocking = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+    if blocking is not None:
+        raise GenrecError(f"{what} {folder}: {blocking} is a file, not a folder")
 
 
 def _runs_line(results: list[dict], planned: list, seeds: int) -> str:
