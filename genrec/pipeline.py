@@ -126,8 +126,9 @@ class TokenizerTrainingConfig:
     encoder: str | None = None
     progress: bool = True
     # > 0: the tokenizer reads [text, W * collaborative vectors] (data_prep.collaborative: PPMI-SVD of
-    # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only.
-    collaborative_weight: float = 0.0
+    # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only. The
+    # default 1 is the input the tokenizer study chose on validation (bench/results/compare-beauty-steps).
+    collaborative_weight: float = 1.0
     collaborative_dim: int = 64
 
 

@@ -98,7 +98,7 @@ def test_a_collaborative_tokenizer_reads_text_plus_vectors_from_training_sequenc
     np.testing.assert_array_equal(load_semantic_ids(again.path).codes, load_semantic_ids(result.path).codes)
 
 
-def test_the_cli_flags_sid_metrics_and_text_only_default(data, capsys):
+def test_the_cli_flags_sid_metrics_and_the_text_plus_collaborative_default(data, capsys):
     assert main(["train-tokenizer", "--dataset", str(data), "--method", "rkmeans", "--codebook-size", "4",
                  "--kmeans-iters", "5", "--collaborative-weight", "0.5", "--collaborative-dim", "6",
                  "--no-progress"]) == 0
@@ -106,7 +106,9 @@ def test_the_cli_flags_sid_metrics_and_text_only_default(data, capsys):
     assert json.loads((data / "tokenizer" / "config.json").read_text())["embedding_dim"] == 12 + 6
     assert main(["sid-metrics", "--dataset", str(data)]) == 0  # re-reads text + the stored vectors
     assert "semantic cohesion" in capsys.readouterr().out.lower()
-    plain = train(data, out=data / "plain")
+    default = train(data, out=data / "default")  # the study's validation choice: W = 1, 64 dims
+    assert json.loads((default.path / "config.json").read_text())["collaborative"] == {"weight": 1.0, "dim": 64}
+    plain = train(data, out=data / "plain", collaborative_weight=0.0)
     assert not (plain.path / COLLABORATIVE_FILE).exists()
     assert "collaborative" not in json.loads((plain.path / "config.json").read_text())
 

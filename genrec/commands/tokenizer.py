@@ -122,7 +122,7 @@ def register(subparsers) -> None:
     parser.add_argument("--encoder", help="embedding model (default: the dataset's cached / default encoder)")
     parser.add_argument("--collaborative-weight", type=float, metavar="W",
                         help="also read collaborative item vectors (co-occurrence in the training sequences), "
-                             "weighted W against the unit text embeddings (default 0 = text only)")
+                             "weighted W against the unit text embeddings (default 1; 0 = text only)")
     parser.add_argument("--collaborative-dim", type=int, help="size of the collaborative vectors (default 64)")
     parser.add_argument("--no-progress", action="store_true")
     r3 = parser.add_argument_group("r3vae options (ablations: paper Tables 8-9)")
