@@ -151,7 +151,8 @@ def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):
 
     dataset, vectors = tiny_dataset
     args = ["train-tokenizer", "--dataset", str(dataset), "--levels", "2", "--codebook-size", "8", "--epochs", "2",
-            "--batch-size", "64", "--top-k", "2", "--kmeans-iters", "5", "--seed", "3", "--no-progress"]
+            "--batch-size", "64", "--top-k", "2", "--kmeans-iters", "5", "--seed", "3", "--collaborative-weight", "0",
+            "--no-progress"]
     assert main(args) == 0
     out = dataset / "tokenizer"
     sids = load_semantic_ids(out)
