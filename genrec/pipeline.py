@@ -120,7 +120,8 @@ def _str(value) -> str | None:
 @dataclass
 class TokenizerTrainingConfig:
     dataset: str | Path | None = None
-    method: str = "r3vae"
+    # the tokenizer study's choice on validation (bench/results/compare-beauty-steps, README "Tokenizers")
+    method: str = "opq"
     options: dict[str, Any] = field(default_factory=dict)  # the method's config fields
     out: str | Path | None = None  # default DATASET/tokenizer
     encoder: str | None = None
@@ -139,7 +140,7 @@ def tokenizer_config_from(section: dict[str, Any], **fields) -> TokenizerTrainin
     """A config file's "tokenizer" section as a TokenizerTrainingConfig: "method", the input fields
     (TOKENIZER_INPUT_FIELDS), everything else the method's options."""
     options = dict(section)
-    method = options.pop("method", "r3vae")
+    method = options.pop("method", TokenizerTrainingConfig.method)
     inputs = {name: options.pop(name) for name in TOKENIZER_INPUT_FIELDS if name in options}
     return TokenizerTrainingConfig(method=method, options=options, **{**inputs, **fields})
 

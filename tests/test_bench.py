@@ -102,7 +102,7 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
                                                                               if k != "sasrec"})
     assert [name for name, _, _ in no_sasrec][3:] == ["train-recommender", "choose-fusion", "evaluate"]
     tokenizer = stages[2][2]
-    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "r3vae" and tokenizer.options == {}
+    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "opq" and tokenizer.options == {}
     assert tokenizer.collaborative_weight == 1.0
     for path in ("bench/configs/amazon-beauty-cpu-60min.json", "bench/configs/training-quality.json"):
         config = json.loads(open(path).read())

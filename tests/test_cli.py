@@ -22,11 +22,13 @@ def test_building_the_parser_imports_no_heavy_library():
 
 def test_choice_lists_match_the_modules_that_define_them():
     from genrec.commands import choices
+    from genrec.pipeline import TokenizerTrainingConfig
     from genrec.recommender.encoder_input import ENCODER_INPUTS
     from genrec.recommender.item_causal import ENCODER_ATTENTION
     from genrec.tokenizer.registry import METHODS
 
     assert choices.TOKENIZER_METHODS == METHODS
+    assert choices.DEFAULT_TOKENIZER_METHOD == TokenizerTrainingConfig.method
     assert choices.ENCODER_INPUTS == ENCODER_INPUTS
     assert choices.ENCODER_ATTENTION == ENCODER_ATTENTION
 

@@ -146,11 +146,32 @@ def tiny_dataset(tmp_path, monkeypatch):
     return dataset, vectors
 
 
+@pytest.mark.parametrize("config_method, flag, expected", [
+    (None, None, "opq"),  # the default: the tokenizer study's choice on validation
+    ("rkmeans", None, "rkmeans"),  # a config file's method is kept ...
+    ("rkmeans", "vqvae", "vqvae"),  # ... unless --method says otherwise
+])
+def test_train_tokenizer_method_comes_from_flag_then_config_then_default(tmp_path, config_method, flag, expected):
+    from genrec.cli import build_parser
+    from genrec.commands.tokenizer import tokenizer_config
+
+    argv = ["train-tokenizer", "--dataset", str(tmp_path)]
+    if config_method:
+        (tmp_path / "tok.json").write_text(json.dumps({"tokenizer": {"method": config_method, "seed": 4}}))
+        argv += ["--config", str(tmp_path / "tok.json")]
+    if flag:
+        argv += ["--method", flag]
+    config = tokenizer_config(build_parser().parse_args(argv))
+    assert config.method == expected
+    assert config.options == ({"seed": 4} if config_method else {})
+
+
 def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):
     from genrec.cli import main
 
     dataset, vectors = tiny_dataset
-    args = ["train-tokenizer", "--dataset", str(dataset), "--levels", "2", "--codebook-size", "8", "--epochs", "2",
+    args = ["train-tokenizer", "--dataset", str(dataset), "--method", "r3vae", "--levels", "2", "--codebook-size", "8",
+            "--epochs", "2",
             "--batch-size", "64", "--top-k", "2", "--kmeans-iters", "5", "--seed", "3", "--collaborative-weight", "0",
             "--no-progress"]
     assert main(args) == 0
@@ -176,6 +197,11 @@ def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):
     assert np.array_equal(load_tokenizer(out).encode(vectors), sids.codes[:, :2])
     assert main(["sid-metrics", "--tokenizer", str(out)]) == 0
     assert "collision rate" in capsys.readouterr().out
+    # No --method: the default quantizer, named in the first line and the artifact.
+    assert main(["train-tokenizer", "--dataset", str(dataset), "--levels", "2", "--codebook-size", "8",
+                 "--collaborative-weight", "0", "--no-progress", "--out", str(dataset / "default")]) == 0
+    assert capsys.readouterr().out.startswith("opq: options {")
+    assert json.loads((dataset / "default" / "config.json").read_text())["method"] == "opq"
 
 
 def test_train_tokenizer_cli_errors(tiny_dataset, tmp_path, capsys):

@@ -6,5 +6,6 @@ equals its source.
 """
 
 TOKENIZER_METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")
+DEFAULT_TOKENIZER_METHOD = "opq"  # = genrec.pipeline.TokenizerTrainingConfig.method
 ENCODER_INPUTS = ("tokens", "items")
 ENCODER_ATTENTION = ("bidirectional", "item_causal")

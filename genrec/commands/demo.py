@@ -1,6 +1,6 @@
 """``genrec demo``: the whole pipeline on the built-in demo shop, offline, in a few minutes on a CPU.
 
-prepare demo -> embed -> train-tokenizer (R3-VAE) -> train-recommender (a small T5, then the fusion
+prepare demo -> embed -> train-tokenizer (the default quantizer) -> train-recommender (a small T5, then the fusion
 weight of the item-transition prior) -> evaluate (test split, beside the prior alone and
 popularity) -> recommend for a user and for a new history. Each step is one call of
 genrec.pipeline; a rerun reuses finished steps (delete data/demo to start over) and makes the demo
@@ -15,7 +15,6 @@ from pathlib import Path
 # Sized for 2 CPU cores, a few minutes end to end: smaller than the `cpu` recipe of
 # train-recommender (sized for an hour on Amazon Beauty). No dropout and 1,200 steps, because with
 # dropout 0.1 and 400 steps the model ended below popularity; one encoder position per SID token.
-DEMO_TOKENIZER = {"epochs": 30}
 DEMO_MODEL = {"d_model": 64, "d_ff": 256, "num_heads": 4, "d_kv": 64, "num_encoder_layers": 2, "num_decoder_layers": 2,
               "dropout": 0.0, "encoder_input": "tokens"}
 DEMO_TRAIN = {"batch_size": 128, "lr": 4e-3, "warmup_steps": 30, "max_steps": 1200, "eval_every": 300,
@@ -55,8 +54,8 @@ def _run(args) -> int:
     _prepare(data)
     _step("2/6 embed", lambda: pipeline.embed(pipeline.EmbedConfig(data, progress=progress)))
     if not (data / "tokenizer" / "semantic_ids.npy").is_file():
-        _step("3/6 train-tokenizer (r3vae)", lambda: pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(
-            data, method="r3vae", options=DEMO_TOKENIZER, progress=progress)))
+        tokenizer = pipeline.TokenizerTrainingConfig(data, progress=progress)  # the defaults, as train-tokenizer
+        _step(f"3/6 train-tokenizer ({tokenizer.method})", lambda: pipeline.train_tokenizer(tokenizer))
     trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         data, train=DEMO_TRAIN, model=DEMO_MODEL, progress=progress)))
     state = trained.state

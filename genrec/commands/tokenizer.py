@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-from genrec.commands.choices import TOKENIZER_METHODS as METHODS
+from genrec.commands.choices import DEFAULT_TOKENIZER_METHOD, TOKENIZER_METHODS as METHODS
 
 # Flag -> (config key, value); flags a method's config lacks are rejected with the valid options.
 _SWITCHES = {
@@ -36,7 +36,9 @@ def tokenizer_config(args: argparse.Namespace):
     from genrec.pipeline import TOKENIZER_INPUT_FIELDS, tokenizer_config_from
 
     data = load_config_file(args.config)
-    section = {**data.get("tokenizer", data), "method": args.method}
+    section = dict(data.get("tokenizer", data))
+    if args.method:
+        section["method"] = args.method
     for name in TOKENIZER_INPUT_FIELDS:
         if getattr(args, name, None) is not None:
             section[name] = getattr(args, name)
@@ -68,7 +70,7 @@ def _train(args: argparse.Namespace) -> int:
     config = tokenizer_config(args)
     inputs = f"; text + collaborative vectors (weight {config.collaborative_weight:g}, {config.collaborative_dim} dims)" \
         if config.collaborative_weight > 0 else ""
-    print(f"{args.method}: options {config.options or 'default'}{inputs}", flush=True)
+    print(f"{config.method}: options {config.options or 'default'}{inputs}", flush=True)
     result = train_tokenizer(config)
     print(format_metrics_table(result.metrics))
     print(f"wrote {result.path} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")
@@ -108,7 +110,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("train-tokenizer", help="train an item tokenizer and write Semantic IDs",
                                    description=__doc__)
     parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
-    parser.add_argument("--method", choices=METHODS, default="r3vae")
+    parser.add_argument("--method", choices=METHODS,
+                        help=f"the quantizer (default: the --config file's, else {DEFAULT_TOKENIZER_METHOD}, "
+                             "the tokenizer study's choice on validation)")
     parser.add_argument("--levels", type=int, help="number of SID levels L (default 3)")
     parser.add_argument("--codebook-size", type=int, help="codewords per level M (default 256)")
     parser.add_argument("--epochs", type=int, help="training epochs (gradient methods)")
