@@ -345,3 +345,45 @@ def test_seed_summary_means_rows_of_the_same_decoding_and_refuses_different_conf
     assert seed_summary.main([str(paths[0]), "--out", str(tmp_path), "--name", "x"]) == 2
     (tmp_path / "other.json").write_text(json.dumps({"runs": []}))  # e.g. a cold-start report
     assert seed_summary.main([str(paths[0]), str(tmp_path / "other.json"), "--out", str(tmp_path), "--name", "x"]) == 2
+
+
+def test_seed_summary_against_pairs_runs_by_seed_on_test_and_on_the_chosen_validation_rows(tmp_path):
+    """--against: B - A per seed (whatever the file order), a t-interval from genrec.eval.paired, and
+    the validation numbers of the decoding each run chose, not its grid's best row under another rule."""
+    import numpy as np
+    from scipy.stats import t
+
+    from bench import seed_summary
+
+    def report(seed, method, fused, valid_fused, valid_alone):
+        row = {key: 0.0 for key in ttq.TEST_KEYS}
+        grid = [{"weights": {"prior": 0.0}, "exclude_seen": True, "recall@10": 0.1, "ndcg@10": valid_alone},
+                {"weights": {"prior": 2.0}, "exclude_seen": True, "recall@10": 0.2, "ndcg@10": valid_fused},
+                {"weights": {"prior": 2.0}, "exclude_seen": False, "recall@10": 0.9, "ndcg@10": 0.9}]
+        return {"command": f"{method} {seed}", "total_seconds": 60.0,
+                "config": {"train": {"seed": seed}, "tokenizer": {"method": method, "seed": seed}},
+                "fusion": {"weights": {"prior": 2.0}, "exclude_seen": True, "grid": grid},
+                "test_rows": [{**row, "decoding": "genrec fused (prior 2)", "recall@10": fused, "ndcg@10": fused / 2}]}
+
+    ours, theirs = [], []
+    values = {0: (0.11, 0.10), 1: (0.13, 0.12), 2: (0.12, 0.10)}  # seed: (ours, theirs), test fused Recall@10
+    for seed, (b, a) in values.items():
+        ours.append(tmp_path / f"b{seed}.json")
+        ours[-1].write_text(json.dumps(report(seed, "opq", b, 0.05 + seed / 100, 0.03)))
+        theirs.append(tmp_path / f"a{seed}.json")
+        theirs[-1].write_text(json.dumps(report(seed, "r3vae", a, 0.04 + seed / 100, 0.03)))
+    argv = [*map(str, ours), "--against", *map(str, reversed(theirs)), "--out", str(tmp_path), "--name", "pair"]
+    assert seed_summary.main(argv) == 0
+    paired = json.loads((tmp_path / "pair.json").read_text())["paired"]
+    d = np.array([b - a for b, a in values.values()])
+    test = paired["test"]["genrec fused"]["recall@10"]
+    half = t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert test["difference"]["mean"] == pytest.approx(d.mean()) and test["reference"] == pytest.approx(0.32 / 3)
+    assert test["difference"]["low"] == pytest.approx(d.mean() - half)
+    valid = paired["validation"]
+    assert valid["genrec fused"]["ndcg@10"]["difference"]["mean"] == pytest.approx(0.01)  # chosen row, not 0.9
+    assert valid["genrec fused"]["ndcg@10"]["difference"]["beyond_noise"] is True
+    assert valid["T5 model alone"]["ndcg@10"]["difference"]["mean"] == pytest.approx(0.0)
+    assert "## Paired against" in (tmp_path / "pair.md").read_text()
+    argv = [*map(str, ours), "--against", *map(str, theirs[:2]), "--out", str(tmp_path), "--name", "x"]
+    assert seed_summary.main(argv) == 2  # seeds must match
