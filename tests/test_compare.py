@@ -178,6 +178,15 @@ def small_config(tmp_path: Path, **fields) -> Path:
     return tmp_path / "small.json"
 
 
+def test_the_plan_runs_seed_by_seed_so_a_cut_short_study_has_every_variant_at_the_same_seeds(tmp_path):
+    from genrec.compare.config import load_study_config
+
+    config = load_study_config(TINY)
+    planned = [(run.seed, run.variant.name) for run in runs.plan(config, tmp_path, tmp_path / "s", "encoder")]
+    assert sorted(planned) == sorted((seed, name) for seed in range(config.seeds) for name in VARIANTS)
+    assert [seed for seed, _ in planned] == sorted(seed for seed, _ in planned)  # all of seed 0 first
+
+
 def test_a_killed_run_resumes_its_recommender_from_the_checkpoint(tmp_path, monkeypatch):
     import torch
 

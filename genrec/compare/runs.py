@@ -268,12 +268,13 @@ def _with_threads(run: Run, threads: int) -> Run:
 
 
 def plan(config: StudyConfig, dataset: Path, out: Path, encoder: str) -> list[Run]:
-    """Every (variant, seed) run of the study, variant by variant."""
+    """Every (variant, seed) run of the study, seed by seed: a study cut short has every variant at the
+    same seeds, so its paired comparisons already cover all of them."""
     from genrec.tokenizer.r3vae import R3VAEConfig
 
     base_lambda = float(config.r3vae_options().get("metric_weight", R3VAEConfig().metric_weight))
     return [Run(config, dataset, out, encoder, variant, seed)
-            for variant in config.variants(base_lambda) for seed in range(config.seeds)]
+            for seed in range(config.seeds) for variant in config.variants(base_lambda)]
 
 
 def archive(runs: list[Run], report_files: list[Path], dest: Path) -> None:
