@@ -17,6 +17,7 @@ import os
 import sys
 
 from genrec.core.errors import GenrecError
+from genrec.core.sharding import release_process_group
 
 # Modules that register subcommands, in the order they appear in --help.
 STAGE_MODULES = (
@@ -85,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        try:
+            result = args.func(args)
+        finally:
+            release_process_group()  # before interpreter exit, where a DDP wrapper's late free can hang
         sys.stdout.flush()
     except GenrecError as exc:
         print(f"genrec {args.command}: error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from genrec.cli import main
 from genrec.core.errors import GenrecError
+from genrec.core.sharding import release_process_group
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender import train as train_module
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss
@@ -201,10 +202,36 @@ def test_one_pass_loss_runs_on_a_ddp_wrapped_model(tmp_path):
         assert not hasattr(wrapped, "get_encoder")
         loss = one_pass_loss(wrapped, batch)
         loss.backward()
+        del wrapped  # the reducer must go before its process group (release_process_group)
     finally:
-        dist.destroy_process_group()
+        release_process_group()
+    assert not dist.is_initialized()
     torch.testing.assert_close(loss, expected)
     assert all(p.grad is not None for p in model.get_encoder().parameters() if p.requires_grad)
+
+
+def test_release_process_group_frees_a_ddp_wrapper_in_a_cycle_before_the_group(tmp_path):
+    """The hang's cause: a DDP wrapper kept alive by a reference cycle outlived its process group,
+    and the collector later freed it (the gloo destructor joined threads inside gc). Releasing
+    collects first, so no wrapper is left to be freed after the group is gone."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    wrapped = DistributedDataParallel(torch.nn.Linear(3, 2))
+    wrapped.cycle = [wrapped]  # only the collector can free it now
+    alive = weakref.ref(wrapped)
+    del wrapped
+    gc.disable()  # no automatic collection between here and the release
+    try:
+        assert alive() is not None
+        release_process_group()
+        assert alive() is None and not dist.is_initialized()
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

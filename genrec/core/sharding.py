@@ -7,7 +7,9 @@ r, r + N, r + 2N, ... and ``barrier`` waits for all of them, as training already
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -37,3 +39,19 @@ def current_shard() -> Shard:
 
     state = PartialState(cpu=not torch.cuda.is_available())
     return Shard(state.process_index, state.num_processes, state.wait_for_everyone, str(state.device))
+
+
+def release_process_group() -> None:
+    """Tear down torch.distributed's default group, if this process has one, after freeing what
+    still holds it. A DDP wrapper sits in a reference cycle, so its reducer (which owns a handle on
+    the group) is freed by the garbage collector at an arbitrary later moment; if that moment comes
+    after ``destroy_process_group``, the gloo group's destructor joins its worker threads from inside
+    the collector and can block forever. Collecting first frees every wrapper while the group is
+    still registered; the group then goes last, with nothing left using it."""
+    if "torch.distributed" not in sys.modules:  # never imported: no group to release
+        return
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
