@@ -81,12 +81,24 @@ def k_core(data: Sequences, user_k: int, item_k: int) -> Sequences:
         users, sequences = new_users, new_sequences
 
 
-def check_leave_one_out(data: Sequences, source: str) -> None:
+def _listed(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+
+
+def check_leave_one_out(data: Sequences, source: str, unfiltered: Sequences | None = None) -> None:
+    """Every user needs 3 interactions (train, valid, test); the error names the short users and, given
+    the sequences before k-core, what ``--min-count 3`` would drop."""
     if not data.sequences:
         raise GenrecError(f"{source}: nothing left after filtering; lower --min-count or check the input files")
-    short = sum(len(s) < 3 for s in data.sequences)
-    if short:
-        raise GenrecError(
-            f"{source}: {short} user(s) have fewer than 3 interactions after filtering; leave-one-out needs "
-            "at least 3 (train, valid, test). Use --min-count 3 or more."
-        )
+    short = [user for user, seq in zip(data.user_ids, data.sequences) if len(seq) < 3]
+    if not short:
+        return
+    advice = "Use --min-count 3 or more."
+    if unfiltered is not None:
+        kept = k_core(unfiltered, user_k=3, item_k=3)
+        users, items = len(unfiltered.user_ids), len(unfiltered.item_ids())
+        advice = (f"--min-count 3 would drop {users - len(kept.user_ids)} of {users} users and "
+                  f"{items - len(kept.item_ids())} of {items} items" if kept.user_ids else
+                  "--min-count 3 would leave nothing") + "; or give those users more interactions."
+    raise GenrecError(f"{source}: {len(short)} user(s) have fewer than 3 interactions after filtering "
+                      f"({_listed(short)}); leave-one-out needs at least 3 (train, valid, test). {advice}")

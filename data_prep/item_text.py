@@ -50,8 +50,9 @@ def artist_text(meta: dict) -> tuple[str, str]:
     return title, compose([("Artist", title), ("Tags", ", ".join(clean(t) for t in meta.get("tags", [])))])
 
 
-def generic_text(meta: dict, id_column: str) -> tuple[str, str]:
-    """Custom items: every non-id column, in file order; the title is a 'title' or 'name' column if any."""
-    title = clean(meta.get("title") or meta.get("name") or "")
+def generic_text(meta: dict, id_column: str, title_column: str | None = None) -> tuple[str, str]:
+    """Custom items: every non-id column, in file order; the title is a 'title' or 'name' column if any,
+    else ``title_column``'s value."""
+    title = clean(meta.get("title") or meta.get("name") or (title_column and meta.get(title_column)) or "")
     fields = [(str(k).replace("_", " ").capitalize(), clean(v)) for k, v in meta.items() if k != id_column]
     return title, compose(fields)

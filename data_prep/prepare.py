@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import genrec
-from genrec.data_prep.interactions import build_sequences, check_leave_one_out, k_core
+from genrec.data_prep.interactions import Sequences, build_sequences, check_leave_one_out, k_core
 from genrec.data_prep.presets import load_raw
 from genrec.core.io import atomic_directory, atomic_write_json, sha256_file
 from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE, remember_current_dataset
@@ -35,8 +35,9 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
     started = time.perf_counter()
     raw = load_raw(name, raw_dir, allow_download, **custom)
     k = raw.min_count if min_count is None else min_count
-    data = k_core(build_sequences(raw.events, dedup=raw.dedup), user_k=k, item_k=k)
-    check_leave_one_out(data, name)
+    unfiltered = build_sequences(raw.events, dedup=raw.dedup)
+    data = k_core(unfiltered, user_k=k, item_k=k)
+    check_leave_one_out(data, name, unfiltered)
     item_ids = data.item_ids()
     item_number = {raw_id: index + 1 for index, raw_id in enumerate(item_ids)}
     titles, texts, missing_meta = [], [], 0
@@ -55,6 +56,8 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
         "num_interactions": data.num_interactions,
         "items_without_metadata": missing_meta,
         "items_without_title": sum(1 for title in titles if not title),
+        **raw.counts,
+        "notes": [*raw.notes, *_k_core_note(unfiltered, data, k)],
         "parameters": {"min_count_user": k, "min_count_item": k, "dedup_user_item": raw.dedup,
                        "split": "leave-one-out (last = test, second-to-last = valid)"},
         "sources": {str(path): sha256_file(path) for path in raw.sources},
@@ -72,6 +75,16 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
         atomic_write_json(tmp / STATS_FILE, stats)
     remember_current_dataset(out)
     return stats
+
+
+def _k_core_note(before: Sequences, after: Sequences, k: int) -> list[str]:
+    """One line saying what the k-core dropped, when it dropped anything."""
+    users, items = len(before.user_ids), len(before.item_ids())
+    if (len(after.user_ids), len(after.item_ids()), after.num_interactions) == (users, items, before.num_interactions):
+        return []
+    return [(f"--min-count {k} dropped {users - len(after.user_ids)} of {users} users, "
+             f"{items - len(after.item_ids())} of {items} items, "
+             f"{before.num_interactions - after.num_interactions} of {before.num_interactions} interactions")]
 
 
 def grown_items(dataset_dir: Path, items: list[tuple[str, str, str]]) -> tuple[bytes, dict]:

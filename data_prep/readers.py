@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ast
 import csv
+import datetime
 import gzip
 import io
 import json
+import math
 import re
 from collections import Counter
 from pathlib import Path
@@ -169,7 +171,9 @@ def read_lastfm(raw_dir: Path, top_tags: int = 5) -> tuple[list[Event], dict[str
 def read_table(path: Path) -> list[tuple[str, dict]]:
     """Rows of a CSV, TSV, JSONL or parquet file as (where, row dict); ``where`` is "line N" or "row N".
 
-    The format is chosen by extension (``.gz`` allowed for text formats).
+    The format is chosen by extension (``.gz`` allowed for text formats). CSV/TSV are read strictly: an
+    unbalanced quote or a record with more or fewer fields than the header is an error naming the line
+    the record starts on (quoted cells may span lines).
     """
     _require(path)
     suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
@@ -194,27 +198,98 @@ def read_table(path: Path) -> list[tuple[str, dict]]:
             rows.append((f"line {number}", row))
         return rows
     if kind in (".csv", ".tsv", ".txt"):
-        delimiter = "\t" if kind in (".tsv", ".txt") else ","
-        opener = gzip.open if path.suffix == ".gz" else open
-        try:
-            with opener(path, "rt", encoding="utf-8", newline="") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError, EOFError) as exc:
-            raise GenrecError(f"{path}: cannot read ({exc})") from None
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise GenrecError(f"{path}: empty file; expected a header line with column names") from None
-        rows = []
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise malformed(path, reader.line_num, f"{len(row)} fields, header has {len(header)}")
-                rows.append((f"line {reader.line_num}", dict(zip(header, row))))
-        except csv.Error as exc:
-            raise malformed(path, reader.line_num, str(exc)) from None
-        return rows
+        return _delimited_rows(path, "\t" if kind in (".tsv", ".txt") else ",")
     raise GenrecError(f"{path}: unsupported file type; use .csv, .tsv, .jsonl or .parquet")
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _quote_problem(exc: csv.Error) -> str:
+    """What a strict csv.Error means, in words: both of its quote errors are an unbalanced quote."""
+    message = str(exc)
+    if "unexpected end of data" in message:
+        return "unbalanced quote: the quoted field opened on this line never closes"
+    if "expected after" in message:
+        return f'unbalanced quote: {message}; a quote inside a quoted field is written twice: ""'
+    return message
+
+
+def _records(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line the record starts on, fields) of each non-blank CSV/TSV record. Strict about quotes: a
+    stray or unterminated quote is an error naming the record's first line (else it swallows lines)."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise malformed(path, start, _quote_problem(exc)) from None
+        if fields:
+            yield start, fields
+        start = reader.line_num + 1
+
+
+def _delimited_rows(path: Path, delimiter: str) -> list[tuple[str, dict]]:
+    """Rows of a CSV/TSV file with a header line; every record has exactly the header's fields."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise GenrecError(f"{path}: cannot read ({exc})") from None
+    records = _records(path, text, delimiter)
+    number, header = next(records, (0, None))
+    if header is None:
+        raise GenrecError(f"{path}: empty file; expected a header line with column names")
+    twice = next((name for name, count in Counter(header).items() if count > 1), None)
+    if twice is not None:
+        raise GenrecError(f"{path}, line {number}: column {twice!r} appears twice in the header")
+    rows = []
+    for number, fields in records:
+        if len(fields) != len(header):
+            raise malformed(path, number, f"{plural(len(fields), 'field')}, header has {len(header)}")
+        rows.append((f"line {number}", dict(zip(header, fields))))
+    return rows
+
+
+def _utc_seconds(moment: datetime.datetime) -> float:
+    """Seconds since the epoch; a moment without a zone is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _date_seconds(value, time_format: str | None) -> float:
+    """Seconds of a date: a datetime/date value, a ``strptime`` format, else ISO-8601. ValueError otherwise."""
+    if isinstance(value, datetime.datetime):
+        return _utc_seconds(value)
+    if isinstance(value, datetime.date):
+        return _utc_seconds(datetime.datetime.combine(value, datetime.time()))
+    text = str(value).strip()
+    if time_format:
+        return _utc_seconds(datetime.datetime.strptime(text, time_format))
+    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat has no Z
+        text = text[:-1] + "+00:00"
+    return _utc_seconds(datetime.datetime.fromisoformat(text))
+
+
+def parse_timestamp(value, time_format: str | None = None) -> tuple[float, str]:
+    """(seconds, kind) of a timestamp cell; kind is "number" (any finite number, e.g. Unix seconds) or
+    "date" (ISO-8601 such as 2024-03-01 or 2024-03-01T12:00:00Z, a parquet date, or with ``time_format``
+    a ``strptime`` date, then only that). Raises ValueError for anything else."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a timestamp: {value!r}")
+    if time_format is None and not isinstance(value, (datetime.date, datetime.datetime)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if not math.isfinite(number):
+                raise ValueError(f"not a finite number: {value!r}")
+            return number, "number"
+    return _date_seconds(value, time_format), "date"

@@ -121,19 +121,23 @@ def new_item_text(row: dict, preset: str, id_column: str) -> tuple[str, str]:
 
 
 def read_new_items(path: Path, id_column: str, preset: str) -> list[tuple[str, str, str]]:
-    """(raw id, title, text) of each row of the items file; a row without an id or a text, or an id
-    twice, is a one-line error."""
+    """(raw id, title, text) of each row of the items file. A malformed file (data_prep.readers), a
+    missing id column, an empty id cell, a row without text or an id twice is a one-line error, raised
+    before anything is staged."""
     from genrec.data_prep.readers import read_table
 
-    seen, rows = set(), []
+    first, rows = {}, []
     for where, row in read_table(Path(path)):
-        raw = row.get(id_column)
-        if raw in (None, ""):
-            raise GenrecError(f"{path}, {where}: no {id_column!r} value (set --id-column)")
+        if id_column not in row:
+            raise GenrecError(f"{path}, {where}: no {id_column!r} column (the file has: "
+                              f"{', '.join(map(str, row))}; set --id-column)")
+        raw = row[id_column]
+        if raw is None or not str(raw).strip():
+            raise GenrecError(f"{path}, {where}, column {id_column!r}: empty cell")
         raw = str(raw)
-        if raw in seen:
-            raise GenrecError(f"{path}, {where}: item {raw!r} appears twice in the file")
-        seen.add(raw)
+        if raw in first:
+            raise GenrecError(f"{path}, {where}: item {raw!r} appears twice in the file (first on {first[raw]})")
+        first[raw] = where
         title, text = new_item_text(row, preset, id_column)
         if not text:
             raise GenrecError(f"{path}, {where}: item {raw!r} has no text to embed (give a text or title column)")

@@ -55,6 +55,7 @@ class PrepareConfig:
     user_column: str = "user"
     item_column: str = "item"
     time_column: str = "timestamp"
+    time_format: str | None = None  # strptime format of the time column (default: numbers or ISO-8601 dates)
     item_id_column: str = "id"
     num_items: int = 10_000  # synthetic preset only (data_prep.synthetic)
     num_users: int | None = None  # synthetic: default 2 x num_items
@@ -89,7 +90,7 @@ def prepare(config: PrepareConfig) -> PreparedDataset:
         config.name, out, raw_dir or Path("data") / "raw" / config.name, min_count=config.min_count,
         allow_download=config.allow_download, interactions=_path(config.interactions), items=_path(config.items),
         user_col=config.user_column, item_col=config.item_column, time_col=config.time_column,
-        id_col=config.item_id_column)
+        time_format=config.time_format, id_col=config.item_id_column)
     return PreparedDataset(out, stats)
 
 

@@ -125,16 +125,31 @@ def test_an_interrupted_run_is_finished_by_the_next(trained):
 def test_bad_item_files_are_clear_errors(trained, capsys):
     root, data, _ = trained
     cases = {
-        "noid.csv": ("title,text\nx,Title: x\n", "no 'id' value"),
-        "twice.csv": ("id,text\nZ1,Title: a\nZ1,Title: b\n", "appears twice"),
+        "noid.csv": ("title,text\nx,Title: x\n", "noid.csv, line 2: no 'id' column (the file has: title, text; "
+                                                 "set --id-column)"),
+        "emptyid.csv": ("id,text\nZ0,Title: z\n,Title: x\n", "emptyid.csv, line 3, column 'id': empty cell"),
+        "twice.csv": ("id,text\nZ1,Title: a\nZ1,Title: b\n", "twice.csv, line 3: item 'Z1' appears twice in the file "
+                                                            "(first on line 2)"),
         "notext.csv": ("id,price\nZ2,\n", "no text to embed"),
         "broken.jsonl": ('{"id": "Z3"\n', "invalid JSON"),
+        # an unterminated quote would swallow NEW012 into NEW011's title; a stray one mangles a title
+        "unterminated.csv": ('id,title\nNEW010,Ok\nNEW011,"unterminated\nNEW012,Fine\n',
+                             "unterminated.csv, line 3: malformed line (unbalanced quote: the quoted field opened "
+                             "on this line never closes)"),
+        "stray.csv": ('id,title,category\nX1,"Green, "tea" pot,Teapot\n', "stray.csv, line 2: malformed line "
+                                                                          "(unbalanced quote"),
+        "ragged.tsv": ("id\ttitle\nR1\tOne\nR2\tTwo\textra\n", "ragged.tsv, line 3: malformed line (3 fields, header "
+                                                               "has 2)"),
     }
+    before = {path: path.read_bytes() for path in sorted(data.rglob("*")) if path.is_file()}
     for name, (content, message) in cases.items():
         (root / name).write_text(content)
         assert main(["add-items", "--dataset", str(data), "--items", str(root / name)]) == 2
-        assert message in capsys.readouterr().err, name
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, name
+    assert {path: path.read_bytes() for path in sorted(data.rglob("*")) if path.is_file()} == before  # nothing changed
     assert main(["add-items", "--dataset", str(data), "--items", str(root / "missing.csv")]) == 2
     assert main(["add-items", "--dataset", str(data), "--items", str(root / "noid.csv"),
                  "--model", str(root / "nowhere")]) == 2
     assert "not a trained recommender" in capsys.readouterr().err
+

@@ -189,7 +189,10 @@ def test_custom_csv_and_jsonl(tmp_path):
                              for i in range(10)))
     prepare_dataset("custom", tmp_path / "out", tmp_path, allow_download=False, interactions=csv_file, items=items,
                     user_col="who", item_col="what", time_col="when", id_col="sku")
-    assert_matches_reference(tmp_path / "out", rows, 5)
+    unique = list(dict.fromkeys(rows))  # exact duplicates (same user, item, time) are dropped and counted
+    assert len(unique) < len(rows)
+    assert_matches_reference(tmp_path / "out", unique, 5)
+    assert read_json(tmp_path / "out" / "stats.json")["duplicate_interactions_dropped"] == len(rows) - len(unique)
     assert load_processed_dataset(tmp_path / "out").item_texts[0].endswith("; Color: red & black")
     jsonl = tmp_path / "events.jsonl"
     jsonl.write_text("".join(json.dumps({"who": u, "what": i, "when": t}) + "\n" for u, i, t in rows))

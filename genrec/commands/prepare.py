@@ -28,10 +28,12 @@ def _run(args) -> int:
     result = prepare(PrepareConfig(
         args.name, out=args.out, raw_dir=args.raw_dir, min_count=args.min_count, allow_download=not args.no_download,
         interactions=args.interactions, items=None if sizes else args.items, user_column=args.user_column,
-        item_column=args.item_column, time_column=args.time_column, item_id_column=args.item_id_column, **sizes))
+        item_column=args.item_column, time_column=args.time_column, time_format=args.time_format, item_id_column=args.item_id_column, **sizes))
     stats = result.stats
     print(f"prepared {args.name} -> {result.path}: {stats['num_users']:,} users, {stats['num_items']:,} items, "
           f"{stats['num_interactions']:,} interactions ({stats['seconds']} s)")
+    for note in stats.get("notes", []):  # what the input checks dropped, kept or guessed (stats.json too)
+        print(f"  {note}")
     return 0
 
 
@@ -49,6 +51,9 @@ def register(subparsers) -> None:
     custom.add_argument("--user-column", default="user")
     custom.add_argument("--item-column", default="item")
     custom.add_argument("--time-column", default="timestamp")
+    custom.add_argument("--time-format", metavar="FORMAT",
+                        help="strptime format of the time column, e.g. '%%d/%%m/%%Y %%H:%%M' (default: numbers or "
+                             "ISO-8601 dates such as 2024-03-01T12:00:00Z)")
     custom.add_argument("--item-id-column", default="id")
     synthetic = parser.add_argument_group("synthetic preset (a generated catalogue of any size, with embeddings)")
     synthetic.add_argument("--users", help="number of users (default 2 x --items); --items N is the number of items (default 10000)")
