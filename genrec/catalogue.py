@@ -290,7 +290,7 @@ def _stage(staging: _Staging, dataset_dir: Path, dataset, new: list[tuple[str, s
         if model.kind == "sasrec":
             _stage_sasrec(staging, model, meta, grown[model.path])
         else:
-            _stage_t5(staging, model, meta, bundles[model.tokenizer.resolve()])
+            _stage_t5(staging, model, meta, bundles[model.tokenizer.resolve()], vectors, target)
     first = min((model.known for model in growing), default=target)
     return CatalogueChange(list(range(dataset.num_items + 1, target + 1)), list(range(first + 1, target + 1)), [],
                            moved, [model.path for model in models], target)
@@ -369,14 +369,39 @@ def _grown_tokenizer(staging: _Staging, tokenizer_dir: Path, dataset_dir: Path, 
     return staged, moved
 
 
-def _stage_t5(staging: _Staging, model: _Model, meta: dict, bundle_from: Path) -> None:
-    """The model folder with the grown SID table bundled and genrec.json recording it."""
+def _stage_t5(staging: _Staging, model: _Model, meta: dict, bundle_from: Path, vectors: _Embeddings,
+              target: int) -> None:
+    """The model folder with the grown SID table bundled, the new items' text rows in its weights
+    (a model whose encoder reads item text) and genrec.json recording it."""
     from genrec.recommender.recommender import META_FILE, Recommender, bundle_semantic_ids
 
     staged = staging.folder_for(model.path)
     meta["tokenizer_checksum"] = bundle_semantic_ids(bundle_from, staged)
+    if model.meta.get("item_text_encoder"):
+        _grow_item_text(staged, vectors(model.meta["item_text_encoder"])[:target])
     atomic_write_json(staged / META_FILE, portable_meta(meta, model.path))
     Recommender.load(staged)  # the grown artifact loads (vocabulary, trie, checksum)
+
+
+def _grow_item_text(staged: Path, text: np.ndarray) -> None:
+    """Append the new items' unit text rows to a staged T5's ``item_input.text`` (recommender.item_input);
+    its id rows stay as trained (new items have none: zeros on load). The weights file is written
+    anew and moved in (the staged folder's files are hard links to the live model's)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = staged / "model.safetensors"
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    weights = load_file(path)
+    known = weights["item_input.text"]
+    rows = np.asarray(text[len(known) - 1:], dtype=np.float32)
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    weights["item_input.text"] = torch.cat([known, torch.from_numpy(rows).to(known.dtype)])
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(weights, tmp, metadata=metadata)
+    os.replace(tmp, path)
 
 
 def _grown_sasrec(model: _Model, dataset_dir: Path, target: int, vectors: _Embeddings):

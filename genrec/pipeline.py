@@ -297,12 +297,23 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     if sids.num_items != dataset.num_items:
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
                           f"has {dataset.num_items}")
+    text, meta = None, {"recipe": recipe}
+    if model_config.item_text:
+        text, meta["item_text_encoder"] = _text_vectors(dataset_dir, dataset.num_items, config.progress)
     with full_disk_as_enospc(out):
         state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
-                             meta={"recipe": recipe})
+                             meta=meta, text=text)
     fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
                            config.sasrec)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def _text_vectors(dataset_dir: Path, num_items: int, progress: bool) -> tuple[np.ndarray, str]:
+    """The dataset's item text embeddings [M, d] (computed once and cached by ``embed``) and their encoder."""
+    embeddings = embed(EmbedConfig(dataset_dir, progress=progress))
+    if len(embeddings.vectors) != num_items:
+        raise GenrecError(f"{dataset_dir}: {num_items} items but {len(embeddings.vectors)} embeddings; rerun `genrec embed`")
+    return embeddings.vectors, embeddings.encoder
 
 
 def low_on_space(path: Path, margin: int = 16 << 20) -> bool:

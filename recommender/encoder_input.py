@@ -8,7 +8,8 @@
   embeddings of the item's L + 1 SID tokens; the user token and eos are positions of their own.
   Encoder rows are 2-D, ``[positions, L + 1]``: an item's SID tokens, or a special token followed by
   padding. No new parameters: the model is the same T5, fed ``inputs_embeds``; a 4x shorter encoder
-  input makes its attention and feed-forward ~4x cheaper per example.
+  input makes its attention and feed-forward ~4x cheaper per example. A model with an
+  ``item_input`` (``recommender.item_input``) adds its item's text and id vectors to the sum.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import torch
 
 from genrec.recommender.vocab import PAD_TOKEN
 
-ENCODER_INPUTS = ("tokens", "items")
 
 
 def attention_mask_of(input_ids: torch.Tensor) -> torch.Tensor:
@@ -31,6 +31,10 @@ def encoder_kwargs(model, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
     ``inputs_embeds`` [B, T, d] (padding entries of a group contribute nothing)."""
     if input_ids.dim() == 2:
         return {"input_ids": input_ids}
-    embed = getattr(model, "module", model).get_input_embeddings()  # unwrap DDP; the tied shared table
-    vectors = embed(input_ids) * (input_ids != PAD_TOKEN).unsqueeze(-1).to(embed.weight.dtype)
-    return {"inputs_embeds": vectors.sum(dim=-2)}
+    base = getattr(model, "module", model)  # unwrap DDP
+    embed = base.get_input_embeddings()  # the tied shared table
+    vectors = (embed(input_ids) * (input_ids != PAD_TOKEN).unsqueeze(-1).to(embed.weight.dtype)).sum(dim=-2)
+    item_input = getattr(base, "item_input", None)  # text / id vectors of each position's item
+    if item_input is not None:
+        vectors = vectors + item_input(input_ids).to(vectors.dtype)
+    return {"inputs_embeds": vectors}

@@ -25,7 +25,6 @@ from transformers.modeling_outputs import BaseModelOutput
 from genrec.recommender.encoder_input import attention_mask_of, encoder_kwargs
 from genrec.recommender.vocab import PAD_TOKEN
 
-ENCODER_ATTENTION = ("bidirectional", "item_causal")
 PAD_ITEM = 1 << 30  # item index of padding tokens: after every real item
 
 
@@ -79,10 +78,24 @@ def encoder_hidden(model, input_ids: torch.Tensor, attention_mask: torch.Tensor)
 
 
 def prefix_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean token cross-entropy of one example per row (every-prefix training and validation).
+    """Mean token cross-entropy of one example per row (every-prefix training and validation),
+    plus ``dense_loss`` x the dense item loss when the model has one (``item_input.dense_item_loss``);
+    in training, the token cross-entropy with the model's ``label_smoothing``.
     A bidirectional encoder goes through the model's own forward (so DDP sees it)."""
     if not is_item_causal(model):
-        return model(**encoder_kwargs(model, input_ids), attention_mask=attention_mask, labels=labels).loss
+        out = model(**encoder_kwargs(model, input_ids), attention_mask=attention_mask, labels=labels)
+        options = _unwrapped(model).config.genrec["recommender"]
+        smoothing, weight = options.get("label_smoothing", 0.0), options.get("dense_loss", 0.0)
+        loss = out.loss
+        if smoothing and model.training:
+            loss = torch.nn.functional.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten(),
+                                                     ignore_index=-100, label_smoothing=smoothing)
+        if not weight:
+            return loss
+        from genrec.recommender.item_input import dense_item_loss
+
+        dense = dense_item_loss(_unwrapped(model).item_input, out.encoder_last_hidden_state, attention_mask, labels)
+        return loss + weight * dense
     hidden = encoder_hidden(model, input_ids, attention_mask)
     return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,
                  labels=labels).loss

@@ -1,47 +1,25 @@
-"""The recommender: a T5 encoder-decoder built from a config (no pretrained weights)."""
+"""The recommender: a T5 encoder-decoder built from a ``RecommenderConfig`` (no pretrained weights),
+saved and loaded with its ``item_input`` (recommender.item_input)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from transformers import T5Config, T5ForConditionalGeneration
 
+from genrec.recommender.model_config import RecommenderConfig
 from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 
 
-@dataclass
-class RecommenderConfig:
-    """Model size (TIGER's defaults) and input shape."""
-
-    num_encoder_layers: int = 4
-    num_decoder_layers: int = 4
-    d_model: int = 128
-    num_heads: int = 6
-    d_kv: int = 64
-    d_ff: int = 1024
-    dropout: float = 0.1
-    feed_forward_proj: str = "relu"
-    max_history: int = 20  # most recent items fed to the encoder
-    num_user_buckets: int = 0  # hashed user token; 0 = off
-    # "bidirectional" (TIGER: every history token sees every other, eos last) or "item_causal"
-    # (a token sees items up to its own, no eos): lets one encoder pass train every target of a
-    # user sequence (recommender.item_causal).
-    encoder_attention: str = "bidirectional"
-    # "tokens" (TIGER: one encoder position per SID token) or "items" (one position per item, the
-    # sum of its SID token embeddings; recommender.encoder_input).
-    encoder_input: str = "tokens"
-
-
-def build_model(config: RecommenderConfig, vocab: SidVocab) -> T5ForConditionalGeneration:
+def build_model(config: RecommenderConfig, vocab: SidVocab, item_tokens=None, text=None) -> T5ForConditionalGeneration:
+    """A fresh T5 for ``vocab``; with ``config.reads_item_features`` also its ``item_input`` module,
+    built from every item's SID tokens ``item_tokens`` [M, L + 1] and (item_text) their text
+    embeddings ``text`` [M, d_text]."""
     from genrec.core.errors import GenrecError
-    from genrec.recommender.encoder_input import ENCODER_INPUTS
-    from genrec.recommender.item_causal import ENCODER_ATTENTION
 
-    if config.encoder_attention not in ENCODER_ATTENTION:
-        raise GenrecError(f"encoder_attention must be one of {', '.join(ENCODER_ATTENTION)}, "
-                          f"got {config.encoder_attention!r}")
-    if config.encoder_input not in ENCODER_INPUTS:
-        raise GenrecError(f"encoder_input must be one of {', '.join(ENCODER_INPUTS)}, got {config.encoder_input!r}")
+    config.check()
+    if config.item_text and text is None:
+        raise GenrecError("item_text needs the items' text embeddings (run `genrec embed`)")
     t5_config = T5Config(
         vocab_size=vocab.vocab_size,
         d_model=config.d_model,
@@ -58,4 +36,57 @@ def build_model(config: RecommenderConfig, vocab: SidVocab) -> T5ForConditionalG
         tie_word_embeddings=True,
     )
     t5_config.genrec = {"recommender": asdict(config), "position_sizes": list(vocab.position_sizes)}
-    return T5ForConditionalGeneration(t5_config)
+    model = T5ForConditionalGeneration(t5_config)
+    if config.reads_item_features:
+        attach_item_input(model, config, vocab.vocab_size, item_tokens, text)
+    return model
+
+
+def attach_item_input(model, config: RecommenderConfig, vocab_size: int, item_tokens, text=None, state=None) -> None:
+    """Give ``model`` its ``item_input`` submodule (and, when loading, its saved ``state``)."""
+    from genrec.recommender.item_input import ItemInput
+
+    model.item_input = ItemInput(item_tokens, vocab_size, config.d_model, text if config.item_text else None,
+                                 use_ids=config.item_ids, id_dropout=config.id_dropout,
+                                 dense_head=config.dense_loss > 0)
+    if state is not None:
+        model.item_input.load_state_dict(state)
+
+
+def load_model(path, sids) -> T5ForConditionalGeneration:
+    """A saved T5 (``save_pretrained``) with its ``item_input`` when it was trained with one;
+    ``sids``: the Semantic IDs it was trained on (the bundled tokenizer's)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # item_input.* are ours, not T5's: no "unused weights" warning
+    try:
+        model = T5ForConditionalGeneration.from_pretrained(path)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    config = RecommenderConfig(**model.config.genrec["recommender"])
+    if config.reads_item_features:
+        prefix = "item_input."
+        state = {k[len(prefix):]: v for k, v in load_file(Path(path) / "model.safetensors").items() if k.startswith(prefix)}
+        vocab = SidVocab.for_semantic_ids(sids, config.num_user_buckets)
+        state = grown_item_state(state, sids.num_items)
+        text = state["text"][1:].numpy() if config.item_text else None
+        attach_item_input(model, config, vocab.vocab_size, vocab.item_tokens(sids.codes), text, state)
+    return model
+
+
+def grown_item_state(state: dict, num_items: int) -> dict:
+    """A saved ``item_input`` state for ``num_items`` items (add-items grew the catalogue after
+    training): the key table is rebuilt from the SIDs, and the new items' id rows (never trained,
+    as if dropped: ``ItemInput``'s id dropout) and text rows not written yet are zeros."""
+    import torch
+
+    state = {k: v for k, v in state.items() if k not in ("sorted_keys", "sorted_items")}
+    for name in ("text", "ids.weight"):
+        if name in state and len(state[name]) < num_items + 1:
+            rows = state[name]
+            state[name] = torch.cat([rows, rows.new_zeros((num_items + 1 - len(rows), rows.shape[1]))])
+    return state

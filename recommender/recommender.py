@@ -2,7 +2,7 @@
 token vocabulary, the history encoder and the trie table; ``save`` and ``load`` side by side.
 
 Directory layout (``save``; ``genrec train-recommender`` writes it):
-    config.json, model.safetensors   the T5 model (T5ForConditionalGeneration.from_pretrained(DIR))
+    config.json, model.safetensors   the T5 model (recommender.model.load_model: the T5 and its item_input)
     tokenizer/semantic_ids.npy, config.json   a copy of the tokenizer's SIDs it was trained on
     genrec.json                      dataset and tokenizer paths (relative to this folder when all
                                      lie in one dataset folder), the catalogue version it knows
@@ -32,7 +32,7 @@ from genrec.eval.ranking_metrics import DEFAULT_KS, ranking_metrics
 from genrec.recommender.data import ExampleBuilder, split_examples
 from genrec.recommender.decoding import recommend_items
 from genrec.recommender.fusion import DecodingPolicy, prefix_states
-from genrec.recommender.model import RecommenderConfig
+from genrec.recommender.model import RecommenderConfig, load_model
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import CONFIG_FILE, SEMANTIC_IDS_FILE, SemanticIds, load_semantic_ids
 
@@ -155,7 +155,7 @@ class Recommender:
                     f"(SID checksum {other.checksum[:12]} != {meta['tokenizer_checksum'][:12]}); retrain the "
                     "recommender or pass the matching tokenizer")
         transformers_logging.disable_progress_bar()  # a "Loading weights" bar for a 10 MB model is noise
-        model = T5ForConditionalGeneration.from_pretrained(path).to(device)
+        model = load_model(path, sids).to(device)
         config = RecommenderConfig(**model.config.genrec["recommender"])
         return cls(model, sids, config, meta, path)
 

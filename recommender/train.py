@@ -57,7 +57,7 @@ from genrec.core.io import (atomic_write_json, atomic_write_text, read_json, res
 from genrec.recommender.data import PrefixExamples, TokenizedExamples, epoch_batches, micro_batches, streamed_training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
-from genrec.recommender.model import RecommenderConfig, build_model
+from genrec.recommender.model import RecommenderConfig, build_model, load_model
 from genrec.recommender.recommender import Recommender
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import SemanticIds
@@ -241,10 +241,10 @@ class T5Task:
     name = "train recommender"
 
     def __init__(self, dataset: ProcessedDataset, sids: SemanticIds, model_config: RecommenderConfig,
-                 config: TrainConfig):
+                 config: TrainConfig, text: np.ndarray | None = None):
         self.dataset, self.sids, self.model_config, self.config = dataset, sids, model_config, config
         vocab = SidVocab.for_semantic_ids(sids, model_config.num_user_buckets)
-        self.model = build_model(model_config, vocab)
+        self.model = build_model(model_config, vocab, vocab.item_tokens(sids.codes), text)
         if config.fast_dropout:
             use_fast_dropout(self.model)
         self.recommender = Recommender(self.model, sids, model_config)  # the validation decoder
@@ -288,12 +288,13 @@ class T5Task:
 
 
 def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, model_config: RecommenderConfig,
-                      config: TrainConfig, progress: bool = True, meta: dict | None = None) -> dict:
+                      config: TrainConfig, progress: bool = True, meta: dict | None = None,
+                      text: np.ndarray | None = None) -> dict:
     """Train (or resume) the T5 recommender and write its artifact to ``out``; ``meta`` goes into
-    its genrec.json (e.g. the recipe)."""
+    its genrec.json (e.g. the recipe); ``text``: the items' text embeddings (``item_text``)."""
     prepare_process(config)
     set_seed_everywhere(config.seed)
-    task = T5Task(dataset, sids, model_config, config)
+    task = T5Task(dataset, sids, model_config, config, text)
     return run_training(task, out, config, asdict(model_config), dataset.num_users, progress, meta)
 
 
@@ -533,9 +534,7 @@ def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: Recomme
              dataset: ProcessedDataset, state: dict, log: list, meta: dict | None = None) -> None:
     """The best model, its tokenizer copy and metadata into ``out`` (Recommender.save writes
     genrec.json last, so its presence means the artifact is complete)."""
-    from transformers import T5ForConditionalGeneration
-
-    best = T5ForConditionalGeneration.from_pretrained(best_dir)
+    best = load_model(best_dir, sids)
     plot_curves(log, out / "training_curves.png")
     Recommender(best, sids, model_config).save(out, meta={
         **training_summary(dataset, state),

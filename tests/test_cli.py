@@ -20,17 +20,11 @@ def test_building_the_parser_imports_no_heavy_library():
     assert out.strip() == ""
 
 
-def test_choice_lists_match_the_modules_that_define_them():
-    from genrec.commands import choices
-    from genrec.pipeline import TokenizerTrainingConfig
-    from genrec.recommender.encoder_input import ENCODER_INPUTS
-    from genrec.recommender.item_causal import ENCODER_ATTENTION
-    from genrec.tokenizer.registry import METHODS
+def test_the_tokenizer_names_the_cli_offers_are_the_registrys():
+    from genrec.tokenizer.names import METHODS
+    from genrec.tokenizer.registry import TOKENIZERS
 
-    assert choices.TOKENIZER_METHODS == METHODS
-    assert choices.DEFAULT_TOKENIZER_METHOD == TokenizerTrainingConfig.method
-    assert choices.ENCODER_INPUTS == ENCODER_INPUTS
-    assert choices.ENCODER_ATTENTION == ENCODER_ATTENTION
+    assert tuple(TOKENIZERS) == METHODS
 
 
 @pytest.mark.parametrize("argv, message", [

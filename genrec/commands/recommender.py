@@ -183,7 +183,7 @@ def _recommend_or_all(args) -> int:
 
 
 def register(subparsers) -> None:
-    from genrec.commands.choices import ENCODER_ATTENTION, ENCODER_INPUTS
+    from genrec.recommender.model_config import ENCODER_ATTENTION, ENCODER_INPUTS
     from genrec.recommender.recipes import CHOICES as RECIPE_CHOICES
 
     train = subparsers.add_parser("train-recommender", help="train the T5 recommender on a tokenizer's SIDs")
@@ -232,6 +232,19 @@ def register(subparsers) -> None:
     train.add_argument("--encoder-input", dest="encoder_input", choices=ENCODER_INPUTS,
                        help="tokens: one encoder position per SID token (TIGER); items: one position per history "
                             "item, the sum of its SID token embeddings (4x shorter encoder input)")
+    train.add_argument("--item-text", dest="item_text", action=argparse.BooleanOptionalAction,
+                       help="with --encoder-input items: each position also reads a projection of its item's text "
+                            "embedding")
+    train.add_argument("--item-ids", dest="item_ids", action=argparse.BooleanOptionalAction,
+                       help="with --encoder-input items: each position also reads a learned item-id embedding "
+                            "(dropped per item and step with --id-dropout, so unseen items still work)")
+    train.add_argument("--id-dropout", dest="id_dropout", type=float, help="chance an item's id embedding is dropped "
+                       "in a training step (default 0.5)")
+    train.add_argument("--dense-loss", dest="dense_loss", type=float, metavar="W",
+                       help="add W x a dense next-item loss on the encoder's pooled state against the item vectors "
+                            "(LIGER; needs --item-text or --item-ids; default 0 = off)")
+    train.add_argument("--label-smoothing", dest="label_smoothing", type=float,
+                       help="label smoothing of the Semantic-ID token loss in training (default 0)")
     train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
                        help="weights tried on validation users after training for each fused scorer (prior: the "
                             "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "

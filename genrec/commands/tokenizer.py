@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-from genrec.commands.choices import DEFAULT_TOKENIZER_METHOD, TOKENIZER_METHODS as METHODS
+from genrec.pipeline import TokenizerTrainingConfig
+from genrec.tokenizer.names import METHODS
+
+DEFAULT_TOKENIZER_METHOD = TokenizerTrainingConfig.method
 
 # Flag -> (config key, value); flags a method's config lacks are rejected with the valid options.
 _SWITCHES = {
