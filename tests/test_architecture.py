@@ -2,6 +2,7 @@
 (CLI -> pipeline -> stages -> core), and the transformers major version the fast path reads."""
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,6 +24,8 @@ def imported_modules(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if node.module == "genrec":  # `from genrec import pipeline` imports genrec.pipeline
+                names.update(f"genrec.{alias.name}" for alias in node.names if not alias.name.startswith("__"))
     return names
 
 
@@ -49,13 +52,6 @@ def test_nothing_imports_a_stage_folder_by_its_bare_name(folder):
         assert not bare, f"{path.relative_to(ROOT)} imports {sorted(bare)}; use genrec.<stage>"
 
 
-@pytest.mark.parametrize("folder", list(STAGE_FOLDERS))
-def test_stage_packages_never_import_the_layers_above_them(folder):
-    for path in python_files(folder):
-        upward = {name for name in imported_modules(path) if name.startswith(TOP_LAYER)}
-        assert not upward, f"{path.relative_to(ROOT)} imports {sorted(upward)} (CLI/pipeline layer)"
-
-
 # What each stage may import besides itself and genrec.core: the stage graph has no cycle.
 STAGE_DEPENDENCIES = {
     "data_prep": set(),
@@ -63,15 +59,55 @@ STAGE_DEPENDENCIES = {
     "eval": {"data_prep", "tokenizer"},
     "recommender": {"data_prep", "tokenizer", "eval"},
 }
+# genrec.pipeline's modules, lowest first: each may import only those before it.
+PIPELINE_ORDER = ("common", "data", "tokenizer", "new_items", "loading", "choices", "training", "evaluation",
+                  "recommendations", "recommend_all", "add_items")
 
 
-@pytest.mark.parametrize("folder", list(STAGE_FOLDERS))
-def test_stages_depend_only_on_the_stages_below_them(folder):
-    allowed = {"genrec", "genrec.core", STAGE_FOLDERS[folder]} | {STAGE_FOLDERS[d] for d in STAGE_DEPENDENCIES[folder]}
-    for path in python_files(folder):
+def layering_violations(root: Path) -> list[str]:
+    """Every import in ``root``'s stage folders and pipeline package that points up or sideways:
+    a stage importing the CLI / pipeline layer or a stage not below it, a pipeline module importing
+    one after it (or the package's __init__)."""
+    found = []
+    for folder, package in STAGE_FOLDERS.items():
+        allowed = {"genrec.core", package} | {STAGE_FOLDERS[d] for d in STAGE_DEPENDENCIES[folder]}
+        for path in sorted((root / folder).rglob("*.py")):
+            for name in imported_modules(path):
+                if not name.startswith("genrec"):
+                    continue
+                if name == "genrec":  # the root package alone (its __version__), not everything under it
+                    continue
+                if not any(name == a or name.startswith(a + ".") for a in allowed):
+                    found.append(f"{path.relative_to(root)} imports {name}")
+    for index, module in enumerate(PIPELINE_ORDER):
+        below = {f"genrec.pipeline.{m}" for m in PIPELINE_ORDER[:index]}
+        path = root / "genrec" / "pipeline" / f"{module}.py"
         for name in imported_modules(path):
-            if name.startswith("genrec"):
-                assert any(name == a or name.startswith(a + ".") for a in allowed), f"{path.relative_to(ROOT)}: {name}"
+            if name.startswith("genrec.pipeline") and name not in below or name.startswith(TOP_LAYER[:2]):
+                found.append(f"{path.relative_to(root)} imports {name}")
+    return found
+
+
+def test_stages_and_pipeline_modules_import_only_what_lies_below_them():
+    assert sorted(p.stem for p in (ROOT / "genrec" / "pipeline").glob("*.py") if p.stem != "__init__") == \
+        sorted(PIPELINE_ORDER)
+    assert layering_violations(ROOT) == []
+
+
+@pytest.mark.parametrize("planted, where", [
+    ("recommender/planted.py", "from genrec.pipeline import evaluate\n"),
+    ("eval/planted.py", "import genrec.recommender.model\n"),
+    ("data_prep/planted.py", "from genrec.pipeline import prepare\n"),
+    ("tokenizer/planted.py", "import genrec.serve\n"),
+    ("recommender/planted.py", "from genrec import pipeline\n"),
+    ("genrec/pipeline/data.py", "from genrec.pipeline.loading import load_trained\n"),
+])
+def test_a_planted_upward_import_is_caught(tmp_path, planted, where):
+    for folder in [*STAGE_FOLDERS, "genrec/pipeline"]:
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    target = tmp_path / planted
+    target.write_text((target.read_text() if target.exists() else "") + where)
+    assert any(v.startswith(planted) for v in layering_violations(tmp_path))
 
 
 def test_core_imports_nothing_else_of_genrec():

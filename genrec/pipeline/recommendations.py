@@ -1,0 +1,71 @@
+"""``recommend``: one user's or one history's top K, with ids, titles, SIDs and scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genrec.core.errors import GenrecError
+from genrec.core.limits import MAX_HISTORY
+from genrec.pipeline.loading import load_trained
+
+
+@dataclass
+class RecommendConfig:
+    dataset: str | Path | None = None
+    model: str | Path | None = None
+    user: str | None = None  # raw user id, else dataset number "17" / "#17" (ProcessedDataset lookup_id)
+    history: list[str] | None = None  # item ids under the same rule, for a history without a user
+    top_k: int = 10
+    beams: int = 20
+    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
+    fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
+    new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
+    new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+
+
+@dataclass
+class Recommendations:
+    user: int  # 0 for a given history
+    user_raw_id: str | None
+    history: list[dict]  # item_id, raw_id, title, oldest first
+    items: list[dict]  # rank, item_id, raw_id, title, sid, score
+    fusion: dict[str, float] = field(default_factory=dict)  # the fused scorers' weights ({} = the model alone)
+
+
+def recommend(config: RecommendConfig) -> Recommendations:
+    if config.history and config.user is not None:
+        raise GenrecError("give a user (--user) or a history (--history), not both")
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
+                                        new_item_share=config.new_item_share,
+                                        new_item_exposure=config.new_item_exposure)
+    if config.history:
+        if len(config.history) > MAX_HISTORY:
+            raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
+        history, user = [dataset.item_id_for(item) for item in config.history], 0
+    elif config.user is not None:
+        user = dataset.user_id_for(config.user)
+        history = dataset.history(user)
+    else:
+        raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
+    items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
+                                          exclude_seen=config.exclude_seen)
+    return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
+                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]),
+                           recommender.policy.weights)
+
+
+def describe_recommendations(dataset, sids, items, scores) -> list[dict]:
+    """Rank, item id, raw id, title, SID (None for a model without SIDs) and score of one ranked
+    list (0 = no item, dropped)."""
+    return [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
+             "title": dataset.item_title(int(item)),
+             "sid": None if sids is None else sids.codes_of([int(item)])[0].tolist(),
+             "score": float(score)}
+            for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
+
+
+def describe_history(dataset, history: list[int]) -> list[dict]:
+    """Item id, raw id and title of each history item (for JSON output and the web page)."""
+    return [{"item_id": int(item), "raw_id": dataset.item_raw_id(item), "title": dataset.item_title(item)}
+            for item in history]

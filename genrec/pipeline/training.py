@@ -1,0 +1,210 @@
+"""``train_recommender`` (the T5) and ``train_sasrec``: resumable training, then the fusion choice."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrec.core.config import apply_overrides
+from genrec.core.errors import GenrecError
+from genrec.core.io import read_json
+from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
+from genrec.pipeline.choices import choose_fusion
+from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
+from genrec.pipeline.data import EmbedConfig, embed
+
+
+@dataclass
+class RecommenderTrainingConfig:
+    dataset: str | Path | None = None
+    tokenizer: str | Path | None = None  # default DATASET/tokenizer
+    out: str | Path | None = None  # default DATASET/recommender
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.train.TrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
+    restart: bool = False  # discard checkpoints in ``out``
+    progress: bool = True
+    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
+    # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
+    recipe: str = "auto"
+    # Fused decoding (recommender.fusion.DecodingPolicy): after training, the weights of the
+    # item-transition prior ("prior") and, when a trained SASRec is there ("sasrec"), of its item
+    # distribution are chosen on ``fusion_users`` sampled validation users by a coordinate search
+    # over these grids (best NDCG@10) and stored in genrec.json; evaluate / recommend / serve use
+    # them. Every grid (0,) = the model alone, nothing tried.
+    fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(FUSION_GRIDS))
+    fusion_users: int = 5000
+    sasrec: str | Path | None = None  # a trained SASRec to fuse (default DATASET/sasrec when it is there)
+
+
+@dataclass
+class TrainedRecommender:
+    path: Path
+    state: dict  # step, best_step, best_ndcg@10, best_ndcg@10_se, stop_reason, train_seconds, ...
+    already_done: bool = False  # the run had finished before this call
+    recipe: str | None = None  # the recipe trained with (None: already done)
+    notice: str | None = None  # the one-line recipe notice printed at the start
+    fusion: dict | None = None  # the chosen fusion weight and each weight's validation metrics
+
+
+def _finished(out: Path, meta: dict, fusion: dict | None) -> TrainedRecommender:
+    """A training run that had finished before this call, from its genrec.json."""
+    return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
+                                    "best_ndcg@10": meta["best_valid_ndcg@10"],
+                                    "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
+                                    "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
+
+
+def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
+    """Train (resuming from ``out``'s checkpoint if one is there) and write the recommender."""
+    from genrec.core.seeding import seed_everything
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.model import RecommenderConfig
+    from genrec.recommender.recipes import apply_recipe, recipe_notice, resolve_recipe
+    from genrec.recommender.recommender import META_FILE
+    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train import train_recommender as run_training
+    from genrec.tokenizer.artifact import load_semantic_ids
+
+    dataset_dir = resolve_dataset_dir(as_str(config.dataset))
+    tokenizer_dir = as_path(config.tokenizer) or dataset_dir / TOKENIZER_DIR
+    out = as_path(config.out) or dataset_dir / RECOMMENDER_DIR
+    recipe, reason = resolve_recipe(config.recipe)
+    train_options, model_options = apply_recipe(recipe, config.train, config.model)
+    train_config = apply_overrides(TrainConfig(), train_options, "train options")
+    model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
+    check_grids(config.fusion_grids)
+    if config.restart:
+        remove_training_output(out)
+    if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
+        meta = read_json(out / META_FILE)
+        # A run stopped while choosing the fusion weight finishes that step now.
+        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                                     train_config.seed, config.sasrec)
+        return _finished(out, meta, fusion)
+    notice = recipe_notice(recipe, reason, train_config, model_config)
+    if os.environ.get("RANK", "0") == "0":  # accelerate launch: one line, not one per process
+        print(notice, flush=True)
+    seed_everything(train_config.seed)
+    dataset = load_processed_dataset(dataset_dir)
+    sids = load_semantic_ids(tokenizer_dir)
+    if sids.num_items != dataset.num_items:
+        raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
+                          f"has {dataset.num_items}")
+    text, meta = None, {"recipe": recipe}
+    if model_config.item_text:
+        text, meta["item_text_encoder"] = _text_vectors(dataset_dir, dataset.num_items, config.progress)
+    with full_disk_as_enospc(out):
+        state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
+                             meta=meta, text=text)
+    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
+                           config.sasrec)
+    return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def _text_vectors(dataset_dir: Path, num_items: int, progress: bool) -> tuple[np.ndarray, str]:
+    """The dataset's item text embeddings [M, d] (computed once and cached by ``embed``) and their encoder."""
+    embeddings = embed(EmbedConfig(dataset_dir, progress=progress))
+    if len(embeddings.vectors) != num_items:
+        raise GenrecError(f"{dataset_dir}: {num_items} items but {len(embeddings.vectors)} embeddings; rerun `genrec embed`")
+    return embeddings.vectors, embeddings.encoder
+
+
+def low_on_space(path: Path, margin: int = 16 << 20) -> bool:
+    """Whether the file system of ``path`` (or its nearest existing parent) has under ``margin``
+    bytes free: a failed write there is taken for a full disk."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free < margin
+
+
+@contextlib.contextmanager
+def full_disk_as_enospc(out: Path):
+    """A training run's failed checkpoint write on a full disk as the OSError ENOSPC it is: torch.save
+    reports it as a RuntimeError ("unexpected pos ...") without an errno, which the CLI would print
+    as a crash."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not low_on_space(out):
+            raise
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out)) from exc
+
+
+# Files only a recommender training run writes into its --out folder.
+TRAINING_MARKERS = ("genrec.json", "checkpoint/trainer_state.json", "metrics.jsonl")
+
+
+def remove_training_output(out: Path) -> None:
+    """``--restart``: delete ``out`` if it is a genrec training output (one of TRAINING_MARKERS), or
+    holds nothing but the trainer's temporary checkpoint folders (a run killed before its first
+    checkpoint), or is empty. Any other folder or file may be the user's, so deleting it is refused."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise GenrecError(f"--restart: {out} is not a folder; --out must name a genrec training output folder")
+    ours = any((out / marker).is_file() for marker in TRAINING_MARKERS)
+    if not ours and not all(entry.name.startswith(".checkpoint.") for entry in out.iterdir()):
+        raise GenrecError(f"--restart: {out} is not a genrec training output (no {', '.join(TRAINING_MARKERS)}); "
+                          "not deleting it: pass another --out, or remove it yourself")
+    shutil.rmtree(out)
+
+
+@dataclass
+class SASRecTrainingConfig:
+    dataset: str | Path | None = None
+    out: str | Path | None = None  # default DATASET/sasrec
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec_train.SASRecTrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec.SASRecConfig fields
+    text: bool = True  # item vectors read the items' text embeddings (False: learned ids only)
+    encoder: str | None = None  # the text encoder (default as `genrec embed`)
+    restart: bool = False  # discard checkpoints in ``out``
+    progress: bool = True
+    # After training, the weight of the item-transition prior fused with SASRec's scores is chosen
+    # on ``fusion_users`` validation users (as for train-recommender); (0,) = SASRec alone.
+    fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"prior": FUSION_GRIDS["prior"]})
+    fusion_users: int = 5000
+
+
+def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
+    """Train (resuming from ``out``'s checkpoint if one is there) and write a SASRec model."""
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.recommender import META_FILE
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_train import train_sasrec as run_training
+
+    dataset_dir = resolve_dataset_dir(as_str(config.dataset))
+    out = as_path(config.out) or dataset_dir / SASREC_DIR
+    train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
+    train_config.check()
+    check_grids(config.fusion_grids)
+    if config.restart:
+        remove_training_output(out)
+    if (out / META_FILE).is_file():
+        meta = read_json(out / META_FILE)
+        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                                     train_config.seed)
+        return _finished(out, meta, fusion)
+    dataset = load_processed_dataset(dataset_dir)
+    text = None
+    if config.text:
+        embeddings = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress))
+        text, text_encoder = embeddings.vectors, embeddings.encoder
+        if len(text) != dataset.num_items:
+            raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
+    model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
+                                                text_dim=0 if text is None else text.shape[1]),
+                                   config.model, "model options")
+    model_config.check()
+    with full_disk_as_enospc(out):
+        state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
+                             meta={"text": config.text, "encoder": None if text is None else text_encoder})
+    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
+    return TrainedRecommender(out, state, fusion=fusion)
