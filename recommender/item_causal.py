@@ -94,7 +94,8 @@ def prefix_loss(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, la
             return loss
         from genrec.recommender.item_input import dense_item_loss
 
-        dense = dense_item_loss(_unwrapped(model).item_input, out.encoder_last_hidden_state, attention_mask, labels)
+        dense = dense_item_loss(_unwrapped(model).item_input, out.encoder_last_hidden_state, attention_mask, labels,
+                                options.get("dense_negatives", 0))
         return loss + weight * dense
     hidden = encoder_hidden(model, input_ids, attention_mask)
     return model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=attention_mask,

@@ -109,16 +109,25 @@ class ItemInput(nn.Module):
 
 
 def dense_item_loss(item_input: ItemInput, hidden: torch.Tensor, attention_mask: torch.Tensor,
-                    labels: torch.Tensor) -> torch.Tensor:
+                    labels: torch.Tensor, negatives: int = 0) -> torch.Tensor:
     """The dense objective LIGER (Yang et al., 2024) trains beside generative retrieval: the
-    encoder's mean-pooled history state, through a linear head, scores every item by a dot product
-    with its vector (``item_vectors``, id dropout applied) under a full softmax, the target item's
+    encoder's mean-pooled history state, through a linear head, scores items by a dot product with
+    their vectors (``item_vectors``, id dropout applied) under a softmax, the target item's
     cross-entropy the loss. It gives the encoder SASRec's item-level signal; decoding is unchanged.
-    ``labels`` [B, L + 1]: the target's SID tokens (its item is found as for inputs)."""
+    ``labels`` [B, L + 1]: the target's SID tokens (its item is found as for inputs). ``negatives``
+    > 0: the softmax runs over the batch's targets plus that many items drawn uniformly (shared by
+    the batch), not the whole catalogue, whose text projection would cost more than the T5 step."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
     targets = item_input.item_ids(labels.clamp(min=0).unsqueeze(1)).squeeze(1)
-    every = torch.arange(item_input.num_items + 1, device=hidden.device)
-    table = item_input.item_vectors(every, item_input.id_keep_mask(hidden.device))
-    logits = item_input.dense_head(pooled) @ table[1:].T.to(pooled.dtype)
-    return torch.nn.functional.cross_entropy(logits.float(), targets - 1)
+    device = hidden.device
+    if 0 < negatives < item_input.num_items:
+        drawn = torch.randint(1, item_input.num_items + 1, (negatives,), device=device)
+        candidates, targets = torch.unique(torch.cat([targets, drawn]), return_inverse=True)
+        targets = targets[:len(labels)]
+    else:
+        candidates = torch.arange(1, item_input.num_items + 1, device=device)
+        targets = targets - 1
+    table = item_input.item_vectors(candidates, item_input.id_keep_mask(device))
+    logits = item_input.dense_head(pooled) @ table.T.to(pooled.dtype)
+    return torch.nn.functional.cross_entropy(logits.float(), targets)

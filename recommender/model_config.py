@@ -41,6 +41,7 @@ class RecommenderConfig:
     # Weight of LIGER's dense item loss beside the SID cross-entropy in training (needs item_text
     # or item_ids; recommender.item_input.dense_item_loss); 0 = off.
     dense_loss: float = 0.0
+    dense_negatives: int = 1024  # the dense loss's softmax: batch targets + this many uniform items (0 = all)
     # Label smoothing of the SID-token cross-entropy in training (0 = off).
     label_smoothing: float = 0.0
 
@@ -63,6 +64,8 @@ class RecommenderConfig:
             raise GenrecError("dense_loss needs item vectors: set item_text and / or item_ids")
         if self.dense_loss and self.encoder_attention != "bidirectional":
             raise GenrecError("dense_loss is built for the bidirectional encoder")
+        if self.dense_negatives < 0:
+            raise GenrecError(f"dense_negatives must be >= 0, got {self.dense_negatives}")
         if not 0 <= self.label_smoothing < 1:
             raise GenrecError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.id_dropout < 1:

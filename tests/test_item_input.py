@@ -196,3 +196,28 @@ def test_label_smoothing_changes_the_training_loss_only_and_zero_is_t5s_own_loss
     assert prefix_loss(plain, ids, mask, labels) < reference  # smoothing's extra entropy term
     smooth.eval()
     torch.testing.assert_close(prefix_loss(smooth, ids, mask, labels), prefix_loss(plain.eval(), ids, mask, labels))
+
+
+def test_the_sampled_dense_loss_is_the_cross_entropy_over_the_targets_and_drawn_items(tmp_path):
+    from genrec.recommender.item_input import dense_item_loss
+
+    _, _, _, _, model, builder, _ = _features_setup(tmp_path, dense_loss=1.0, id_dropout=0.0)
+    model.eval()
+    module = model.item_input
+    ids, mask = pad_rows([builder.encode_history([2, 5, 8]), builder.encode_history([4])], "cpu")
+    labels = torch.from_numpy(builder.table[[9, 3]])
+    with torch.no_grad():
+        hidden = model.get_encoder()(**encoder_kwargs(model, ids), attention_mask=mask).last_hidden_state
+        torch.manual_seed(5)
+        got = dense_item_loss(module, hidden, mask, labels, negatives=6)
+        torch.manual_seed(5)
+        drawn = torch.randint(1, module.num_items + 1, (6,))
+        candidates = torch.unique(torch.cat([torch.tensor([9, 3]), drawn]))
+        pooled = torch.stack([hidden[0, :4].mean(0), hidden[1, :2].mean(0)])
+        logits = module.dense_head(pooled) @ module.item_vectors(candidates).T
+        positions = torch.tensor([int((candidates == 9).nonzero()), int((candidates == 3).nonzero())])
+        torch.testing.assert_close(got, torch.nn.functional.cross_entropy(logits, positions))
+        assert len(candidates) < module.num_items
+        full = dense_item_loss(module, hidden, mask, labels, negatives=module.num_items)  # all items: the full softmax
+        every = module.dense_head(pooled) @ module.item_vectors(torch.arange(1, module.num_items + 1)).T
+        torch.testing.assert_close(full, torch.nn.functional.cross_entropy(every, torch.tensor([8, 2])))
