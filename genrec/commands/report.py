@@ -37,8 +37,8 @@ def evaluation_table(result: dict, keys: list[str] = METRIC_KEYS) -> str:
         lines.append(f"{key:<10} " + " ".join(f"{metrics[key]:>{w}.4f}" for (_, metrics), w in zip(columns, widths)))
     lines.append(f"invalid items {result['invalid_rate']:.4f} of the recommended items (the trie admits only "
                  f"catalogue items); empty beam slots {result.get('empty_rate', 0.0):.4f}")
-    lines.append(f"prior alone = item-transition counts from the training sequences; fused = model + sum of w x log "
-                 f"scorer; the model alone: --fusion-weight 0")
+    lines.append("prior alone = item-transition counts from the training sequences; fused = model + sum of w x log "
+                 "scorer; the model alone: --fusion-weight 0")
     lines.append("every column leaves each user's own history items out (--include-seen keeps them)"
                  if result.get("exclude_seen") else
                  "items of the user's own history may be recommended (--exclude-seen leaves them out)")

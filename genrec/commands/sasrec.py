@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 from genrec.commands.recommender import _options, parse_grids
 from genrec.commands.report import fusion_line
+from genrec.core.sharding import is_main_process
 
 LOSS_CHOICES = ("full", "sampled")  # recommender.sasrec.LOSSES (not imported: the parser loads no torch)
 SAMPLER_CHOICES = ("popularity", "uniform")  # recommender.sasrec.NEGATIVE_SAMPLERS
@@ -28,7 +28,7 @@ def _train(args) -> int:
     if result.already_done:
         print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
               f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
-    elif os.environ.get("RANK", "0") == "0":
+    elif is_main_process():
         print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({state['stop_reason']}); "
               f"best valid NDCG@10 {state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} at step "
               f"{state['best_step']:,} -> {result.path}")

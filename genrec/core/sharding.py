@@ -30,6 +30,12 @@ class Shard:
         return range(self.rank, count, self.world)
 
 
+def is_main_process() -> bool:
+    """Whether this process reports and writes shared files: the only one, or rank 0 of
+    ``accelerate launch`` (its RANK variable; the one place genrec reads it)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def current_shard() -> Shard:
     """The shard of this process: the whole job unless launched as several processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:

@@ -3,13 +3,13 @@ policy (``choose_fusion``) and the new-item scorer (``fit_new_items``)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, read_json
+from genrec.core.sharding import is_main_process
 from genrec.pipeline.common import EXCLUDE_SEEN_CHOICES, PRIOR_FIT, SASREC_DIR, as_path, relative_path
 from genrec.pipeline.loading import fused_scorers, load_trained, own_kind
 from genrec.pipeline.new_items import NEW_ITEM_USERS, choose_text_scorer, new_item_scorers
@@ -43,7 +43,7 @@ def choose_fusion(out: Path, dataset_dir: Path, grids: dict[str, tuple[float, ..
     from genrec.recommender.fusion import choose_weights
     from genrec.recommender.recommender import META_FILE
 
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return None
     recommender, dataset = load_trained(dataset_dir, out, fusion={}, new_item_exposure=0)  # known items' ranking
     own = own_kind(recommender)
@@ -75,7 +75,7 @@ def fit_new_items(out: Path, dataset_dir: Path, users: int = NEW_ITEM_USERS, see
     genrec.json as "new_items"."""
     from genrec.recommender.recommender import META_FILE
 
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return None
     recommender, dataset = load_trained(dataset_dir, out, fusion={}, new_item_share=0)
     settings = choose_text_scorer(recommender, dataset, new_item_scorers(out, recommender, dataset), users, seed)

@@ -16,6 +16,7 @@ from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
+from genrec.core.sharding import is_main_process
 from genrec.pipeline.choices import choose_fusion
 from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
 from genrec.pipeline.data import EmbedConfig, embed
@@ -89,7 +90,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
                                                      train_config.seed, config.sasrec)
         return _finished(out, meta, fusion)
     notice = recipe_notice(recipe, reason, train_config, model_config)
-    if os.environ.get("RANK", "0") == "0":  # accelerate launch: one line, not one per process
+    if is_main_process():  # accelerate launch: one line, not one per process
         print(notice, flush=True)
     seed_everything(train_config.seed)
     dataset = load_processed_dataset(dataset_dir)
