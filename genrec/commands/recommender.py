@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import fields
@@ -13,6 +12,7 @@ from genrec.commands.arguments import add_new_item_arguments, whole_number
 from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
 from genrec.core.errors import GenrecError
 from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
+from genrec.core.sharding import is_main_process
 
 FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
                "fused at training time); a bare W is the prior's; default: the weights chosen on validation after "
@@ -94,7 +94,7 @@ def _train(args) -> int:
               f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
         _print_fusion(fusion)
         return 0
-    if os.environ.get("RANK", "0") != "0":
+    if not is_main_process():
         return 0  # accelerate launch: only the main process reports
     why = {"steps": "all steps done", "patience": "no validation gain for --patience evaluations",
            "time budget": "time budget reached"}.get(state["stop_reason"], state["stop_reason"])
@@ -243,6 +243,9 @@ def register(subparsers) -> None:
     train.add_argument("--dense-loss", dest="dense_loss", type=float, metavar="W",
                        help="add W x a dense next-item loss on the encoder's pooled state against the item vectors "
                             "(LIGER; needs --item-text or --item-ids; default 0 = off)")
+    train.add_argument("--dense-negatives", dest="dense_negatives", type=int, metavar="N",
+                       help="the dense loss's softmax: the batch's targets plus N items drawn uniformly (default "
+                            "1024; 0 = the whole catalogue)")
     train.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                        help="label smoothing of the Semantic-ID token loss in training (default 0)")
     train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
