@@ -52,6 +52,10 @@ STATE_FILE = "time_to_quality_state.json"
 CONFIG_KEYS = ("tokenizer", "train", "model", "sasrec")
 SASREC_EVAL_FILE = "eval_test_sasrec.json"
 LEARNED_EVAL_FILE = "eval_test_learned.json"
+# The same decodings with the user's own history items allowed back in: papers that do not mask
+# history (e.g. TIGER's and RPG's code) are compared with these rows.
+HISTORY_KEPT_FILE = "eval_test_history_kept.json"
+SASREC_HISTORY_KEPT_FILE = "eval_test_sasrec_history_kept.json"
 SASREC_LOG = "train_sasrec.log"
 TEST_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
@@ -177,7 +181,12 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
                 output=str(dataset / "recommender" / SASREC_EVAL_FILE))),
             ("evaluate-learned", evaluate_learned, gp.EvaluateConfig(
                 data, split="test", progress=False, output=str(dataset / "recommender" / LEARNED_EVAL_FILE))),
+            ("evaluate-sasrec-history-kept", gp.evaluate, gp.EvaluateConfig(
+                data, model=str(dataset / gp.SASREC_DIR), split="test", progress=False, exclude_seen=False,
+                output=str(dataset / "recommender" / SASREC_HISTORY_KEPT_FILE))),
         ]
+    stages.append(("evaluate-history-kept", gp.evaluate, gp.EvaluateConfig(
+        data, split="test", progress=False, exclude_seen=False, output=str(dataset / "recommender" / HISTORY_KEPT_FILE))))
     return stages
 
 
@@ -411,6 +420,25 @@ def test_rows(model: Path, test: dict) -> list[tuple[str, dict]]:
     if test["fusion"]:
         rows.append(("T5 model alone", test["alone"]["model"]))
     rows += [("transition prior alone", test["transition_prior"]), ("popularity", test["popularity"])]
+    if test.get("exclude_seen"):  # the rows papers that keep history compare with
+        rows += history_kept_rows(model, test)
+    return rows
+
+
+def history_kept_rows(model: Path, test: dict) -> list[tuple[str, dict]]:
+    """Fused, SASRec alone and T5 alone with the user's own history items allowed back in (same
+    weights as chosen), from the history-kept evaluations when they were run."""
+    rows = []
+    if (model / HISTORY_KEPT_FILE).is_file():
+        kept = read_json(model / HISTORY_KEPT_FILE)
+        if kept["fusion"]:
+            rows.append((f"genrec fused ({_weights(kept['fusion'])}), history kept", kept))
+    if (model / SASREC_HISTORY_KEPT_FILE).is_file():
+        sasrec = read_json(model / SASREC_HISTORY_KEPT_FILE)
+        rows.append(("SASRec alone, history kept", sasrec["alone"].get("model", sasrec)))
+    if (model / HISTORY_KEPT_FILE).is_file():
+        kept = read_json(model / HISTORY_KEPT_FILE)
+        rows.append(("T5 model alone, history kept", kept["alone"].get("model", kept)))
     return rows
 
 

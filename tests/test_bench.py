@@ -93,14 +93,17 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
     assert [name for name, _, _ in stages] == ["prepare", "embed", "train-tokenizer", "train-recommender+sasrec",
-                                               "choose-fusion", "evaluate", "evaluate-sasrec", "evaluate-learned"]
+                                               "choose-fusion", "evaluate", "evaluate-sasrec", "evaluate-learned",
+                                               "evaluate-sasrec-history-kept", "evaluate-history-kept"]
+    assert stages[-1][2].exclude_seen is False and stages[-2][2].exclude_seen is False
     side_by_side = stages[3][2]
     assert side_by_side.recommender.fusion_grids == {"prior": (0.0,)}  # chosen after both models are trained
     assert side_by_side.sasrec_command[2:4] == ["genrec.cli", "train-sasrec"]
     assert stages[5][2].fusion is None and stages[6][2].model.endswith("sasrec")  # the chosen weights, then SASRec
     no_sasrec = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "b", {k: v for k, v in config.items()
                                                                               if k != "sasrec"})
-    assert [name for name, _, _ in no_sasrec][3:] == ["train-recommender", "choose-fusion", "evaluate"]
+    assert [name for name, _, _ in no_sasrec][3:] == ["train-recommender", "choose-fusion", "evaluate",
+                                                       "evaluate-history-kept"]
     tokenizer = stages[2][2]
     assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "opq" and tokenizer.options == {}
     assert tokenizer.collaborative_weight == 1.0
@@ -218,7 +221,8 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
             assert name in PRESETS
             stages = ttq.pipeline_stages(name, "/raw", tmp_path / name, ttq.read_config(path))
             assert [stage for stage, _, _ in stages][3:] == ["train-recommender+sasrec", "choose-fusion", "evaluate",
-                                                             "evaluate-sasrec", "evaluate-learned"]
+                                                             "evaluate-sasrec", "evaluate-learned",
+                                                             "evaluate-sasrec-history-kept", "evaluate-history-kept"]
             assert 0 < train.time_budget_minutes <= 40  # the other stages need the rest of the hour
             sasrec = config["sasrec"]
             assert set(sasrec) <= {"train", "model", "text"}
@@ -387,3 +391,23 @@ def test_seed_summary_against_pairs_runs_by_seed_on_test_and_on_the_chosen_valid
     assert "## Paired against" in (tmp_path / "pair.md").read_text()
     argv = [*map(str, ours), "--against", *map(str, theirs[:2]), "--out", str(tmp_path), "--name", "x"]
     assert seed_summary.main(argv) == 2  # seeds must match
+
+
+def test_history_kept_rows_follow_the_default_rule_when_it_leaves_history_out(tmp_path):
+    model = tmp_path / "recommender"
+    model.mkdir()
+    metrics = lambda value: {k: value for k in ttq.TEST_KEYS}  # noqa: E731
+    test = {**metrics(0.10), "fusion": {"prior": 2.0, "sasrec": 4.0}, "exclude_seen": True,
+            "alone": {"model": metrics(0.06)}, "transition_prior": metrics(0.07), "popularity": metrics(0.01)}
+    kept = {**metrics(0.09), "fusion": {"prior": 2.0, "sasrec": 4.0}, "exclude_seen": False,
+            "alone": {"model": metrics(0.05)}}
+    sasrec_kept = {**metrics(0.085), "fusion": {"prior": 1.0}, "exclude_seen": False,
+                   "alone": {"model": metrics(0.08)}}
+    (model / ttq.HISTORY_KEPT_FILE).write_text(json.dumps(kept))
+    (model / ttq.SASREC_HISTORY_KEPT_FILE).write_text(json.dumps(sasrec_kept))
+    rows = dict(ttq.test_rows(model, test))
+    assert rows["genrec fused (prior 2, sasrec 4), history kept"]["recall@10"] == 0.09
+    assert rows["SASRec alone, history kept"]["recall@10"] == 0.08
+    assert rows["T5 model alone, history kept"]["recall@10"] == 0.05
+    assert rows["T5 model alone"]["recall@10"] == 0.06
+    assert not any("history kept" in label for label, _ in ttq.test_rows(model, {**test, "exclude_seen": False}))
