@@ -372,9 +372,6 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
     async def validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def sid(recommender, item: int) -> list[int] | None:
-        return None if recommender.sids is None else recommender.sids.codes_of([item])[0].tolist()
-
     def resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
         """(user, history) a request names; runs in a worker thread, as a long history takes a while."""
         if (request.user is None) == (request.history is None):
@@ -389,7 +386,7 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
     def answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
         return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
                 "history": _echoed(dataset, history), "history_length": len(history),
-                "recommendations": describe_recommendations(dataset, recommender.sids, items, scores)}
+                "recommendations": describe_recommendations(dataset, recommender, items, scores)}
 
     @app.post("/recommend")
     async def recommend(request: RecommendRequest):
@@ -411,7 +408,7 @@ def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_w
         recommender, dataset = app.state.current
         item_id = _found(dataset.item_id_for, item)
         return {"item_id": item_id, "raw_id": dataset.item_raw_id(item_id), "title": dataset.item_title(item_id),
-                "text": dataset.item_text(item_id), "sid": sid(recommender, item_id)}
+                "text": dataset.item_text(item_id), "sid": recommender.semantic_id(item_id)}
 
     @app.get("/users/{user}")
     def user(user: str):

@@ -42,7 +42,10 @@ TOKENIZER_COPY = "tokenizer"
 
 class Recommender:
     """Recommendations from a T5 model over one tokenizer's Semantic IDs, decoded under a
-    ``DecodingPolicy`` (per-item scorers fused into the beam; none = the model alone)."""
+    ``DecodingPolicy`` (per-item scorers fused into the beam; none = the model alone).
+    A ``recommender.protocol.RecommenderModel``."""
+
+    kind = "t5"
 
     def __init__(self, model: T5ForConditionalGeneration, sids: SemanticIds, config: RecommenderConfig,
                  meta: dict | None = None, path: Path | None = None, policy: DecodingPolicy | None = None):
@@ -83,6 +86,9 @@ class Recommender:
     @property
     def num_items(self) -> int:
         return self.sids.num_items
+
+    def semantic_id(self, item: int) -> list[int]:
+        return self.sids.codes_of([int(item)])[0].tolist()
 
     def recommend(self, histories: list[list[int]], top_k: int = 10, users: list[int] | None = None,
                   beams: int | None = None, exclude_seen: bool | None = None, batch_size: int = 256,

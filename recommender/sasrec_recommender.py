@@ -35,6 +35,7 @@ class SASRecRecommender:
     """Recommendations and item distributions from a SASRec model."""
 
     name = KIND  # as a scorer in a DecodingPolicy
+    kind = KIND  # as a recommender.protocol.RecommenderModel
 
     def __init__(self, model: SASRec, meta: dict | None = None, path: Path | None = None,
                  policy: DecodingPolicy | None = None):
@@ -42,11 +43,13 @@ class SASRecRecommender:
         self.meta = dict(meta or {})
         self.path = path
         self.policy = policy or DecodingPolicy()
-        self.sids = None  # no Semantic IDs: every catalogue item is ranked directly
 
     @property
     def num_items(self) -> int:
         return self.model.config.num_items
+
+    def semantic_id(self, item: int) -> None:
+        return None  # SASRec scores item ids; it has no Semantic IDs
 
     def with_policy(self, policy: DecodingPolicy) -> "SASRecRecommender":
         """The same model decoding under ``policy`` (this object is unchanged)."""

@@ -127,3 +127,19 @@ def test_transformers_is_the_major_version_the_fast_beam_search_was_written_for(
     assert pin == "transformers>=5.0,<6", pin
     major = int(transformers.__version__.split(".")[0])
     assert major == 5, f"transformers {transformers.__version__} is not 5.x: the fast beam search is untested on it"
+
+
+def test_both_recommenders_are_the_one_protocol_and_nothing_probes_for_sids():
+    from genrec.recommender.protocol import KINDS, RecommenderModel
+    from genrec.recommender.recommender import Recommender
+    from genrec.recommender.sasrec_recommender import SASRecRecommender
+
+    for cls in (Recommender, SASRecRecommender):
+        assert cls.kind in KINDS
+        missing = [name for name in ("semantic_id", "with_policy", "recommend", "evaluate", "save", "load", "num_items")
+                   if not hasattr(cls, name)]
+        assert not missing, (cls.__name__, missing)
+    assert RecommenderModel is not None
+    for folder in ("genrec", "recommender", "bench"):
+        for path in python_files(folder):
+            assert "sids is None" not in path.read_text() and "sids is not None" not in path.read_text(), path

@@ -12,7 +12,7 @@ from genrec.pipeline.new_items import new_item_policy
 
 def own_kind(recommender) -> set[str]:
     """Scorer names a recommender is itself (a SASRec model is not fused with another SASRec)."""
-    return {"sasrec"} if recommender.sids is None else set()
+    return {"sasrec"} if recommender.kind == "sasrec" else set()
 
 
 def fused_scorers(dataset, names: set[str], sasrec_path: Path | None, fit: str, successors: int = 0) -> dict:

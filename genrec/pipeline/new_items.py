@@ -33,7 +33,7 @@ def new_item_scorers(model_dir: Path, recommender, dataset, kinds: tuple[str, ..
     from genrec.recommender.sasrec_recommender import SASRecRecommender, is_sasrec_dir
 
     encoder = recommender.meta.get("encoder")  # a SASRec's; a T5 model's tokenizer records its own
-    if recommender.sids is not None:
+    if recommender.kind == "t5":  # its tokenizer copy records the encoder
         encoder = read_json(Path(model_dir) / TOKENIZER_COPY / "config.json").get("encoder")
     if encoder is None:
         vectors = unit_rows(embed(EmbedConfig(dataset.path, progress=False)).vectors)
@@ -44,7 +44,7 @@ def new_item_scorers(model_dir: Path, recommender, dataset, kinds: tuple[str, ..
     scorers = {"content": TextScorer("content", vectors)} if "content" in kinds else {}
     if "sasrec" not in kinds:
         return scorers
-    sasrec = recommender if recommender.sids is None else sasrec
+    sasrec = recommender if recommender.kind == "sasrec" else sasrec
     if sasrec is None:
         recorded = (recommender.meta.get("fusion") or {}).get("sasrec")
         path = (Path(model_dir) / recorded) if recorded else Path(dataset.path) / SASREC_DIR

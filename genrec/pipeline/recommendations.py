@@ -51,16 +51,15 @@ def recommend(config: RecommendConfig) -> Recommendations:
     items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
                                           exclude_seen=config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
-                           describe_recommendations(dataset, recommender.sids, items[0], scores[0]),
+                           describe_recommendations(dataset, recommender, items[0], scores[0]),
                            recommender.policy.weights)
 
 
-def describe_recommendations(dataset, sids, items, scores) -> list[dict]:
+def describe_recommendations(dataset, recommender, items, scores) -> list[dict]:
     """Rank, item id, raw id, title, SID (None for a model without SIDs) and score of one ranked
-    list (0 = no item, dropped)."""
+    list of ``recommender``'s (0 = no item, dropped)."""
     return [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
-             "title": dataset.item_title(int(item)),
-             "sid": None if sids is None else sids.codes_of([int(item)])[0].tolist(),
+             "title": dataset.item_title(int(item)), "sid": recommender.semantic_id(int(item)),
              "score": float(score)}
             for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
 
