@@ -46,8 +46,9 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from genrec.core.errors import GenrecError
-from genrec.core.limits import (DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S, MAX_BODY_BYTES, MAX_ECHOED_HISTORY, MAX_HISTORY,
-                                MAX_ID_LENGTH, MAX_TOP_K)
+from genrec.core.limits import (DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S,
+                                DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_ECHOED_HISTORY, MAX_HISTORY, MAX_ID_LENGTH,
+                                MAX_TOP_K)
 from genrec.pipeline import describe_history, describe_recommendations
 
 log = logging.getLogger("genrec.serve")
@@ -63,8 +64,8 @@ class RecommendRequest(BaseModel):
     user: Id | None = Field(None, description=f"the user to recommend for. {ID_RULE}")
     history: list[Id] | None = Field(None, max_length=MAX_HISTORY,
                                      description=f"items of a user without an id, oldest first. {ID_RULE}")
-    top_k: StrictInt = Field(10, ge=1, le=MAX_TOP_K, description="how many items to recommend")
-    exclude_seen: StrictBool = Field(True, description="never recommend an item of the history")
+    top_k: StrictInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="how many items to recommend")
+    exclude_seen: StrictBool = Field(DEFAULT_EXCLUDE_SEEN, description="never recommend an item of the history")
 
 
 class QueueFull(Exception):
@@ -101,7 +102,7 @@ class MicroBatcher:
     user's beam is its own, so nothing else couples a batch's answers). At most ``max_queue`` jobs
     wait; a job whose waiter gave up before decoding starts is dropped unanswered."""
 
-    def __init__(self, recommender, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
+    def __init__(self, recommender, beams: int = DEFAULT_BEAMS, max_batch: int = 64, max_wait_ms: float = 5.0,
                  max_queue: int = DEFAULT_MAX_QUEUE):
         if max_batch < 1 or max_wait_ms < 0 or max_queue < 1:
             raise GenrecError("max_batch and max_queue must be at least 1 and max_wait_ms at least 0")
@@ -321,7 +322,7 @@ def _check_pair(recommender, dataset) -> None:
                           f"{recommender.num_items}")
 
 
-def create_app(recommender, dataset, beams: int = 20, max_batch: int = 64, max_wait_ms: float = 5.0,
+def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int = 64, max_wait_ms: float = 5.0,
                max_queue: int = DEFAULT_MAX_QUEUE, timeout_s: float = DEFAULT_TIMEOUT_S,
                max_body: int = MAX_BODY_BYTES, reload=None):
     """The API over a loaded ``Recommender`` and the ``ProcessedDataset`` it was trained on.

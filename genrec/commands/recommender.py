@@ -11,7 +11,7 @@ from dataclasses import fields
 from genrec.commands.arguments import add_new_item_arguments, whole_number
 from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
 from genrec.core.errors import GenrecError
-from genrec.core.limits import MAX_BEAMS, MAX_TOP_K
+from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, MAX_BEAMS, MAX_TOP_K
 from genrec.core.sharding import is_main_process
 
 FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
@@ -286,10 +286,11 @@ def register(subparsers) -> None:
                                           "the id rule: docs/serving.md)")
     recommend.add_argument("--history", nargs="+", metavar="ITEM",
                            help="recommend for a new user with these items (raw ids, or #N for item number N)")
-    recommend.add_argument("--top-k", type=whole_number(1, MAX_TOP_K, " (the HTTP API's limit too)"), default=10,
-                           help=f"items per user, 1..{MAX_TOP_K} (default 10)")
-    recommend.add_argument("--beams", type=whole_number(1, MAX_BEAMS), default=20,
-                           help=f"beam width, 1..{MAX_BEAMS} (default 20); a width below --top-k is raised to it")
+    recommend.add_argument("--top-k", type=whole_number(1, MAX_TOP_K, " (the HTTP API's limit too)"),
+                           default=DEFAULT_TOP_K, help=f"items per user, 1..{MAX_TOP_K} (default {DEFAULT_TOP_K})")
+    recommend.add_argument("--beams", type=whole_number(1, MAX_BEAMS), default=DEFAULT_BEAMS,
+                           help=f"beam width, 1..{MAX_BEAMS} (default {DEFAULT_BEAMS}); a width below --top-k is "
+                                "raised to it")
     seen = recommend.add_mutually_exclusive_group()
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
                       help="also recommend items already in the history (default: leave them out)")
@@ -318,4 +319,4 @@ def register(subparsers) -> None:
                                 "N-th chunk; the output is the same as one process's")
     recommend.add_argument("--prior-successors", dest="prior_successors", type=whole_number(0),
                            help="with --all: followers the transition prior keeps per item (0 = all, the default)")
-    recommend.set_defaults(func=_recommend_or_all, exclude_seen=True)
+    recommend.set_defaults(func=_recommend_or_all, exclude_seen=DEFAULT_EXCLUDE_SEEN)

@@ -6,7 +6,7 @@ import socket
 
 from genrec.commands.arguments import add_new_item_arguments
 from genrec.core.errors import GenrecError
-from genrec.core.limits import DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S
+from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_MAX_QUEUE, DEFAULT_TIMEOUT_S
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -80,7 +80,8 @@ def register(subparsers) -> None:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default loopback only; the API has no authentication)")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--beams", type=int, default=20, help="beam width (at least top_k)")
+    serve.add_argument("--beams", type=int, default=DEFAULT_BEAMS,
+                       help=f"beam width (at least top_k; default {DEFAULT_BEAMS})")
     add_new_item_arguments(serve)
     serve.add_argument("--max-batch", type=int, default=64, help="most requests decoded together")
     serve.add_argument("--max-wait-ms", type=float, default=5.0,

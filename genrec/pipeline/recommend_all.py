@@ -13,6 +13,7 @@ import numpy as np
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, fault_point
+from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.common import check_output_file
 from genrec.pipeline.loading import load_trained
 
@@ -37,9 +38,9 @@ class RecommendAllConfig:
     out: str | Path  # a .parquet file, or with ``partitioned`` a folder of part files; written atomically
     dataset: str | Path | None = None
     model: str | Path | None = None
-    top_k: int = 10
-    beams: int = 20
-    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
+    top_k: int = DEFAULT_TOP_K  # 1..MAX_TOP_K, as recommend and the HTTP API (genrec.core.limits)
+    beams: int = DEFAULT_BEAMS
+    exclude_seen: bool | None = DEFAULT_EXCLUDE_SEEN  # leave the user's history out; None = as chosen after training
     batch_size: int = 256
     progress: bool = True
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
@@ -94,13 +95,14 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     from genrec.core.io import swap_directory
     from genrec.core.sharding import current_shard
 
+    check_request(config.top_k, config.beams)
     out = Path(config.out)
     if config.partitioned:
         _check_output_folder(out)
     else:
         check_output_file(out, ".parquet")
-    if config.top_k < 1 or config.batch_size < 1 or config.chunk_users < 1:
-        raise GenrecError("top_k, batch_size and chunk_users must be at least 1")
+    if config.batch_size < 1 or config.chunk_users < 1:
+        raise GenrecError("batch_size and chunk_users must be at least 1")
     shard = current_shard()
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
                                         new_item_share=config.new_item_share,

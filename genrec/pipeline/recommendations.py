@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
-from genrec.core.limits import MAX_HISTORY
+from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.loading import load_trained
 
 
@@ -16,9 +16,9 @@ class RecommendConfig:
     model: str | Path | None = None
     user: str | None = None  # raw user id, else dataset number "17" / "#17" (ProcessedDataset lookup_id)
     history: list[str] | None = None  # item ids under the same rule, for a history without a user
-    top_k: int = 10
-    beams: int = 20
-    exclude_seen: bool | None = None  # leave the user's history out; None = as chosen after training
+    top_k: int = DEFAULT_TOP_K  # 1..MAX_TOP_K, as the CLI and the HTTP API (genrec.core.limits)
+    beams: int = DEFAULT_BEAMS
+    exclude_seen: bool | None = DEFAULT_EXCLUDE_SEEN  # leave the user's history out; None = as chosen after training
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
     new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
@@ -36,12 +36,11 @@ class Recommendations:
 def recommend(config: RecommendConfig) -> Recommendations:
     if config.history and config.user is not None:
         raise GenrecError("give a user (--user) or a history (--history), not both")
+    check_request(config.top_k, config.beams, len(config.history or []))
     recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
                                         new_item_share=config.new_item_share,
                                         new_item_exposure=config.new_item_exposure)
     if config.history:
-        if len(config.history) > MAX_HISTORY:
-            raise GenrecError(f"history has {len(config.history):,} items; at most {MAX_HISTORY:,} are accepted")
         history, user = [dataset.item_id_for(item) for item in config.history], 0
     elif config.user is not None:
         user = dataset.user_id_for(config.user)
