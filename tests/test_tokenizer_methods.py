@@ -147,7 +147,7 @@ def tiny_dataset(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("config_method, flag, expected", [
-    (None, None, "opq"),  # the default: the tokenizer study's choice on validation
+    (None, None, "r3vae"),  # the default: the paper's method, level with OPQ on fused validation
     ("rkmeans", None, "rkmeans"),  # a config file's method is kept ...
     ("rkmeans", "vqvae", "vqvae"),  # ... unless --method says otherwise
 ])
@@ -200,8 +200,8 @@ def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):
     # No --method: the default quantizer, named in the first line and the artifact.
     assert main(["train-tokenizer", "--dataset", str(dataset), "--levels", "2", "--codebook-size", "8",
                  "--collaborative-weight", "0", "--no-progress", "--out", str(dataset / "default")]) == 0
-    assert capsys.readouterr().out.startswith("opq: options {")
-    assert json.loads((dataset / "default" / "config.json").read_text())["method"] == "opq"
+    assert capsys.readouterr().out.startswith("r3vae: options {")
+    assert json.loads((dataset / "default" / "config.json").read_text())["method"] == "r3vae"
 
 
 def test_train_tokenizer_cli_errors(tiny_dataset, tmp_path, capsys):

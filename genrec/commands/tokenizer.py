@@ -113,8 +113,8 @@ def register(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("--dataset", help="prepared dataset directory or name (default: last prepared)")
     parser.add_argument("--method", choices=METHODS,
-                        help=f"the quantizer (default: the --config file's, else {DEFAULT_TOKENIZER_METHOD}, "
-                             "the tokenizer study's choice on validation)")
+                        help=f"the quantizer (default: the --config file's, else {DEFAULT_TOKENIZER_METHOD}, the "
+                             "paper's method; opq lifts the T5 alone, level fused: docs/recipes.md)")
     parser.add_argument("--levels", type=int, help="number of SID levels L (default 3)")
     parser.add_argument("--codebook-size", type=int, help="codewords per level M (default 256)")
     parser.add_argument("--epochs", type=int, help="training epochs (gradient methods)")
