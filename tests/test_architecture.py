@@ -143,3 +143,13 @@ def test_both_recommenders_are_the_one_protocol_and_nothing_probes_for_sids():
     for folder in ("genrec", "recommender", "bench"):
         for path in python_files(folder):
             assert "sids is None" not in path.read_text() and "sids is not None" not in path.read_text(), path
+
+
+def test_the_readme_names_only_importable_classes():
+    import importlib
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    for dotted in set(re.findall(r"`(genrec(?:\.\w+)+\.[A-Z]\w+)`", readme)):
+        module, _, name = dotted.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), dotted
