@@ -129,7 +129,8 @@ def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatc
 
     monkeypatch.setattr(pipeline, "embed", lambda config: None)
     monkeypatch.setattr(pipeline, "train_recommender", lambda config: trained_result)
-    monkeypatch.setattr(pipeline, "evaluate", lambda config: evaluation)
+    evaluated = []
+    monkeypatch.setattr(pipeline, "evaluate", lambda config: evaluated.append(config.exclude_seen) or evaluation)
     monkeypatch.setattr(pipeline, "recommend", recommend)
     assert demo._run(argparse.Namespace(out=str(data), progress=False)) == 0
     out = capsys.readouterr().out
@@ -138,4 +139,4 @@ def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatc
     header = next(line for line in out.splitlines() if line.startswith("metric"))
     assert header.split()[1:] == ["fused", "(prior", "4)", "model", "alone", "prior", "alone", "popularity"]
     assert out.count("higher is better") == 1 and "history of 1 item;" in out
-    assert seen_flags == [True, True]
+    assert seen_flags == [True, True] and evaluated == [True]  # one history rule for metrics and picks

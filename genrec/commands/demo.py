@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from genrec.core.limits import DEFAULT_EXCLUDE_SEEN
+
 # Sized for 2 CPU cores, a few minutes end to end: smaller than the `cpu` recipe of
 # train-recommender (sized for an hour on Amazon Beauty). No dropout and 1,200 steps, because with
 # dropout 0.1 and 400 steps the model ended below popularity; one encoder position per SID token.
@@ -63,14 +65,16 @@ def _run(args) -> int:
           f"({DEMO_TRAIN['eval_users']} sampled validation users)")
     if fusion_line(trained.fusion):
         print(fusion_line(trained.fusion))
-    result = _step("5/6 evaluate", lambda: pipeline.evaluate(pipeline.EvaluateConfig(data, split="test",
-                                                                                      progress=progress)))
+    # One history rule for the metrics and the recommendations printed under them: the user's own
+    # history left out, the default of recommend, the CLI and the HTTP API.
+    result = _step("5/6 evaluate", lambda: pipeline.evaluate(pipeline.EvaluateConfig(
+        data, split="test", progress=progress, exclude_seen=DEFAULT_EXCLUDE_SEEN)))
     print(f"test split, {result['num_users']:,} users, full catalogue of {result['num_items']:,} items:")
     print(evaluation_table(result, DEMO_METRICS))
     for_user = _step("6/6 recommend", lambda: pipeline.recommend(pipeline.RecommendConfig(
-        data, user="1", top_k=5, exclude_seen=True)))
+        data, user="1", top_k=5, exclude_seen=DEFAULT_EXCLUDE_SEEN)))
     for_history = pipeline.recommend(pipeline.RecommendConfig(data, history=["D00001", "D00002"], top_k=5,
-                                                              exclude_seen=True))
+                                                              exclude_seen=DEFAULT_EXCLUDE_SEEN))
     print("\n".join(recommendation_lines(for_user) + recommendation_lines(for_history)))
     print(f"{SCORE_NOTE}; items in the history are left out")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; artifacts in {data}/")
