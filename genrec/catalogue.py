@@ -391,13 +391,14 @@ def _grow_item_text(staged: Path, text: np.ndarray) -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
+    from genrec.recommender.new_items import unit_rows
+
     path = staged / "model.safetensors"
     with safe_open(str(path), "pt") as handle:
         metadata = handle.metadata()
     weights = load_file(path)
     known = weights["item_input.text"]
-    rows = np.asarray(text[len(known) - 1:], dtype=np.float32)
-    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    rows = unit_rows(text[len(known) - 1:])[1:]  # the same unit rows ItemInput keeps
     weights["item_input.text"] = torch.cat([known, torch.from_numpy(rows).to(known.dtype)])
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(weights, tmp, metadata=metadata)

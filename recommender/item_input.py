@@ -12,7 +12,7 @@ with e(i) the item's unit text embedding (fixed), W_text a learned projection, V
 table and m(i) ~ Bernoulli(1 - id_dropout) drawn per item and training step (1 at inference): the
 id dropout of DropoutNet (Volkovs et al., NeurIPS 2017) that SASRec here uses too, so the model
 must also read an item from its SID and text alone, as it has to for an item added after training
-(whose id vector is never trained: ``for_items``).
+(whose id vector is never trained: zeros, ``recommender.model.grown_item_state``).
 
 The item behind a position is found from its SID tokens (an item's L + 1 tokens are unique), so
 encoder rows, example building and decoding stay as they are; the lookup is a sorted key table.
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from genrec.recommender.new_items import unit_rows
 from genrec.recommender.vocab import PAD_TOKEN
 
 
@@ -45,8 +46,8 @@ class ItemInput(nn.Module):
     """Text projection and / or id embedding of the item at each per-item encoder position.
 
     ``item_tokens`` [M, L + 1]: each item's SID tokens (item i at row i - 1); ``text`` [M, d_text]
-    or None (no text part); ``use_ids``: learn an id table. The key table and the text rows are
-    buffers saved with the model (as SASRec's text table), so a saved model needs nothing else."""
+    or None (no text part); ``use_ids``: learn an id table. The text rows are a buffer saved with the
+    model (as SASRec's text table); the key table is rebuilt from the SIDs on load."""
 
     def __init__(self, item_tokens: np.ndarray, vocab_size: int, d_model: int, text: np.ndarray | None = None,
                  use_ids: bool = True, id_dropout: float = 0.5, dense_head: bool = False):
@@ -62,11 +63,9 @@ class ItemInput(nn.Module):
         self.register_buffer("sorted_items", order + 1, persistent=False)  # item ids 1..M
         self.text_proj = None
         if text is not None:
-            text = np.asarray(text, dtype=np.float32)
-            norms = np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
-            rows = np.vstack([np.zeros((1, text.shape[1]), np.float32), text / norms])  # row 0: no item
+            rows = unit_rows(text)  # row 0: no item
             self.register_buffer("text", torch.from_numpy(rows))
-            self.text_proj = nn.Linear(text.shape[1], d_model, bias=False)
+            self.text_proj = nn.Linear(rows.shape[1], d_model, bias=False)
             nn.init.normal_(self.text_proj.weight, std=1.0)  # a unit text vector -> entries of std 1, as E's
         self.ids = None
         if use_ids:
