@@ -20,7 +20,7 @@ def _run(args, command: str) -> int:
     from genrec.core.hardware import hardware_line
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.recommender import Recommender
-    from genrec.recommender.search_error import search_error
+    from genrec.recommender.search_error import search_errors
 
     if args.threads:
         import torch
@@ -37,8 +37,8 @@ def _run(args, command: str) -> int:
         if not sep:
             raise GenrecError(f"--models takes NAME=PATH, got {spec!r}")
         recommender = Recommender.load(path)
-        for beams in args.beams:
-            result = {"model": name, "path": path, **search_error(recommender, dataset, args.split, users, args.k, beams)}
+        for found in search_errors(recommender, dataset, args.split, users, args.k, tuple(args.beams)):
+            beams, result = found["beams"], {"model": name, "path": path, **found}
             results.append(result)
             rows.append([name, beams, f"{result['hit']:.4f}", f"{result['search_error']:.4f}",
                          f"{result['model_error']:.4f}"])

@@ -39,22 +39,31 @@ def target_log_probs(recommender, histories: list[list[int]], targets: list[int]
     return out
 
 
-def search_error(recommender, dataset, split: str = "valid", users: np.ndarray | None = None, k: int = 10,
-                 beams: int = 30, batch_size: int = 256) -> dict:
+def search_errors(recommender, dataset, split: str = "valid", users: np.ndarray | None = None, k: int = 10,
+                  widths: tuple[int, ...] = (30,), batch_size: int = 256) -> list[dict]:
     """Shares of hits, search errors and model errors at ``k`` over ``users`` (None = all) of
-    ``split``, decoding the model alone with ``beams`` beams (see the module docstring)."""
+    ``split``, decoding the model alone with each beam width of ``widths`` (see the module
+    docstring); the targets are scored once for all widths."""
     from genrec.recommender.fusion import DecodingPolicy
 
     alone = recommender.with_policy(DecodingPolicy())
     examples = split_examples(dataset, split, users)
     histories, targets = [h for _, h, _ in examples], [t for _, _, t in examples]
     user_ids = [u for u, _, _ in examples]
-    items, scores = alone.recommend(histories, top_k=k, users=user_ids, beams=max(beams, k), exclude_seen=False,
-                                    batch_size=batch_size)
     target_scores = target_log_probs(alone, histories, targets, user_ids, batch_size)
-    hit = (items == np.asarray(targets)[:, None]).any(axis=1)
-    kth = np.asarray(scores, dtype=np.float64)[:, k - 1]
-    pruned = ~hit & (target_scores > kth)
-    n = len(targets)
-    return {"users": n, "k": k, "beams": max(beams, k), "hit": float(hit.mean()), "search_error": float(pruned.mean()),
-            "model_error": float((~hit & ~pruned).mean())}
+    results = []
+    for beams in widths:
+        items, scores = alone.recommend(histories, top_k=k, users=user_ids, beams=max(beams, k), exclude_seen=False,
+                                        batch_size=batch_size)
+        hit = (items == np.asarray(targets)[:, None]).any(axis=1)
+        kth = np.asarray(scores, dtype=np.float64)[:, k - 1]
+        pruned = ~hit & (target_scores > kth)
+        results.append({"users": len(targets), "k": k, "beams": max(beams, k), "hit": float(hit.mean()),
+                        "search_error": float(pruned.mean()), "model_error": float((~hit & ~pruned).mean())})
+    return results
+
+
+def search_error(recommender, dataset, split: str = "valid", users: np.ndarray | None = None, k: int = 10,
+                 beams: int = 30, batch_size: int = 256) -> dict:
+    """``search_errors`` at one beam width."""
+    return search_errors(recommender, dataset, split, users, k, (beams,), batch_size)[0]

@@ -41,3 +41,12 @@ def test_a_narrow_beam_prunes_targets_the_model_ranks_in_the_top_k(tmp_path):
     assert narrow["search_error"] > 0 and exhaustive["search_error"] == 0
     # A target in the exact top k that the narrow beam missed scores above the narrow k-th: a search error.
     assert exhaustive["hit"] <= narrow["hit"] + narrow["search_error"] + 1e-9
+
+
+def test_several_widths_at_once_are_each_width_alone(tmp_path):
+    from genrec.recommender.search_error import search_errors
+
+    dataset, recommender = _recommender(tmp_path)
+    together = search_errors(recommender, dataset, "valid", k=5, widths=(5, 10))
+    assert together == [search_error(recommender, dataset, "valid", k=5, beams=5),
+                        search_error(recommender, dataset, "valid", k=5, beams=10)]
