@@ -96,3 +96,32 @@ def test_own_data_example_runs_to_recommendations(offline_workdir, capsys):
     assert "4 users, 6 items, 16 interactions" in out
     assert "for user 1 (ann), history of 4 items" in out and "for the given history, history of 2 items" in out
     assert "higher is better" in out
+
+
+def results_rows() -> list[tuple[str, list[str], str]]:
+    """(row label, its metric numbers, the file it names) for every row of README's Results tables."""
+    section = (ROOT / "README.md").read_text().split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or set(cells[0]) <= {"-"} or not re.search(r"\d\.\d{4}", line):
+            continue
+        source = re.fullmatch(r"`([^`]+)`", cells[-1])
+        assert source, f"README results row names no result file: {line!r}"
+        rows.append((cells[0], re.findall(r"\d\.\d{4}", " ".join(cells[1:-1])), source.group(1)))
+    return rows
+
+
+def test_readme_results_have_rows():
+    rows = results_rows()
+    assert len(rows) >= 8 and any(label.startswith("published") for label, _, _ in rows)
+
+
+@pytest.mark.parametrize("label, numbers, source", results_rows(), ids=lambda value: value if isinstance(value, str) else None)
+def test_every_readme_result_number_is_in_the_file_it_names(label, numbers, source):
+    """A number in README's Results tables is copied from the committed file that row names."""
+    path = ROOT / source
+    assert path.is_file(), f"{label}: {source} does not exist"
+    text = path.read_text()
+    missing = [number for number in numbers if number not in text]
+    assert not missing, f"{label}: {missing} not in {source}"
