@@ -262,8 +262,8 @@ def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
     """The tokenizer and T5 model of ``method`` on the run's warm catalogue and, with a "sasrec"
     section, a SASRec on it trained beside the first T5 (one core each; copied into every run's
     folder as DATASET/sasrec); then the fusion weights on validation users."""
-    from bench.time_to_quality import SideBySide, train_side_by_side
     from genrec import pipeline
+    from genrec.pipeline.beside import training_beside
 
     options = {**config.get("tokenizer", {}), "method": method, **config.get("method_options", {}).get(method, {})}
     if not (data / "tokenizer" / "model.safetensors").is_file():
@@ -272,14 +272,16 @@ def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
     trained_sasrec = work / "sasrec"
     recommender = pipeline.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
                                                      model=dict(config.get("model", {})), progress=False,
-                                                     fusion_grids={"prior": (0.0,)})  # chosen below
+                                                     fusion_grids={"prior": (0.0,)},  # chosen below
+                                                     sasrec_beside=None)  # this run's own SASRec: below
     if sasrec is not None and not (trained_sasrec / "genrec.json").is_file():
         settings = work / "sasrec-options.json"
         settings.write_text(json.dumps({"train": sasrec.get("train", {}), "model": sasrec.get("model", {})}))
         command = [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", str(work / "warm"),
                    "--out", str(trained_sasrec), "--config", str(settings), "--fusion-weights", "prior=0",
                    "--no-progress"]
-        train_side_by_side(SideBySide(recommender, command, str(work / "train_sasrec.log")))
+        with training_beside(command, work / "train_sasrec.log"):
+            pipeline.train_recommender(recommender)
     trained = pipeline.train_recommender(recommender)
     if sasrec is not None and not (data / "sasrec" / "genrec.json").is_file():
         shutil.copytree(trained_sasrec, data / ".sasrec.tmp", dirs_exist_ok=True)

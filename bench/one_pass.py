@@ -39,7 +39,7 @@ def train_variant(payload: dict) -> dict:
     out = Path(payload["out"])
     result = gp.train_recommender(gp.RecommenderTrainingConfig(
         payload["dataset"], tokenizer=payload["tokenizer"], out=out, train=payload["train"], model=payload["model"],
-        progress=False, recipe="cpu"))
+        progress=False, recipe="cpu", sasrec_beside=None))
     test = gp.evaluate(gp.EvaluateConfig(payload["dataset"], model=out, split="test", progress=False))
     meta = json.loads((out / "genrec.json").read_text())
     return {"steps": meta["steps"], "epochs": meta["epochs"], "best_step": meta["best_step"],

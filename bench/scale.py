@@ -111,7 +111,7 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
                                                 "eval_users": 200, "time_budget_minutes": 0,
                                                 "threads": args.threads}}))
         return [*cli, "train-recommender", "--dataset", str(data), "--config", str(config), "--recipe", "cpu",
-                "--fusion-weights", "0", "--restart"]
+                "--fusion-weights", "0", "--restart", "--t5-only"]
     if stage == "decode":
         payload = json.dumps({"dataset": str(data), "weight": args.prior_weight, "successors": args.prior_successors,
                               "users": args.decode_users, "seed": args.seed, "out": str(scratch / "decode.json")})

@@ -29,7 +29,7 @@ KS = (10, 20)
 def _train_command(dataset: str, out: Path, minutes: float, flags: str) -> list[str]:
     return [sys.executable, "-m", "genrec.cli", "train-recommender", "--dataset", dataset, "--recipe", "cpu",
             "--time-budget", f"{minutes:g}", "--threads", "1", "--fusion-weights", "prior=0", "--out", str(out),
-            "--no-progress", *shlex.split(flags)]
+            "--no-progress", "--t5-only", *shlex.split(flags)]
 
 
 def _train_all(args, variants: dict[str, str], work: Path) -> None:

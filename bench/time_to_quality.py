@@ -56,7 +56,6 @@ LEARNED_EVAL_FILE = "eval_test_learned.json"
 # history (e.g. TIGER's and RPG's code) are compared with these rows.
 HISTORY_KEPT_FILE = "eval_test_history_kept.json"
 SASREC_HISTORY_KEPT_FILE = "eval_test_sasrec_history_kept.json"
-SASREC_LOG = "train_sasrec.log"
 TEST_KEYS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr")
 
 
@@ -87,35 +86,6 @@ def with_seed(config: dict, seed: int) -> dict:
     if "sasrec" in config:
         seeded["sasrec"] = {**config["sasrec"], "train": {**config["sasrec"].get("train", {}), "seed": seed}}
     return seeded
-
-
-@dataclasses.dataclass
-class SideBySide:
-    """train-recommender in this process while `genrec train-sasrec` runs in a child process."""
-
-    recommender: object  # genrec.pipeline.RecommenderTrainingConfig
-    sasrec_command: list[str]
-    log: str
-
-
-def train_side_by_side(config: SideBySide) -> None:
-    """Both models at once, one core each; a failed or interrupted child stops the stage (rerun
-    resumes both from their checkpoints)."""
-    import subprocess
-
-    from genrec import pipeline as gp
-
-    with open(config.log, "a") as log:
-        child = subprocess.Popen(config.sasrec_command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            gp.train_recommender(config.recommender)
-        except BaseException:
-            child.terminate()
-            child.wait()
-            raise
-        code = child.wait()
-    if code != 0:
-        raise GenrecError(f"train-sasrec failed (exit {code}); see {config.log}")
 
 
 @dataclasses.dataclass
@@ -151,25 +121,21 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
     from genrec import pipeline as gp
 
     data = str(dataset)
+    sasrec = config.get("sasrec")  # trained beside the T5, as `genrec train-recommender` does by default
+    beside = None if sasrec is None else gp.SASRecBeside(train=dict(sasrec.get("train", {})),
+                                                         model=dict(sasrec.get("model", {})),
+                                                         text=sasrec.get("text", True))
     recommender = gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
                                                model=dict(config.get("model", {})), progress=False,
-                                               fusion_grids={"prior": (0.0,)})  # chosen below
+                                               fusion_grids={"prior": (0.0,)},  # chosen below
+                                               sasrec_beside=beside)
     stages = [
         ("prepare", gp.prepare, gp.PrepareConfig(dataset_name, out=data, raw_dir=raw_dir)),
         ("embed", gp.embed, gp.EmbedConfig(data, progress=False)),
         ("train-tokenizer", gp.train_tokenizer,
          gp.tokenizer_config_from(config.get("tokenizer", {}), dataset=data, progress=False)),
+        ("train-recommender" if sasrec is None else "train-recommender+sasrec", gp.train_recommender, recommender),
     ]
-    sasrec = config.get("sasrec")
-    if sasrec is None:
-        stages.append(("train-recommender", gp.train_recommender, recommender))
-    else:
-        options = Path(data).parent / f"{dataset_name}-sasrec-options.json"
-        atomic_write_json(options, {"train": sasrec.get("train", {}), "model": sasrec.get("model", {})})
-        command = [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", data, "--config", str(options),
-                   "--no-progress", *([] if sasrec.get("text", True) else ["--no-text"])]
-        stages.append(("train-recommender+sasrec", train_side_by_side,
-                       SideBySide(recommender, command, str(Path(data).parent / SASREC_LOG))))
     stages += [
         ("choose-fusion", choose_fusion, FusionChoice(data, seed=recommender.train.get("seed", 0))),
         ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),

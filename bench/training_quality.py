@@ -56,7 +56,7 @@ def train_variant(payload: dict) -> dict:
     model = Path(payload["model"])
     result = gp.train_recommender(gp.RecommenderTrainingConfig(
         payload["dataset"], tokenizer=payload["tokenizer"], out=str(model), train=payload["train"],
-        model=payload["model_options"], progress=False))
+        model=payload["model_options"], progress=False, sasrec_beside=None))
     if not (model / "eval_valid.json").is_file():
         gp.evaluate(gp.EvaluateConfig(payload["dataset"], model=str(model), split="valid", progress=False))
     return {"already_done": result.already_done}

@@ -45,7 +45,7 @@ def build_catalogue(root: Path) -> Path:
     for out in ("recommender", "other"):
         pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
             data, out=data / out, model=TINY, train=T5_TRAIN, progress=False,
-            fusion_grids={"prior": (0.0,), "sasrec": (0.0, 0.5)}, fusion_users=20))
+            fusion_grids={"prior": (0.0,), "sasrec": (0.0, 0.5)}, fusion_users=20, sasrec_beside=None))
     return data
 
 

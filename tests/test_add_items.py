@@ -55,7 +55,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         data, model=TINY, train={"max_steps": 6, "eval_every": 6, "eval_users": 0, "batch_size": 16,
-                                 "warmup_steps": 1}, progress=False))
+                                 "warmup_steps": 1}, progress=False, sasrec_beside=None))
     known = dict(zip(texts, vectors))
     monkeypatch.setattr(embeddings, "load_encoder", lambda name, device=None: FakeEncoder(known))
     yield root, data, texts

@@ -33,7 +33,7 @@ def test_a_model_reading_item_text_and_ids_takes_new_items_text_rows_and_no_id(t
         pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
             data, model={**TINY, "encoder_input": "items", "item_text": True, "item_ids": True},
             train={"max_steps": 6, "eval_every": 6, "eval_users": 0, "batch_size": 16, "warmup_steps": 1},
-            fusion_grids={"prior": (0.0,)}, progress=False))
+            fusion_grids={"prior": (0.0,)}, progress=False, sasrec_beside=None))
         before = load_file(data / "recommender" / "model.safetensors")
         monkeypatch.setattr(embeddings, "load_encoder", lambda name, device=None: FakeEncoder(dict(zip(texts, vectors))))
         (tmp_path / "new.csv").write_text("id,title,text\nN1,new one,Title: never seen\n")

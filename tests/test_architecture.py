@@ -60,7 +60,7 @@ STAGE_DEPENDENCIES = {
     "recommender": {"data_prep", "tokenizer", "eval"},
 }
 # genrec.pipeline's modules, lowest first: each may import only those before it.
-PIPELINE_ORDER = ("common", "data", "tokenizer", "new_items", "loading", "choices", "training", "evaluation",
+PIPELINE_ORDER = ("common", "data", "tokenizer", "new_items", "loading", "choices", "beside", "training", "evaluation",
                   "recommendations", "recommend_all", "add_items")
 
 

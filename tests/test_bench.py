@@ -96,14 +96,15 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
                                                "choose-fusion", "evaluate", "evaluate-sasrec", "evaluate-learned",
                                                "evaluate-sasrec-history-kept", "evaluate-history-kept"]
     assert stages[-1][2].exclude_seen is False and stages[-2][2].exclude_seen is False
-    side_by_side = stages[3][2]
-    assert side_by_side.recommender.fusion_grids == {"prior": (0.0,)}  # chosen after both models are trained
-    assert side_by_side.sasrec_command[2:4] == ["genrec.cli", "train-sasrec"]
+    side_by_side = stages[3][2]  # as `genrec train-recommender --sasrec-config ...` runs it
+    assert side_by_side.fusion_grids == {"prior": (0.0,)}  # chosen after both models are trained
+    assert side_by_side.sasrec_beside.train == config["sasrec"]["train"]
     assert stages[5][2].fusion is None and stages[6][2].model.endswith("sasrec")  # the chosen weights, then SASRec
     no_sasrec = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "b", {k: v for k, v in config.items()
                                                                               if k != "sasrec"})
     assert [name for name, _, _ in no_sasrec][3:] == ["train-recommender", "choose-fusion", "evaluate",
                                                        "evaluate-history-kept"]
+    assert no_sasrec[3][2].sasrec_beside is None  # a config without "sasrec" trains the T5 alone
     tokenizer = stages[2][2]
     assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "opq" and tokenizer.options == {}
     assert tokenizer.collaborative_weight == 1.0

@@ -130,7 +130,7 @@ def test_add_items_gives_a_new_item_the_sid_of_its_text_with_no_collaborative_pa
     torch.manual_seed(0)
     pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         data, model=TINY, train={"max_steps": 2, "eval_every": 2, "eval_users": 0, "batch_size": 16,
-                                 "warmup_steps": 1}, progress=False))
+                                 "warmup_steps": 1}, progress=False, sasrec_beside=None))
     texts = load_processed_dataset(data).item_texts
     text_vectors = np.load(next((data / "embeddings").iterdir()) / embeddings.EMBEDDINGS_FILE)
     monkeypatch.setattr(embeddings, "load_encoder",

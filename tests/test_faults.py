@@ -138,7 +138,7 @@ PIPELINE = [
     ("embed", ["embed", "--dataset", "data", "--no-progress"]),
     ("train-tokenizer", ["train-tokenizer", "--dataset", "data", "--method", "r3vae", "--levels", "2",
                          "--codebook-size", "8", "--epochs", "4", "--no-progress"]),
-    ("train-recommender", ["train-recommender", "--dataset", "data", *TRAIN_ARGS, "--fusion-weights", "0", "1"]),
+    ("train-recommender", ["train-recommender", "--dataset", "data", *TRAIN_ARGS, "--fusion-weights", "0", "1", "--t5-only"]),
     ("add-items", ["add-items", "--items", "new.csv", "--dataset", "data"]),
     ("recommend", ["recommend", "--all", "--dataset", "data", "--out", "recs.parquet", "--no-progress"]),
 ]
@@ -284,7 +284,7 @@ def test_prepare_killed_before_its_folder_swap_reruns_to_the_same_dataset(tmp_pa
 def _train_args(root: Path, out: str) -> list[str]:
     (root / "config.json").write_text(json.dumps({"train": TINY_TRAIN, "model": TINY_MODEL}))
     return ["train-recommender", "--dataset", str(root / "data"), "--tokenizer", str(root / "tok"),
-            "--out", str(root / out), *TRAIN_ARGS, "--fusion-weights", "0"]
+            "--out", str(root / out), *TRAIN_ARGS, "--fusion-weights", "0", "--t5-only"]
 
 
 def _same_training(got: Path, expected: Path) -> None:

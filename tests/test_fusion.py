@@ -112,6 +112,7 @@ def _trained(tmp_path, **options):
     write_tokenizer(tmp_path / "tok")
     return train_recommender(RecommenderTrainingConfig(
         dataset=tmp_path / "data", tokenizer=tmp_path / "tok", out=tmp_path / "model", progress=False, recipe="cpu",
+        sasrec_beside=None,
         train={"max_steps": 10, "batch_size": 16, "eval_every": 5, "eval_users": 0, "eval_beams": 10,
                "warmup_steps": 2, "time_budget_minutes": 0},
         model={"d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32, "num_encoder_layers": 1,

@@ -132,7 +132,7 @@ def test_the_pipeline_trains_and_recommends_with_item_features_from_the_cli(tmp_
     options.write_text(json.dumps({"model": {**TINY, "num_encoder_layers": 1}, "train": {
         "batch_size": 16, "max_steps": 6, "eval_every": 3, "eval_users": 0, "eval_beams": 10, "warmup_steps": 2}}))
     assert main(["train-recommender", "--dataset", str(data), "--config", str(options), "--item-text", "--item-ids",
-                 "--id-dropout", "0.3", "--fusion-weights", "prior=0", "--no-progress", "--threads", "1"]) == 0
+                 "--id-dropout", "0.3", "--fusion-weights", "prior=0", "--no-progress", "--threads", "1", "--t5-only"]) == 0
     loaded = Recommender.load(data / "recommender")
     assert loaded.config.item_text and loaded.config.item_ids and loaded.config.id_dropout == 0.3
     assert loaded.model.item_input.text.shape == (31, 8)

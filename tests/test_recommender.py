@@ -235,7 +235,7 @@ def _cli_train_args(tiny, out, steps=40):
                                   "model": {k: v for k, v in vars(TINY_MODEL).items()}}))
     return ["train-recommender", "--dataset", str(tiny / "data"), "--tokenizer", str(tiny / "tok"), "--out", str(out),
             "--config", str(config), "--max-steps", str(steps), "--batch-size", "8", "--eval-every", "5",
-            "--patience", "100", "--no-progress"]
+            "--patience", "100", "--no-progress", "--t5-only"]
 
 
 def test_killed_cli_training_continues_where_it_stopped(tiny):

@@ -114,6 +114,7 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
     write_tokenizer(tiny / "tok")
     t5 = train_recommender(RecommenderTrainingConfig(
         dataset=tiny / "data", tokenizer=tiny / "tok", out=tiny / "t5", progress=False, recipe="cpu",
+        sasrec_beside=None,
         train={"max_steps": 6, "batch_size": 16, "eval_every": 3, "eval_users": 0, "eval_beams": 10,
                "warmup_steps": 2, "time_budget_minutes": 0},
         model={"d_model": 16, "num_heads": 2, "d_kv": 8, "d_ff": 32, "num_encoder_layers": 1,

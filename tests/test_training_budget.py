@@ -112,7 +112,8 @@ def test_cli_recipe_with_flags_and_config_on_top(tiny, monkeypatch, capsys):
     (tiny / "config.json").write_text(json.dumps({"model": TINY, "train": {"eval_users": 0, "eval_beams": 10}}))
     args = ["train-recommender", "--dataset", str(tiny / "data"), "--tokenizer", str(tiny / "tok"),
             "--out", str(tiny / "model"), "--config", str(tiny / "config.json"), "--max-steps", "6",
-            "--batch-size", "8", "--eval-every", "3", "--warmup-steps", "1", "--time-budget", "30", "--no-progress"]
+            "--batch-size", "8", "--eval-every", "3", "--warmup-steps", "1", "--time-budget", "30", "--no-progress",
+            "--t5-only"]
     assert main(args) == 0
     out = capsys.readouterr().out
     notices = [line for line in out.splitlines() if line.startswith("recipe ")]

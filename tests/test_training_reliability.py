@@ -262,7 +262,7 @@ def _restart_args(tiny, out):
     return ["train-recommender", "--dataset", str(tiny / "data"), "--tokenizer", str(tiny / "tok"), "--out",
             str(out), "--restart", "--max-steps", "2", "--eval-every", "2", "--batch-size", "8",
             "--eval-users", "5", "--fusion-weights", "0", "--d-model", "16", "--d-ff", "32", "--encoder-layers", "1",
-            "--decoder-layers", "1", "--no-progress"]
+            "--decoder-layers", "1", "--no-progress", "--t5-only"]
 
 
 def test_restart_deletes_only_a_training_output(tiny, capsys):

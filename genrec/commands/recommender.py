@@ -86,6 +86,7 @@ def _train(args) -> int:
     result = train_recommender(RecommenderTrainingConfig(
         dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
         restart=args.restart, progress=not args.no_progress, recipe=args.recipe, sasrec=args.sasrec,
+        sasrec_beside=_sasrec_beside(args),
         **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
     state = result.state
     fusion = result.fusion
@@ -103,6 +104,22 @@ def _train(args) -> int:
           f"{state['best_step']:,}, the model kept -> {result.path}")
     _print_fusion(fusion)
     return 0
+
+
+def _sasrec_beside(args):
+    """The SASRec to train beside the T5 (--sasrec-config's options), or None with --t5-only."""
+    from genrec.pipeline import SASRecBeside
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
+
+    if args.t5_only:
+        if args.sasrec_config:
+            raise GenrecError("--sasrec-config configures the SASRec trained beside the T5; --t5-only trains none")
+        return None
+    if not args.sasrec_config:
+        return SASRecBeside()
+    train, model = _options(argparse.Namespace(config=args.sasrec_config), SASRecTrainConfig, SASRecConfig)
+    return SASRecBeside(train=train, model=model)
 
 
 def _print_fusion(fusion: dict | None) -> None:
@@ -253,7 +270,13 @@ def register(subparsers) -> None:
                             "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "
                             "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
                             "prior's; prior=0 alone = the model only)")
-    train.add_argument("--sasrec", help="trained SASRec to fuse (default DATASET/sasrec when it is there)")
+    train.add_argument("--sasrec", help="the SASRec to fuse (default DATASET/sasrec); trained beside the T5 unless "
+                                        "it is trained already or --t5-only")
+    train.add_argument("--t5-only", dest="t5_only", action="store_true",
+                       help="train the T5 alone: no SASRec beside it (one already trained is still fused)")
+    train.add_argument("--sasrec-config", dest="sasrec_config", metavar="JSON",
+                       help="options of the SASRec trained beside the T5, as `train-sasrec --config` takes them "
+                            "(e.g. {\"train\": {\"loss\": \"full\"}}); its time budget defaults to the T5's")
     train.add_argument("--restart", action="store_true",
                        help="delete --out (only a genrec training output or an empty folder) and start over")
     train.add_argument("--no-progress", action="store_true")

@@ -167,7 +167,8 @@ def _train_and_test(run: Run, settings: dict) -> dict:
     trained = pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         run.dataset, tokenizer=tokenizer_dir, out=recommender_dir, train={**settings["train"], **threads},
         model=config.model, recipe=config.recipe, progress=False,
-        fusion_grids={"prior": tuple(settings["fusion_grid"])}, fusion_users=config.fusion_users))
+        fusion_grids={"prior": tuple(settings["fusion_grid"])}, fusion_users=config.fusion_users,
+        sasrec_beside=None))  # the study compares tokenizers through the T5 alone
     seconds["recommender_and_fusion"] = time.perf_counter() - started
     started = time.perf_counter()
     test = pipeline.evaluate(pipeline.EvaluateConfig(run.dataset, model=recommender_dir, split="test",

@@ -22,13 +22,17 @@ Modules, each one concern, each importing only those above it:
     tokenizer        train_tokenizer
     new_items        how items added after training enter the rankings
     loading          load_trained: a model, its dataset and its decoding policy
-    choices          chosen on validation after training: choose_fusion, fit_new_items
+        choices          chosen on validation after training: choose_fusion, fit_new_items
+    beside           SASRec trained in a child process beside the T5
+
     training         train_recommender (T5), train_sasrec
     evaluation, recommendations, recommend_all, add_items   the user-facing stages
 """
 
 from genrec.pipeline.add_items import AddedItems, AddItemsConfig, add_items
+from genrec.pipeline.beside import SASRecBeside
 from genrec.pipeline.choices import choose_fusion, fit_new_items
+
 from genrec.pipeline.common import EXCLUDE_SEEN_CHOICES, FUSION_GRIDS, PRIOR_FIT, SASREC_DIR
 from genrec.pipeline.data import EmbedConfig, PrepareConfig, PreparedDataset, embed, prepare
 from genrec.pipeline.evaluation import EvaluateConfig, evaluate
@@ -102,6 +106,7 @@ __all__ = [
     "load_trained",
     "choose_fusion",
     "fit_new_items",
+    "SASRecBeside",
     "RecommenderTrainingConfig",
     "TrainedRecommender",
     "train_recommender",

@@ -17,6 +17,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
 from genrec.core.sharding import is_main_process
+from genrec.pipeline.beside import SASREC_LOG, SASRecBeside, sasrec_command, training_beside
 from genrec.pipeline.choices import choose_fusion
 from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
 from genrec.pipeline.data import EmbedConfig, embed
@@ -41,7 +42,10 @@ class RecommenderTrainingConfig:
     # them. Every grid (0,) = the model alone, nothing tried.
     fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(FUSION_GRIDS))
     fusion_users: int = 5000
-    sasrec: str | Path | None = None  # a trained SASRec to fuse (default DATASET/sasrec when it is there)
+    sasrec: str | Path | None = None  # the SASRec to fuse (default DATASET/sasrec)
+    # Unless that SASRec is trained already, train it beside the T5 (a child process, one CPU thread,
+    # the T5's time budget) before the fusion is chosen; None: the T5 alone, fused with what is there.
+    sasrec_beside: SASRecBeside | None = field(default_factory=SASRecBeside)
 
 
 @dataclass
@@ -83,9 +87,14 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     check_grids(config.fusion_grids)
     if config.restart:
         remove_training_output(out)
+    beside = _sasrec_beside(config, dataset_dir, train_config)
+    if beside is not None and train_config.threads == 0:  # leave SASRec its core
+        train_config.threads = max(1, (os.cpu_count() or 2) - 1)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
-        # A run stopped while choosing the fusion weight finishes that step now.
+        # A run stopped while SASRec trained beside it, or while choosing the fusion, finishes that now.
+        with training_beside(beside, dataset_dir / SASREC_LOG):
+            pass
         fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
                                                      train_config.seed, config.sasrec)
         return _finished(out, meta, fusion)
@@ -101,12 +110,27 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     text, meta = None, {"recipe": recipe}
     if model_config.item_text:
         text, meta["item_text_encoder"] = _text_vectors(dataset_dir, dataset.num_items, config.progress)
-    with full_disk_as_enospc(out):
+    with training_beside(beside, dataset_dir / SASREC_LOG), full_disk_as_enospc(out):
         state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
                              meta=meta, text=text)
     fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
                            config.sasrec)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def _sasrec_beside(config: RecommenderTrainingConfig, dataset_dir: Path, train_config) -> list[str] | None:
+    """The command of the SASRec to train beside the T5; None when none is asked for, it is trained
+    already, or this is not the main process (under accelerate launch only the main one starts it)."""
+    from genrec.recommender.recommender import META_FILE
+
+    sasrec_dir = as_path(config.sasrec) or dataset_dir / SASREC_DIR
+    if config.sasrec_beside is None or (sasrec_dir / META_FILE).is_file() or not is_main_process():
+        return None
+    if config.progress:
+        print(f"training SASRec beside the T5 (one CPU thread; log {dataset_dir / SASREC_LOG}); "
+              "--t5-only trains the T5 alone", flush=True)
+    return sasrec_command(config.sasrec_beside, dataset_dir, sasrec_dir, train_config.time_budget_minutes)
+
 
 
 def _text_vectors(dataset_dir: Path, num_items: int, progress: bool) -> tuple[np.ndarray, str]:

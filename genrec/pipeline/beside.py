@@ -1,0 +1,66 @@
+"""SASRec trained beside the T5: `genrec train-sasrec` in a child process on one CPU thread while
+the T5 trains in this one, so that one `train-recommender` ends with the fused pipeline (T5 +
+SASRec + prior, weights chosen on validation; docs/fusion.md) instead of two commands in two
+terminals. A rerun resumes both from their checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genrec.core.errors import GenrecError
+from genrec.core.io import atomic_write_json
+
+SASREC_LOG = "train_sasrec.log"  # in the dataset folder: the child's output
+SASREC_OPTIONS = "train_sasrec_options.json"  # in the dataset folder: the child's --config
+
+
+@dataclass
+class SASRecBeside:
+    """What the SASRec trained beside the T5 gets: train-sasrec's options (its `--config` sections)."""
+
+    train: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec_train.SASRecTrainConfig fields
+    model: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec.SASRecConfig fields
+    text: bool = True  # item vectors read the items' text embeddings (False: learned ids only)
+
+
+def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budget_minutes: float) -> list[str]:
+    """The child's command line; its options file written beside the dataset. Its time budget is
+    the T5's unless its own options give one, so the two end together."""
+    train = dict(beside.train)
+    if time_budget_minutes > 0:
+        train.setdefault("time_budget_minutes", time_budget_minutes)
+    train.setdefault("threads", 1)
+    options = dataset_dir / SASREC_OPTIONS
+    atomic_write_json(options, {"train": train, "model": dict(beside.model)})
+    return [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", str(dataset_dir), "--out", str(out),
+            "--config", str(options), "--no-progress", *([] if beside.text else ["--no-text"])]
+
+
+@contextlib.contextmanager
+def training_beside(command: list[str] | None, log: Path):
+    """Run ``command`` (None: nothing) in a child process for the length of the block, then wait for
+    it; the block failing or being interrupted stops the child (its checkpoint stays for a rerun).
+    A child that fails is a one-line error naming its log."""
+    if command is None:
+        yield
+        return
+    with open(log, "a") as out:
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            yield
+        except BaseException:
+            child.terminate()
+            child.wait()
+            raise
+        if child.poll() is None:
+            print(f"waiting for SASRec to finish (log {log}) ...", flush=True)
+        code = child.wait()
+    if code != 0:
+        raise GenrecError(f"SASRec training beside the T5 failed (exit {code}); see {log}")
