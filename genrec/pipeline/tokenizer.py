@@ -26,8 +26,10 @@ class TokenizerTrainingConfig:
     encoder: str | None = None
     progress: bool = True
     # > 0: the tokenizer reads [text, W * collaborative vectors] (data_prep.collaborative: PPMI-SVD of
-    # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only. The
-    # default 1 is the input the tokenizer study chose on validation (bench/results/compare-beauty-steps).
+    # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only. That
+    # the input helps was chosen on validation (bench/results/compare-beauty-steps); W = 1 and 64
+    # dimensions were picked on test (bench/results/collaborative-beauty), an open choice that
+    # docs/reproduction.md lists until a validation study decides it.
     collaborative_weight: float = 1.0
     collaborative_dim: int = 64
 
