@@ -1,4 +1,4 @@
-"""Training SASRec in the shared loop (``recommender.train.run_training``): one row per user, the
+"""Training SASRec in the shared loop (``recommender.trainer``): one row per user, the
 full or sampled softmax (``recommender.sasrec.sasrec_loss``), validation by ranking the catalogue."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from genrec.recommender.sasrec import LOSSES, NEGATIVE_SAMPLERS, NegativeSampler
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.recommender.data import epoch_batches, micro_batches
 from genrec.recommender.sequences import SequenceRows
-from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, run_training, set_seed_everywhere,
-                                      training_summary, weighted_micro_steps)
+from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, set_seed_everywhere, training_summary,
+                                      weighted_micro_steps)
+from genrec.recommender.trainer import run_training
 
 BEST_FILE = "model.pt"
 

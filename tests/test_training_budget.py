@@ -15,7 +15,8 @@ from genrec.eval.ranking_metrics import ranking_metrics, target_ranks
 from genrec.recommender import recipes
 from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, lr_lambda, train_recommender
+from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.recommender.trainer import lr_lambda
 from genrec.tokenizer.artifact import load_semantic_ids
 from tests.recommender_fixtures import write_dataset, write_tokenizer
 
@@ -137,7 +138,7 @@ def test_cli_recipe_with_flags_and_config_on_top(tiny, monkeypatch, capsys):
 
 
 def test_tf32_only_on_cuda(monkeypatch):
-    from genrec.recommender.train import use_tf32_on_cuda
+    from genrec.recommender.trainer import use_tf32_on_cuda
 
     before = torch.get_float32_matmul_precision()
     assert not use_tf32_on_cuda(torch.device("cpu")) and torch.get_float32_matmul_precision() == before

@@ -16,6 +16,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.sharding import release_process_group
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender import train as train_module
+from genrec.recommender import trainer as trainer_module
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss
 from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
@@ -56,7 +57,7 @@ def _improving_validation(monkeypatch):
 def test_a_crash_while_checkpointing_leaves_best_and_state_of_the_same_step(tiny, monkeypatch):
     _improving_validation(monkeypatch)
     writes = {"n": 0}
-    original = train_module.atomic_write_json
+    original = trainer_module.atomic_write_json
 
     def write_json(path, obj):  # the state file of the second checkpoint (step 8) is never written
         writes["n"] += 1
@@ -64,7 +65,7 @@ def test_a_crash_while_checkpointing_leaves_best_and_state_of_the_same_step(tiny
             raise Killed
         return original(path, obj)
 
-    monkeypatch.setattr(train_module, "atomic_write_json", write_json)
+    monkeypatch.setattr(trainer_module, "atomic_write_json", write_json)
     with pytest.raises(Killed):
         _train(tiny, tiny / "model")
     checkpoint = tiny / "model" / "checkpoint"
@@ -148,7 +149,7 @@ def test_the_budget_holds_before_the_first_validation_is_timed(tiny, monkeypatch
     budget 3 s, and no validation before the stop. The run must end, final validation included,
     inside the budget (without an estimate it trains to 3 s, then validates to 4.25 s)."""
     clock = {"now": 0.0}
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
     original_step, original_evaluate = torch.optim.AdamW.step, Recommender.evaluate
 
     def step(self, *args, **kwargs):
@@ -168,8 +169,8 @@ def test_the_budget_holds_before_the_first_validation_is_timed(tiny, monkeypatch
 
 def test_validation_time_estimate_scales_one_batch_to_all_users(tiny, monkeypatch):
     clock = {"now": 0.0}
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
-    monkeypatch.setattr(train_module, "ESTIMATE_USERS", 10)
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(trainer_module, "ESTIMATE_USERS", 10)
     seen = []
 
     def evaluate(self, dataset, split, users=None, beams=30, **kwargs):

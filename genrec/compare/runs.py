@@ -93,7 +93,7 @@ def claim(run: Run) -> dict:
 
 def validation_curve(recommender_dir: Path) -> list[dict]:
     """Every periodic validation of the run: step, training seconds, Recall@10 and NDCG@10 (+ s.e.)."""
-    from genrec.recommender.train import LOG_FILE as TRAIN_LOG
+    from genrec.recommender.trainer import LOG_FILE as TRAIN_LOG
 
     path = recommender_dir / TRAIN_LOG
     if not path.is_file():
