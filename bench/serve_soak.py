@@ -9,8 +9,10 @@ reference. Then ``--clients`` threads send random inputs for ``--minutes``, each
 keep-alive connection; a ``--cancel-share`` of the requests is abandoned part way (the client
 gives up after a few milliseconds, or closes the socket after half the body). Every completed
 answer must equal its reference (same items, scores within 1e-3); a request with no answer, a
-non-200 or a different answer is counted as lost, an error or a mismatch. Reported: p50/p99 per
-time window, server RSS at the start and end of the soak, and the server's queue figures.
+non-200 or a different answer is counted as lost, an error or a mismatch. A ``--fresh-share`` of
+the requests sends a history drawn anew instead (lengths from ``--history-lengths``), checked for
+a full answer only, so that memory held per distinct input would show. Reported: p50/p99 and the
+server's RSS per time window, and the server's queue figures.
 Writes OUT/serve_soak.json and OUT/serve_soak.md.
 """
 
@@ -40,8 +42,9 @@ def server_rss_mb(pid: int) -> float:
         return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
 
 
-def input_pool(dataset_dir: str, count: int, seed: int) -> list[dict]:
-    """``count`` request bodies: users (JSON numbers) and histories (raw item ids), varied options."""
+def input_pool(dataset_dir: str, count: int, seed: int, history_lengths: tuple[int, int] = (1, 30)) -> list[dict]:
+    """``count`` request bodies: users (JSON numbers) and histories of raw item ids (their lengths drawn
+    from ``history_lengths``, inclusive), varied options."""
     from genrec.data_prep.dataset import load_processed_dataset
 
     dataset = load_processed_dataset(dataset_dir)
@@ -52,7 +55,8 @@ def input_pool(dataset_dir: str, count: int, seed: int) -> list[dict]:
         if index % 2 == 0:
             pool.append({"user": rng.randint(1, dataset.num_users), **options})
         else:
-            items = rng.sample(range(1, dataset.num_items + 1), rng.randint(1, min(30, dataset.num_items)))
+            low, high = (min(bound, dataset.num_items) for bound in history_lengths)
+            items = rng.sample(range(1, dataset.num_items + 1), rng.randint(low, high))
             pool.append({"history": [dataset.item_raw_id(item) for item in items], **options})
     return pool
 
@@ -90,14 +94,34 @@ def cancel_one(port: int, body: dict, rng: random.Random) -> None:
             pass
 
 
+class FreshHistories:
+    """Histories drawn anew for each request (a ``share`` of them), so that nothing keyed by the
+    input can plateau the server's memory the way 200 repeated inputs would."""
+
+    def __init__(self, raw_ids: list[str], lengths: tuple[int, int], share: float):
+        self.raw_ids, self.lengths, self.share = raw_ids, lengths, share
+
+    def expected(self, body: dict) -> int:
+        """How many items a full answer has: top_k, fewer only when the history leaves fewer unseen."""
+        unseen = len(self.raw_ids) - (len(body["history"]) if body["exclude_seen"] else 0)
+        return min(body["top_k"], unseen)
+
+    def draw(self, rng: random.Random) -> dict:
+        low, high = (min(bound, len(self.raw_ids)) for bound in self.lengths)
+        return {"history": rng.sample(self.raw_ids, rng.randint(low, high)), "top_k": rng.choice((5, 10)),
+                "exclude_seen": rng.random() < 0.5}
+
+
 class Soak:
     """The shared state of one soak: references, counters and (time, latency) samples."""
 
-    def __init__(self, port: int, pool: list[dict], references: list[dict], cancel_share: float):
+    def __init__(self, port: int, pool: list[dict], references: list[dict], cancel_share: float,
+                 fresh: "FreshHistories | None" = None):
         self.port, self.pool, self.references, self.cancel_share = port, pool, references, cancel_share
+        self.fresh = fresh
         self.lock = threading.Lock()
         self.samples: list[tuple[float, float]] = []  # (seconds since start, latency s)
-        self.counts = {"answered": 0, "cancelled": 0, "errors": 0, "lost": 0, "mismatched": 0}
+        self.counts = {"answered": 0, "cancelled": 0, "errors": 0, "lost": 0, "mismatched": 0, "fresh": 0}
         self.examples: list[str] = []
 
     def count(self, key: str, example: str | None = None) -> None:
@@ -112,13 +136,16 @@ class Soak:
         connection = http.client.HTTPConnection(HOST, self.port, timeout=ANSWER_TIMEOUT_S)
         while time.perf_counter() < until:
             index = rng.randrange(len(self.pool))
+            body, fresh = self.pool[index], self.fresh is not None and rng.random() < self.fresh.share
+            if fresh:  # a history never sent before: no reference, so only a full, valid answer is checked
+                body = self.fresh.draw(rng)
             if rng.random() < self.cancel_share:
-                cancel_one(self.port, self.pool[index], rng)
+                cancel_one(self.port, body, rng)
                 self.count("cancelled")
                 continue
             sent = time.perf_counter()
             try:
-                status, answer = post(connection, self.pool[index])
+                status, answer = post(connection, body)
             except (socket.timeout, TimeoutError):
                 self.count("lost", f"input {index}: no answer within {ANSWER_TIMEOUT_S:g} s")
                 connection.close()
@@ -132,6 +159,14 @@ class Soak:
             latency = time.perf_counter() - sent
             if status != 200:
                 self.count("errors", f"input {index}: HTTP {status} {str(answer)[:200]}")
+            elif fresh and len(answer["recommendations"]) != self.fresh.expected(body):
+                self.count("errors", f"a fresh history got {len(answer['recommendations'])} of "
+                                     f"{self.fresh.expected(body)} items")
+            elif fresh:
+                with self.lock:
+                    self.counts["answered"] += 1
+                    self.counts["fresh"] += 1
+                    self.samples.append((sent - started, latency))
             elif not same_answer(answer, self.references[index]):
                 self.count("mismatched", f"input {index}: {picks(answer)[0]} != {picks(self.references[index])[0]}")
             else:
@@ -152,17 +187,26 @@ def windows(samples: list[tuple[float, float]], seconds: float, window: float) -
     return rows
 
 
-def sample_rss(pid: int, stop: threading.Event, every: float, out: list) -> None:
+def rss_per_window(rows: list[dict], rss: list[tuple[float, float]], window: float) -> list[dict]:
+    """``rows`` with the server's largest RSS (MB) sampled in each window (None where none was sampled)."""
+    for row in rows:
+        inside = [mb for at, mb in rss if row["from_s"] <= at < row["from_s"] + window]
+        row["rss_mb"] = max(inside) if inside else None
+    return rows
+
+
+def sample_rss(pid: int, stop: threading.Event, every: float, started: float, out: list) -> None:
+    """Append (seconds since ``started``, server RSS MB) every ``every`` seconds until ``stop``."""
     while not stop.wait(every):
         try:
-            out.append(round(server_rss_mb(pid), 1))
+            out.append((round(time.perf_counter() - started, 1), round(server_rss_mb(pid), 1)))
         except OSError:
             return
 
 
 def soak(args, port: int, server_pid: int) -> dict:
     """References first (one at a time), then the timed soak; the figures of the report."""
-    pool = input_pool(args.dataset, args.inputs, args.seed)
+    pool = input_pool(args.dataset, args.inputs, args.seed, args.history_lengths)
     connection = http.client.HTTPConnection(HOST, port, timeout=ANSWER_TIMEOUT_S)
     references = []
     for body in pool:
@@ -171,11 +215,19 @@ def soak(args, port: int, server_pid: int) -> dict:
             raise SystemExit(f"reference request {body} failed: HTTP {status} {answer}")
         references.append(answer)
     connection.close()
-    state = Soak(port, pool, references, args.cancel_share)
+    fresh = None
+    if args.fresh_share > 0:
+        from genrec.data_prep.dataset import load_processed_dataset
+
+        dataset = load_processed_dataset(args.dataset)
+        raw_ids = [dataset.item_raw_id(item) for item in range(1, dataset.num_items + 1)]
+        fresh = FreshHistories(raw_ids, args.history_lengths, args.fresh_share)
+    state = Soak(port, pool, references, args.cancel_share, fresh)
     seconds = args.minutes * 60
-    rss, stop = [round(server_rss_mb(server_pid), 1)], threading.Event()
-    sampler = threading.Thread(target=sample_rss, args=(server_pid, stop, max(seconds / 40, 0.5), rss), daemon=True)
+    rss, stop = [(0.0, round(server_rss_mb(server_pid), 1))], threading.Event()
     started = time.perf_counter()
+    sampler = threading.Thread(target=sample_rss, args=(server_pid, stop, max(seconds / 60, 0.5), started, rss),
+                               daemon=True)
     sampler.start()
     threads = [threading.Thread(target=state.client, args=(args.seed + 1 + n, started, started + seconds))
                for n in range(args.clients)]
@@ -186,33 +238,37 @@ def soak(args, port: int, server_pid: int) -> dict:
     elapsed = time.perf_counter() - started
     stop.set()
     sampler.join()
-    rss.append(round(server_rss_mb(server_pid), 1))
+    rss.append((round(elapsed, 1), round(server_rss_mb(server_pid), 1)))
+    window = args.window or max(seconds / 20, 1.0)
     ms = np.asarray([latency for _, latency in state.samples]) * 1000
     return {**state.counts, "seconds": round(elapsed, 1), "examples": state.examples,
             "requests_per_second": round(state.counts["answered"] / elapsed, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
             "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
-            "windows": windows(state.samples, seconds, args.window or max(seconds / 20, 1.0)),
-            "rss_mb": {"start": rss[0], "end": rss[-1], "max": max(rss), "samples": rss},
+            "windows": rss_per_window(windows(state.samples, seconds, window), rss, window),
+            "rss_mb": {"start": rss[0][1], "end": rss[-1][1], "max": max(mb for _, mb in rss),
+                       "samples": [[at, mb] for at, mb in rss]},
             "server_queue": get_json(port, "/health")["queue"]}
 
 
 def markdown(report: dict) -> str:
     result, settings = report["result"], report["settings"]
-    rows = [[w["from_s"], w["requests"], w["p50_ms"], w["p99_ms"]] for w in result["windows"]]
+    rows = [[w["from_s"], w["requests"], w["p50_ms"], w["p99_ms"], w.get("rss_mb")] for w in result["windows"]]
     return "\n".join([
         "# genrec serve: soak", "", f"`{report['command']}`", "", f"Hardware: {report['hardware_line']}", "",
         f"Model: {report['server']['model']} ({report['server']['num_users']:,} users, "
         f"{report['server']['num_items']:,} items), beam {report['server']['beams']}; {settings['clients']} clients "
-        f"for {settings['minutes']:g} min on loopback, {settings['inputs']} distinct inputs, "
+        f"for {settings['minutes']:g} min on loopback, {settings['inputs']} distinct inputs (histories of "
+        f"{settings['history_lengths'][0]}-{settings['history_lengths'][1]} items), "
         f"{settings['cancel_share']:.0%} of requests abandoned part way; server torch threads "
         f"{settings['server_omp_threads']}.", "",
-        f"Answered {result['answered']:,} ({result['requests_per_second']} req/s), cancelled {result['cancelled']:,}, "
+        f"Answered {result['answered']:,} ({result['requests_per_second']} req/s; {result['fresh']:,} of them "
+        f"histories drawn anew), cancelled {result['cancelled']:,}, "
         f"lost {result['lost']}, errors {result['errors']}, mismatched {result['mismatched']}; "
         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; server RSS {result['rss_mb']['start']} MB at the "
         f"start, {result['rss_mb']['end']} MB at the end (max {result['rss_mb']['max']}); server queue at the end "
         f"{json.dumps(result['server_queue'])}.", "",
-        *markdown_table(["from s", "answered", "p50 ms", "p99 ms"], rows), ""])
+        *markdown_table(["from s", "answered", "p50 ms", "p99 ms", "server RSS MB (max)"], rows), ""])
 
 
 def run(args, command: str) -> int:
@@ -227,11 +283,25 @@ def run(args, command: str) -> int:
     report = {"command": command, "hardware": info, "hardware_line": hardware_line(info),
               "server": {key: health[key] for key in ("num_users", "num_items", "model", "beams")},
               "settings": {"clients": args.clients, "minutes": args.minutes, "inputs": args.inputs,
-                           "cancel_share": args.cancel_share, "max_batch": args.max_batch,
+                           "cancel_share": args.cancel_share, "fresh_share": args.fresh_share, "history_lengths": list(args.history_lengths), "max_batch": args.max_batch,
                            "max_wait_ms": args.max_wait_ms, "server_omp_threads": os.environ.get("OMP_NUM_THREADS")},
               "result": result}
     write_report(Path(args.out), "serve_soak", report, markdown(report))
     return 0 if result["lost"] == result["errors"] == result["mismatched"] == 0 else 1
+
+
+def history_lengths(text: str) -> tuple[int, int]:
+    """``LOW-HIGH`` (or one number) as a (low, high) pair of positive lengths."""
+    import argparse
+
+    try:
+        low, _, high = text.partition("-")
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH, e.g. 200-1000, got {text!r}") from None
+    if not 1 <= bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 1 <= LOW <= HIGH, got {text!r}")
+    return bounds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--inputs", type=int, default=200, help="distinct request bodies")
+    parser.add_argument("--history-lengths", type=history_lengths, default=(1, 30), metavar="LOW-HIGH",
+                        help="lengths of the history inputs, inclusive (default 1-30; serve accepts up to 1000)")
+    parser.add_argument("--fresh-share", type=float, default=0.0,
+                        help="share of requests sending a history drawn anew (checked for a full answer only)")
     parser.add_argument("--cancel-share", type=float, default=0.1, help="share of requests abandoned part way")
     parser.add_argument("--window", type=float, help="seconds per p50/p99 row (default a twentieth of the soak)")
     parser.add_argument("--beams", type=int, default=20)
