@@ -58,6 +58,7 @@ class ItemInput(nn.Module):
         keys = group_keys(torch.from_numpy(item_tokens), vocab_size)
         order = torch.argsort(keys)
         self.vocab_size, self.id_dropout, self.num_items = vocab_size, float(id_dropout), len(item_tokens)
+        self.keep: torch.Tensor | None = None  # the last forward pass's id dropout mask (None: no dropout)
         # Rebuilt from the SIDs on load (they grow with add-items), so not part of the saved state.
         self.register_buffer("sorted_keys", keys[order], persistent=False)
         self.register_buffer("sorted_items", order + 1, persistent=False)  # item ids 1..M
@@ -102,16 +103,18 @@ class ItemInput(nn.Module):
         return torch.rand(self.num_items + 1, device=device) >= self.id_dropout
 
     def forward(self, groups: torch.Tensor) -> torch.Tensor:
-        """[B, T, d]: what ``x_t`` adds to the SID-token sum (zeros where no item)."""
+        """[B, T, d]: what ``x_t`` adds to the SID-token sum (zeros where no item). The pass's id
+        dropout mask stays in ``keep`` so that the dense loss of the same pass drops the same ids."""
         items = self.item_ids(groups)
-        return self.item_vectors(items, self.id_keep_mask(items.device))
+        self.keep = self.id_keep_mask(items.device)
+        return self.item_vectors(items, self.keep)
 
 
 def dense_item_loss(item_input: ItemInput, hidden: torch.Tensor, attention_mask: torch.Tensor,
                     labels: torch.Tensor, negatives: int = 0) -> torch.Tensor:
     """The dense objective LIGER (Yang et al., 2024) trains beside generative retrieval: the
     encoder's mean-pooled history state, through a linear head, scores items by a dot product with
-    their vectors (``item_vectors``, id dropout applied) under a softmax, the target item's
+    their vectors (``item_vectors``, with the id dropout mask of the same forward pass) under a softmax, the target item's
     cross-entropy the loss. It gives the encoder SASRec's item-level signal; decoding is unchanged.
     ``labels`` [B, L + 1]: the target's SID tokens (its item is found as for inputs). ``negatives``
     > 0: the softmax runs over the batch's targets plus that many items drawn uniformly (shared by
@@ -127,6 +130,6 @@ def dense_item_loss(item_input: ItemInput, hidden: torch.Tensor, attention_mask:
     else:
         candidates = torch.arange(1, item_input.num_items + 1, device=device)
         targets = targets - 1
-    table = item_input.item_vectors(candidates, item_input.id_keep_mask(device))
+    table = item_input.item_vectors(candidates, item_input.keep)  # the ids the encoder input dropped, dropped here too
     logits = item_input.dense_head(pooled) @ table.T.to(pooled.dtype)
     return torch.nn.functional.cross_entropy(logits.float(), targets)

@@ -221,3 +221,24 @@ def test_the_sampled_dense_loss_is_the_cross_entropy_over_the_targets_and_drawn_
         full = dense_item_loss(module, hidden, mask, labels, negatives=module.num_items)  # all items: the full softmax
         every = module.dense_head(pooled) @ module.item_vectors(torch.arange(1, module.num_items + 1)).T
         torch.testing.assert_close(full, torch.nn.functional.cross_entropy(every, torch.tensor([8, 2])))
+
+
+def test_the_dense_loss_drops_the_ids_the_encoder_input_dropped_in_the_same_pass(tmp_path):
+    from genrec.recommender.item_input import dense_item_loss
+
+    _, _, _, _, model, builder, _ = _features_setup(tmp_path, dense_loss=1.0, id_dropout=0.5)
+    model.train()
+    module = model.item_input
+    ids, mask = pad_rows([builder.encode_history([2, 5, 8]), builder.encode_history([4])], "cpu")
+    labels = torch.from_numpy(builder.table[[9, 3]])
+    torch.manual_seed(1)
+    hidden = model.get_encoder()(**encoder_kwargs(model, ids), attention_mask=mask).last_hidden_state
+    keep = module.keep
+    assert keep is not None and not keep[1:].all() and keep[1:].any()  # this pass dropped some ids, not all
+    got = dense_item_loss(module, hidden, mask, labels, negatives=0)
+    pooled = torch.stack([hidden[0, :4].mean(0), hidden[1, :2].mean(0)])
+    every = module.dense_head(pooled) @ module.item_vectors(torch.arange(1, module.num_items + 1), keep).T
+    torch.testing.assert_close(got, torch.nn.functional.cross_entropy(every, torch.tensor([8, 2])))
+    model.eval()
+    model.get_encoder()(**encoder_kwargs(model, ids), attention_mask=mask)
+    assert module.keep is None  # no dropout at inference
