@@ -13,7 +13,7 @@ non-200 or a different answer is counted as lost, an error or a mismatch. A ``--
 the requests sends a history drawn anew instead (lengths from ``--history-lengths``), checked for
 a full answer only, so that memory held per distinct input would show. Reported: p50/p99 and the
 server's RSS per time window, and the server's queue figures.
-Writes OUT/serve_soak.json and OUT/serve_soak.md.
+Writes OUT/serve_soak.json, OUT/serve_soak.md and OUT/serve_soak.png (memory and latency curves).
 """
 
 from __future__ import annotations
@@ -271,6 +271,30 @@ def markdown(report: dict) -> str:
         *markdown_table(["from s", "answered", "p50 ms", "p99 ms", "server RSS MB (max)"], rows), ""])
 
 
+def plot_rss(report: dict, path: Path) -> None:
+    """The server's resident memory and p99 latency over the soak: does memory settle?"""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = report["result"]
+    samples = np.asarray(result["rss_mb"]["samples"], dtype=float)
+    fig, (memory, latency) = plt.subplots(1, 2, figsize=(10, 3.6))
+    memory.plot(samples[:, 0], samples[:, 1], marker=".")
+    memory.set(xlabel="seconds into the soak", ylabel="server RSS (MB)", title="resident memory")
+    rows = [w for w in result["windows"] if w["p99_ms"] is not None]
+    latency.plot([w["from_s"] for w in rows], [w["p99_ms"] for w in rows], marker="o", label="p99")
+    latency.plot([w["from_s"] for w in rows], [w["p50_ms"] for w in rows], marker="o", label="p50")
+    latency.set(xlabel="seconds into the soak", ylabel="ms", title="latency per window")
+    latency.legend()
+    for axis in (memory, latency):
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def run(args, command: str) -> int:
     port = free_port()
     server = start_server(args, port)
@@ -287,6 +311,7 @@ def run(args, command: str) -> int:
                            "max_wait_ms": args.max_wait_ms, "server_omp_threads": os.environ.get("OMP_NUM_THREADS")},
               "result": result}
     write_report(Path(args.out), "serve_soak", report, markdown(report))
+    plot_rss(report, Path(args.out) / "serve_soak.png")
     return 0 if result["lost"] == result["errors"] == result["mismatched"] == 0 else 1
 
 

@@ -48,3 +48,41 @@ def test_blocks_from_the_largest_kept_size_on_go_back_to_the_kernel():
 
     assert kept_mb(1 << 30) >= 200
     assert kept_mb(128 << 20) < 50
+
+
+ARENAS = """
+import ctypes, sys, threading
+from genrec.core.allocator import limit_malloc_arenas
+print(limit_malloc_arenas(2) if sys.argv[1] == "limit" else None, flush=True)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+barrier = threading.Barrier(8)
+def work():  # eight threads allocating at once: glibc would give each its own arena
+    barrier.wait()
+    blocks = [libc.malloc(1000) for _ in range(2000)]
+    for block in blocks:
+        libc.free(block)
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+def _arenas(mode: str, **env) -> tuple[str, int]:
+    env = {key: value for key, value in {**os.environ, **env}.items() if key != "MALLOC_ARENA_MAX" or env}
+    done = subprocess.run([sys.executable, "-c", ARENAS, mode], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip(), sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_the_server_caps_malloc_arenas_unless_the_user_set_them():
+    applied, arenas = _arenas("limit")
+    assert applied == "True" and arenas <= 2
+    assert _arenas("default")[1] > 2  # what the cap prevents: an arena per busy thread
+    applied, arenas = _arenas("limit", MALLOC_ARENA_MAX="3")
+    assert applied == "False" and arenas == 3  # the user's setting wins

@@ -218,14 +218,18 @@ def test_serve_warns_off_loopback_and_checks_its_new_options(trained, capsys, mo
 
     from genrec.cli import main
 
-    served = []
+    from genrec.core import allocator
+
+    served, capped = [], []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append((app, kwargs)))
+    monkeypatch.setattr(allocator, "limit_malloc_arenas", lambda arenas=2: capped.append(arenas) or True)
     with socket.socket() as probe:
         probe.bind(("0.0.0.0", 0))
         port = probe.getsockname()[1]
     model = ["--dataset", str(trained / "data"), "--model", str(trained / "model")]
     assert main(["serve", *model, "--host", "0.0.0.0", "--port", str(port), "--max-queue", "3", "--timeout", "2"]) == 0
     assert "no authentication; anyone who can reach 0.0.0.0" in capsys.readouterr().out
+    assert capped == [2]  # bounded resident memory: tests/test_allocator.py
     app = served[0][0]
     assert app.state.batcher.max_queue == 3
     for bad in (["--timeout", "0"], ["--max-queue", "0"]):

@@ -21,5 +21,6 @@ def test_a_short_soak_loses_and_mixes_up_nothing(trained, tmp_path):
     assert len(result["windows"]) == 3 and all(w["requests"] > 0 for w in result["windows"])
     assert result["rss_mb"]["start"] > 0 and result["rss_mb"]["end"] > 0
     assert all(w["rss_mb"] is None or w["rss_mb"] > 0 for w in result["windows"])
+    assert (out / "serve_soak.png").stat().st_size > 0
     markdown = (out / "serve_soak.md").read_text()
     assert "--minutes 0.1" in markdown and "| from s |" in markdown and "mismatched 0" in markdown

@@ -23,6 +23,7 @@ def _check_address(host: str, port: int) -> None:
 
 
 def _serve(args) -> int:
+    from genrec.core.allocator import limit_malloc_arenas
     from genrec.pipeline import load_trained
 
     try:
@@ -37,6 +38,7 @@ def _serve(args) -> int:
         raise GenrecError("--max-batch, --max-queue and --beams must be at least 1, --max-wait-ms at least 0, "
                           "--timeout above 0")
     _check_address(args.host, args.port)
+    limit_malloc_arenas()  # before any worker thread: bounded resident memory under long histories
     def load():
         return load_trained(args.dataset, args.model, fit="all", new_item_share=args.new_item_share,
                             new_item_exposure=args.new_item_exposure)

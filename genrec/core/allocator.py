@@ -1,4 +1,5 @@
-"""Keep freed memory in the process instead of handing it back to the OS after every step.
+"""glibc malloc settings: keep freed memory in a training process (``keep_freed_memory``), and cap
+the arenas of a many-threaded server (``limit_malloc_arenas``).
 
 PyTorch has no caching allocator on the CPU: every activation of a training step is a fresh
 ``malloc``. glibc serves large blocks with ``mmap`` and returns freed heap tops to the kernel, so
@@ -21,6 +22,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _applied = False
 
 
@@ -48,3 +50,20 @@ def keep_freed_memory(largest_kept: int = 1 << 30) -> bool:
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, min(largest_kept, 1 << 30)) and mallopt(_M_TRIM_THRESHOLD, -1)
                     and mallopt(_M_TOP_PAD, 1 << 30))
     return _applied
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas for a long-running, many-threaded server. glibc gives threads their
+    own arenas (up to 8 per core), each keeping the high-water mark of what its threads allocated,
+    so a server's resident memory creeps up as more worker threads meet large requests; two arenas
+    keep `genrec serve` flat at the same throughput (bench/results/serve-soak/). Returns whether it
+    applied; a MALLOC_ARENA_MAX set by the user wins."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(_M_ARENA_MAX, arenas))
