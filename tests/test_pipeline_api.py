@@ -26,3 +26,4 @@ def test_readme_python_example_runs_the_whole_pipeline(tmp_path, monkeypatch, ca
     assert all(len(line.split()) > 1 for line in ranked)
     assert (tmp_path / "data" / "demo" / "recommender" / "genrec.json").is_file()
     assert (tmp_path / "data" / "demo" / "recommender" / "eval_test.json").is_file()
+    assert not (tmp_path / "data" / "demo" / "sasrec").exists()  # sasrec_beside=None: the T5 alone
