@@ -289,7 +289,7 @@ def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
     if "fusion" not in json.loads((data / "recommender" / "genrec.json").read_text()):
         pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
                                recommender.train.get("seed", 0))
-    return {"tokenizer_options": options, "best_step": trained.state.get("best_step")}
+    return {"tokenizer_options": options, "best_step": trained.state.best_step}
 
 
 def run_method(args, config: dict, work: Path, method: str, cold_raw: set[str], users: list[int]) -> dict:

@@ -18,7 +18,7 @@ from genrec.recommender.data import epoch_batches, micro_batches
 from genrec.recommender.sequences import SequenceRows
 from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, set_seed_everywhere, training_summary,
                                       weighted_micro_steps)
-from genrec.recommender.trainer import run_training
+from genrec.recommender.trainer import TrainingState, run_training
 
 BEST_FILE = "model.pt"
 
@@ -102,14 +102,14 @@ class SASRecTask:
         path.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), path / BEST_FILE)
 
-    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
+    def finalize(self, out: Path, best: Path, state: TrainingState, log: list, meta: dict | None) -> None:
         self.model.load_state_dict(torch.load(best / BEST_FILE, weights_only=True))
         plot_curves(log, out / "training_curves.png")
         SASRecRecommender(self.model).save(out, meta={**training_summary(self.dataset, state), **(meta or {})})
 
 
 def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfig, config: SASRecTrainConfig,
-                 text: np.ndarray | None, progress: bool = True, meta: dict | None = None) -> dict:
+                 text: np.ndarray | None, progress: bool = True, meta: dict | None = None) -> TrainingState:
     """Train (or resume) SASRec and write its artifact to ``out``."""
     table = (model_config.num_items + 1) * model_config.d_model * 4  # bytes of one dense item-table gradient
     prepare_process(config, largest_kept=table // 2 if table >= 8 << 20 else 1 << 30)

@@ -28,7 +28,7 @@ from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
 from genrec.recommender.model import RecommenderConfig, build_model, load_model
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.trainer import run_training
+from genrec.recommender.trainer import TrainingState, run_training
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import SemanticIds
 
@@ -161,13 +161,13 @@ class T5Task:
     def save_best(self, model, path: Path) -> None:
         model.save_pretrained(path)
 
-    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
+    def finalize(self, out: Path, best: Path, state: TrainingState, log: list, meta: dict | None) -> None:
         finalize(out, best, self.sids, self.model_config, self.dataset, state, log, meta)
 
 
 def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, model_config: RecommenderConfig,
                       config: TrainConfig, progress: bool = True, meta: dict | None = None,
-                      text: np.ndarray | None = None) -> dict:
+                      text: np.ndarray | None = None) -> TrainingState:
     """Train (or resume) the T5 recommender and write its artifact to ``out``; ``meta`` goes into
     its genrec.json (e.g. the recipe); ``text``: the items' text embeddings (``item_text``)."""
     prepare_process(config)
@@ -194,7 +194,7 @@ def set_seed_everywhere(seed: int) -> None:
 
 
 def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: RecommenderConfig,
-             dataset: ProcessedDataset, state: dict, log: list, meta: dict | None = None) -> None:
+             dataset: ProcessedDataset, state: TrainingState, log: list, meta: dict | None = None) -> None:
     """The best model, its tokenizer copy and metadata into ``out`` (Recommender.save writes
     genrec.json last, so its presence means the artifact is complete)."""
     best = load_model(best_dir, sids)
@@ -206,20 +206,20 @@ def finalize(out: Path, best_dir: Path, sids: SemanticIds, model_config: Recomme
     })
 
 
-def training_summary(dataset: ProcessedDataset, state: dict) -> dict:
+def training_summary(dataset: ProcessedDataset, state: TrainingState) -> dict:
     """What a finished artifact's genrec.json records of its training run (any model kind)."""
     return {
         "dataset": str(Path(dataset.path).resolve()),  # recorded relative to the model folder by its save()
         "catalogue": dataset.catalogue(),  # the catalogue version it knows (ProcessedDataset.catalogue)
-        "best_step": state["best_step"],
-        "best_valid_ndcg@10": state["best_ndcg@10"],
-        "best_valid_ndcg@10_se": state["best_ndcg@10_se"],
-        "stop_reason": state["stop_reason"],
-        "steps": state["step"],
-        "epochs": round(state["step"] / state["batches_per_epoch"], 2),
-        "train_seconds": round(state["train_seconds"], 1),
-        "train_config": state["train_config"],
-        "model_config": state["model_config"],
-        "examples": state["examples"],
-        "total_steps": state["total_steps"],
+        "best_step": state.best_step,
+        "best_valid_ndcg@10": state.best_ndcg,
+        "best_valid_ndcg@10_se": state.best_ndcg_se,
+        "stop_reason": state.stop_reason,
+        "steps": state.step,
+        "epochs": round(state.step / state.batches_per_epoch, 2),
+        "train_seconds": round(state.train_seconds, 1),
+        "train_config": state.train_config,
+        "model_config": state.model_config,
+        "examples": state.examples,
+        "total_steps": state.total_steps,
     }

@@ -57,7 +57,7 @@ JSON_KEYS = {"best_ndcg": "best_ndcg@10", "best_ndcg_se": "best_ndcg@10_se"}
 @dataclass
 class TrainingState:
     """Where a run stands: written into every checkpoint (STATE_FILE, ``as_json``), read back on
-    resume (``from_json``), and returned as that JSON when the run ends."""
+    resume (``from_json``), and returned when the run ends."""
 
     step: int = 0
     epoch: int = 0
@@ -109,9 +109,8 @@ class TrainingTask(Protocol):
     def save_best(self, model, path: Path) -> None:
         """Write the unwrapped model's weights to ``path`` (a new folder)."""
 
-    def finalize(self, out: Path, best: Path, state: dict, log: list, meta: dict | None) -> None:
-        """Write the finished artifact into ``out`` from the best weights in ``best`` (``state``: the
-        run's TrainingState as JSON)."""
+    def finalize(self, out: Path, best: Path, state: TrainingState, log: list, meta: dict | None) -> None:
+        """Write the finished artifact into ``out`` from the best weights in ``best``."""
 
 
 def total_steps(config, batches_per_epoch: int) -> int:
@@ -416,7 +415,7 @@ class Trainer:
         bar.close()
         if accelerator.is_main_process:
             write_log(self.log, self.out / LOG_FILE)  # a crash after the last checkpoint's swap may have left it behind
-            self.task.finalize(self.out, self.checkpoint / "best", state.as_json(), self.log, self.meta)
+            self.task.finalize(self.out, self.checkpoint / "best", state, self.log, self.meta)
             # The finished artifact holds the best model and genrec.json the run's summary; the resume
             # checkpoint (optimizer state, last weights: several times the model's size) has no use left.
             shutil.rmtree(self.checkpoint)
@@ -425,6 +424,6 @@ class Trainer:
 
 
 def run_training(task: TrainingTask, out: Path, config, model_config: dict, num_users: int,
-                 progress: bool = True, meta: dict | None = None) -> dict:
-    """Run ``task`` to the end (``Trainer``); the final TrainingState as JSON."""
-    return Trainer(task, out, config, model_config, num_users, progress, meta).run().as_json()
+                 progress: bool = True, meta: dict | None = None) -> TrainingState:
+    """Run ``task`` to the end (``Trainer``); its final state."""
+    return Trainer(task, out, config, model_config, num_users, progress, meta).run()

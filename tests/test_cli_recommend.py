@@ -113,7 +113,9 @@ def test_demo_labels_every_number_and_leaves_seen_items_out(tmp_path, monkeypatc
     (data / "tokenizer" / "semantic_ids.npy").write_text("")
     monkeypatch.setattr(genrec.core.layout, "DATA_ROOT", tmp_path)
     grid = [{"weights": {"prior": 0.0}, "ndcg@10": 0.0411}, {"weights": {"prior": 4.0}, "ndcg@10": 0.3}]
-    trained_result = pipeline.TrainedRecommender(data / "recommender", {"best_ndcg@10": 0.0411, "best_step": 1200},
+    from genrec.recommender.trainer import TrainingState
+
+    trained_result = pipeline.TrainedRecommender(data / "recommender", TrainingState(best_ndcg=0.0411, best_step=1200),
                                                  fusion={"weights": {"prior": 4.0}, "users": 400, "grid": grid})
     scores = {key: 0.1 for key in METRIC_KEYS}
     evaluation = {**scores, "fusion": {"prior": 4.0}, "alone": {"model": dict(scores)}, "num_users": 4000,

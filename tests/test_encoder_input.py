@@ -127,7 +127,7 @@ def test_a_per_item_recommender_trains_reloads_and_decodes_like_generate(tmp_pat
     state = train_recommender(dataset, sids, tmp_path / "model", config,
                               TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10,
                                           warmup_steps=1), progress=False)
-    assert state["step"] == 6
+    assert state.step == 6
     recommender = Recommender.load(tmp_path / "model")
     assert recommender.config.encoder_input == "items" and recommender.builder.per_item
     histories, users = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]], [1, 2, 0]

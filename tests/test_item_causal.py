@@ -99,7 +99,7 @@ def test_an_item_causal_recommender_trains_one_pass_saves_and_decodes_like_gener
     state = train_recommender(dataset, sids, tmp_path / "model", config,
                               TrainConfig(batch_size=16, max_steps=6, eval_every=3, eval_users=0, eval_beams=10,
                                           warmup_steps=1), progress=False)
-    assert state["step"] == 6 and state["examples"] == len(training_examples(dataset))
+    assert state.step == 6 and state.examples == len(training_examples(dataset))
     recommender = Recommender.load(tmp_path / "model")
     assert recommender.config.encoder_attention == "item_causal" and not recommender.builder.eos
     histories = [[1, 2, 3], [4, 5, 6, 7, 8, 9], [10]]

@@ -122,7 +122,7 @@ def test_resume_after_interrupt_matches_uninterrupted_run(tiny, monkeypatch):
     saved = json.loads((tiny / "resumed" / "checkpoint" / "trainer_state.json").read_text())
     assert saved["step"] == 8 and saved["epoch"] * saved["batches_per_epoch"] + saved["batch_in_epoch"] == 8
     final = _train(tiny, tiny / "resumed")
-    assert final["step"] == 12 and (tiny / "resumed" / "genrec.json").is_file()
+    assert final.step == 12 and (tiny / "resumed" / "genrec.json").is_file()
     assert not (tiny / "resumed" / "checkpoint").exists()  # a finished run keeps no resume state
     a = Recommender.load(tiny / "full").model.state_dict()
     b = Recommender.load(tiny / "resumed").model.state_dict()

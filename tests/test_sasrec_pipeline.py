@@ -42,7 +42,7 @@ def test_killed_training_resumes_to_the_same_weights(tiny, monkeypatch):
     train_until_killed(monkeypatch, lambda: _train(tiny, tiny / "resumed"), kill_at_step=11)  # step 8 survives
     assert json.loads((tiny / "resumed" / "checkpoint" / "trainer_state.json").read_text())["step"] == 8
     final = _train(tiny, tiny / "resumed")
-    assert final["step"] == 12 and not (tiny / "resumed" / "checkpoint").exists()
+    assert final.step == 12 and not (tiny / "resumed" / "checkpoint").exists()
     a = SASRecRecommender.load(tiny / "full").model.state_dict()
     b = SASRecRecommender.load(tiny / "resumed").model.state_dict()
     for name in a:

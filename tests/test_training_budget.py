@@ -67,16 +67,16 @@ def test_time_budget_stops_early_and_still_writes_a_finished_artifact(tiny):
     config = TrainConfig(batch_size=8, max_steps=100_000, eval_every=100_000, eval_users=0, eval_beams=10,
                          warmup_steps=2, lr=3e-3, time_budget_minutes=1.5 / 60)
     state = train_recommender(dataset, sids, tiny / "model", RecommenderConfig(**TINY), config, progress=False)
-    assert state["done"] and state["stop_reason"] == "time budget"
-    assert 0 < state["step"] < 100_000 and state["best_step"] == state["step"]  # the one validation, at the stop
-    assert 0 < state["train_seconds"] < 1.5 + 30  # inside the budget: tests/test_training_reliability.py
+    assert state.done and state.stop_reason == "time budget"
+    assert 0 < state.step < 100_000 and state.best_step == state.step  # the one validation, at the stop
+    assert 0 < state.train_seconds < 1.5 + 30  # inside the budget: tests/test_training_reliability.py
     meta = json.loads((tiny / "model" / "genrec.json").read_text())
-    assert meta["steps"] == state["step"] and meta["stop_reason"] == "time budget"
-    assert meta["best_valid_ndcg@10_se"] == state["best_ndcg@10_se"] >= 0
+    assert meta["steps"] == state.step and meta["stop_reason"] == "time budget"
+    assert meta["best_valid_ndcg@10_se"] == state.best_ndcg_se >= 0
     assert not (tiny / "model" / "checkpoint").exists()
     log = [json.loads(line) for line in (tiny / "model" / "metrics.jsonl").read_text().splitlines()]
     final = [r for r in log if "valid" in r][-1]
-    assert final["step"] == state["step"] and {"recall@10_se", "ndcg@10_se"} <= set(final["valid"])
+    assert final["step"] == state.step and {"recall@10_se", "ndcg@10_se"} <= set(final["valid"])
     assert final["lr"] < 3e-3 * 0.5  # the cosine ran on the budget's clock, not over the 100,000 steps
     recommender = Recommender.load(tiny / "model")
     assert recommender.recommend([[1, 2, 3]], 5)[0].shape == (1, 5)

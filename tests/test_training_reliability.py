@@ -114,7 +114,7 @@ def test_an_interrupted_checkpoint_swap_is_undone_on_resume(tiny, monkeypatch):
     monkeypatch.undo()
     assert not (tiny / "resumed" / "checkpoint").exists() and (tiny / "resumed" / ".checkpoint.old").is_dir()
     steps = _count_steps(monkeypatch)
-    assert _train(tiny, tiny / "resumed")["step"] == 12
+    assert _train(tiny, tiny / "resumed").step == 12
     assert steps["n"] == 8  # resumed from the step-4 checkpoint, not from scratch
     a = Recommender.load(tiny / "full").model.state_dict()
     b = Recommender.load(tiny / "resumed").model.state_dict()
@@ -141,7 +141,7 @@ def test_resume_refuses_changed_settings_and_names_them(tiny, monkeypatch):
         _train(tiny, tiny / "model", model=RecommenderConfig(**{**vars(TINY), "d_model": 32}))
     # How long and on how many threads may change: the run finishes.
     state = _train(tiny, tiny / "model", time_budget_minutes=60, threads=1)
-    assert state["step"] == 12 and state["train_config"]["time_budget_minutes"] == 60
+    assert state.step == 12 and state.train_config["time_budget_minutes"] == 60
 
 
 def test_the_budget_holds_before_the_first_validation_is_timed(tiny, monkeypatch):
@@ -163,8 +163,8 @@ def test_the_budget_holds_before_the_first_validation_is_timed(tiny, monkeypatch
     monkeypatch.setattr(torch.optim.AdamW, "step", step)
     monkeypatch.setattr(Recommender, "evaluate", evaluate)
     state = _train(tiny, tiny / "model", max_steps=1000, eval_every=1000, time_budget_minutes=3 / 60)
-    assert state["stop_reason"] == "time budget" and state["step"] > 0
-    assert state["train_seconds"] <= 3.0
+    assert state.stop_reason == "time budget" and state.step > 0
+    assert state.train_seconds <= 3.0
 
 
 def test_validation_time_estimate_scales_one_batch_to_all_users(tiny, monkeypatch):
@@ -181,7 +181,7 @@ def test_validation_time_estimate_scales_one_batch_to_all_users(tiny, monkeypatc
     monkeypatch.setattr(Recommender, "evaluate", evaluate)
     state = _train(tiny, tiny / "model", max_steps=1, eval_every=1000, time_budget_minutes=10)
     assert seen == [10, 40]  # the estimate on one batch of 10, then the real validation of all 40
-    assert state["eval_seconds"] == pytest.approx(4.0)
+    assert state.eval_seconds == pytest.approx(4.0)
 
 
 def _item_causal_batch(tmp_path):

@@ -61,7 +61,7 @@ def _run(args) -> int:
     trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
         data, train=DEMO_TRAIN, model=DEMO_MODEL, progress=progress, sasrec_beside=None)))  # minutes, not the hour
     state = trained.state
-    print(f"model alone: best valid NDCG@10 {state['best_ndcg@10']:.4f} at step {state['best_step']:,} "
+    print(f"model alone: best valid NDCG@10 {state.best_ndcg:.4f} at step {state.best_step:,} "
           f"({DEMO_TRAIN['eval_users']} sampled validation users)")
     if fusion_line(trained.fusion):
         print(fusion_line(trained.fusion))

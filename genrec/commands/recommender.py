@@ -91,17 +91,17 @@ def _train(args) -> int:
     state = result.state
     fusion = result.fusion
     if result.already_done:
-        print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
-              f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
+        print(f"{result.path}: training already finished (best valid NDCG@10 {state.best_ndcg:.4f} at step "
+              f"{state.best_step:,} of {state.step:,}); pass --restart to train again")
         _print_fusion(fusion)
         return 0
     if not is_main_process():
         return 0  # accelerate launch: only the main process reports
     why = {"steps": "all steps done", "patience": "no validation gain for --patience evaluations",
-           "time budget": "time budget reached"}.get(state["stop_reason"], state["stop_reason"])
-    print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({why}); best valid NDCG@10 "
-          f"{state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} (s.e. over the sampled users) at step "
-          f"{state['best_step']:,}, the model kept -> {result.path}")
+           "time budget": "time budget reached"}.get(state.stop_reason, state.stop_reason)
+    print(f"trained {state.step:,} steps in {time.perf_counter() - started:.0f} s ({why}); best valid NDCG@10 "
+          f"{state.best_ndcg:.4f} ± {state.best_ndcg_se:.4f} (s.e. over the sampled users) at step "
+          f"{state.best_step:,}, the model kept -> {result.path}")
     _print_fusion(fusion)
     return 0
 

@@ -26,12 +26,12 @@ def _train(args) -> int:
         **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
     state = result.state
     if result.already_done:
-        print(f"{result.path}: training already finished (best valid NDCG@10 {state['best_ndcg@10']:.4f} at step "
-              f"{state['best_step']:,} of {state['step']:,}); pass --restart to train again")
+        print(f"{result.path}: training already finished (best valid NDCG@10 {state.best_ndcg:.4f} at step "
+              f"{state.best_step:,} of {state.step:,}); pass --restart to train again")
     elif is_main_process():
-        print(f"trained {state['step']:,} steps in {time.perf_counter() - started:.0f} s ({state['stop_reason']}); "
-              f"best valid NDCG@10 {state['best_ndcg@10']:.4f} ± {state['best_ndcg@10_se']:.4f} at step "
-              f"{state['best_step']:,} -> {result.path}")
+        print(f"trained {state.step:,} steps in {time.perf_counter() - started:.0f} s ({state.stop_reason}); "
+              f"best valid NDCG@10 {state.best_ndcg:.4f} ± {state.best_ndcg_se:.4f} at step "
+              f"{state.best_step:,} -> {result.path}")
     line = fusion_line(result.fusion)
     if line:
         print(line)

@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from genrec.pipeline.beside import SASREC_LOG, SASRecBeside, sasrec_command, tra
 from genrec.pipeline.choices import choose_fusion
 from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
 from genrec.pipeline.data import EmbedConfig, embed
+
+if TYPE_CHECKING:  # torch-free at import: the CLI's parser imports this module
+    from genrec.recommender.trainer import TrainingState
 
 
 @dataclass
@@ -51,7 +54,7 @@ class RecommenderTrainingConfig:
 @dataclass
 class TrainedRecommender:
     path: Path
-    state: dict  # step, best_step, best_ndcg@10, best_ndcg@10_se, stop_reason, train_seconds, ...
+    state: TrainingState  # recommender.trainer.TrainingState: step, best_step, best_ndcg, stop_reason, ...
     already_done: bool = False  # the run had finished before this call
     recipe: str | None = None  # the recipe trained with (None: already done)
     notice: str | None = None  # the one-line recipe notice printed at the start
@@ -60,10 +63,12 @@ class TrainedRecommender:
 
 def _finished(out: Path, meta: dict, fusion: dict | None) -> TrainedRecommender:
     """A training run that had finished before this call, from its genrec.json."""
-    return TrainedRecommender(out, {"step": meta["steps"], "best_step": meta["best_step"],
-                                    "best_ndcg@10": meta["best_valid_ndcg@10"],
-                                    "best_ndcg@10_se": meta.get("best_valid_ndcg@10_se"),
-                                    "stop_reason": meta.get("stop_reason")}, already_done=True, fusion=fusion)
+    from genrec.recommender.trainer import TrainingState
+
+    state = TrainingState(step=meta["steps"], best_step=meta["best_step"], best_ndcg=meta["best_valid_ndcg@10"],
+                          best_ndcg_se=meta.get("best_valid_ndcg@10_se") or 0.0, stop_reason=meta.get("stop_reason"),
+                          done=True)
+    return TrainedRecommender(out, state, already_done=True, fusion=fusion)
 
 
 def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
