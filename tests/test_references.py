@@ -1,0 +1,46 @@
+"""Every committed file a page or a code comment names exists: `bench/results/...` paths in README,
+docs/, the product code and the benches, and the relative links between the Markdown pages."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SOURCES = [path for folder in ("genrec", "recommender", "tokenizer", "data_prep", "eval", "bench")
+           for path in sorted((ROOT / folder).glob("**/*.py"))]
+
+
+def result_paths() -> list[tuple[str, str]]:
+    """(where, path) for every bench/results path named (brace patterns such as {,-seed1} left out)."""
+    found = []
+    for source in PAGES + SOURCES:
+        for path in re.findall(r"bench/results/[A-Za-z0-9_./-]+(?:\{[^}\s]*\})?[A-Za-z0-9_./-]*", source.read_text()):
+            if "{" not in path:
+                found.append((str(source.relative_to(ROOT)), path.rstrip(".,)")))
+    return sorted(set(found))
+
+
+def page_links() -> list[tuple[str, str]]:
+    """(page, target) for every relative Markdown link of README and docs/."""
+    links = []
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if not re.match(r"[a-z]+:", target) and not target.startswith("#"):
+                links.append((str(page.relative_to(ROOT)), target))
+    return links
+
+
+def test_the_pages_name_result_files_and_link_each_other():
+    assert len(result_paths()) > 30 and len(page_links()) > 20
+
+
+@pytest.mark.parametrize("where, path", result_paths())
+def test_a_named_result_file_exists(where, path):
+    assert (ROOT / path).exists(), f"{where} names {path}, which is not in the repository"
+
+
+@pytest.mark.parametrize("page, target", page_links())
+def test_a_page_link_resolves(page, target):
+    assert ((ROOT / page).parent / target.split("#")[0]).exists(), f"{page} links to {target}, which does not exist"
