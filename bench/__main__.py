@@ -2,8 +2,8 @@
 
 Run from the repository root, e.g.
 
-    python -m bench --dataset data/amazon-beauty --out bench/results --name beauty-cpu --synthetic-items 1000000
-    python -m bench --dataset data/amazon-beauty --sections decode --out bench/results --name beauty-cpu-decode
+    python -m bench --dataset data/amazon-beauty --out bench/results/speed-beauty-cpu --name beauty-cpu --synthetic-items 1000000
+    python -m bench --dataset data/amazon-beauty --sections decode --out bench/results/speed-beauty-cpu --name beauty-cpu-decode
 
 Without --out the results go to DATASET/bench; ``--out bench/results`` updates the committed ones.
 """

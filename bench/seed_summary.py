@@ -1,8 +1,8 @@
 """Mean and spread over seeds of bench.time_to_quality runs of one config (``--seed S`` repeats).
 
-    python -m bench.seed_summary bench/results/amazon-beauty-cpu-60min.json \
-        bench/results/amazon-beauty-cpu-60min-seed1.json bench/results/amazon-beauty-cpu-60min-seed2.json \
-        --out bench/results --name amazon-beauty-cpu-60min-seeds
+    python -m bench.seed_summary bench/results/hour-beauty-opq/amazon-beauty-cpu-60min.json \
+        bench/results/hour-beauty-opq/amazon-beauty-cpu-60min-seed1.json bench/results/hour-beauty-opq/amazon-beauty-cpu-60min-seed2.json \
+        --out bench/results/hour-beauty-opq --name amazon-beauty-cpu-60min-seeds
 
 Per test row (the decoding's kind: "genrec fused", "SASRec alone", ...; each run chose its own
 weights on validation, listed per seed) the mean, the sample standard deviation and every seed's

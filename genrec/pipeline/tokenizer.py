@@ -18,7 +18,7 @@ class TokenizerTrainingConfig:
     dataset: str | Path | None = None
     # R3-VAE, the paper this project is built on. In the pipeline users run (T5 + SASRec + prior) it is
     # level with OPQ on Beauty validation (fused NDCG@10 0.0871 vs 0.0874, 3 seeds each:
-    # bench/results/amazon-beauty-r3vae-cpu-60min-seeds.md, amazon-beauty-cpu-60min-seeds.md; validation
+    # bench/results/hour-beauty-r3vae/amazon-beauty-r3vae-cpu-60min-seeds.md, amazon-beauty-cpu-60min-seeds.md; validation
     # split), so the tie goes to the method the project is; OPQ, ahead with the T5 alone, is --method opq.
     method: str = "r3vae"
     options: dict[str, Any] = field(default_factory=dict)  # the method's config fields
