@@ -1,0 +1,170 @@
+"""Tokenizer input options side by side over seeds, chosen on validation users (the T5 alone).
+
+    python -m bench.tokenizer_inputs --dataset DIR --work DIR --out DIR --minutes 10 --seeds 3 \
+        --variants "w1=--collaborative-weight 1" "w2=--collaborative-weight 2" [--jobs 2]
+
+For each (variant, seed): a copy of the prepared dataset (its embeddings, no tokenizer) gets
+`genrec train-tokenizer FLAGS --seed S` (R3-VAE unless FLAGS say otherwise), then `genrec
+train-recommender --recipe cpu --time-budget MINUTES --threads 1 --t5-only --fusion-weights prior=0
+--seed S`, then every validation user is decoded (beam 30, the user's own history left out, the T5
+alone: bench.t5_options.per_user), --jobs (variant, seed) chains at a time, one torch thread each.
+Reported per variant: Recall@10 / NDCG@10 mean ± std over seeds; against the first variant, the
+paired difference per seed (same users, same seed) and its mean with a 95% t-interval over seeds.
+Resumable: a finished (variant, seed) is not run again. Test is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import markdown_table, run_script, script_parser, write_report
+
+DATASET_FILES = ("items.parquet", "sequences.parquet", "users.parquet", "stats.json", "embeddings")
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def copy_dataset(source: Path, target: Path) -> None:
+    """The prepared dataset without its tokenizer or models (written whole, then renamed)."""
+    if (target / "stats.json").is_file():
+        return
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in DATASET_FILES:
+        path = source / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, staging / name)
+    os.replace(staging, target)
+
+
+def chain(dataset: Path, flags: str, seed: int, minutes: float) -> str:
+    """The shell chain of one (variant, seed): tokenizer, T5, validation decode (each skipped when done)."""
+    python, data, model = shlex.quote(sys.executable), shlex.quote(str(dataset)), shlex.quote(str(dataset / "t5"))
+    return " && ".join([
+        f"{{ test -f {data}/tokenizer/semantic_ids.npy || {python} -m genrec.cli train-tokenizer --dataset {data} "
+        f"--seed {seed} --no-progress {flags}; }}",
+        f"{{ test -f {model}/genrec.json || {python} -m genrec.cli train-recommender --dataset {data} --out {model} "
+        f"--recipe cpu --time-budget {minutes:g} --threads 1 --t5-only --fusion-weights prior=0 --seed {seed} "
+        "--no-progress; }",
+        f"{{ test -f {data}/valid.npz || {python} -m bench.tokenizer_inputs --decode {data}; }}",
+    ])
+
+
+def decode(dataset: Path) -> None:
+    """Per-user validation hits and NDCG of the T5 in DATASET/t5, saved as DATASET/valid.npz."""
+    from bench.t5_options import per_user
+
+    arrays = per_user(dataset / "t5", str(dataset), "valid")
+    np.savez(dataset / ".valid.tmp.npz", **arrays)
+    os.replace(dataset / ".valid.tmp.npz", dataset / "valid.npz")
+
+
+def run_all(jobs: dict[str, str], parallel: int, work: Path) -> None:
+    """Run every chain, ``parallel`` at a time; a failed one stops the bench naming its log."""
+    from genrec.core.errors import GenrecError
+
+    pending, running = list(jobs), []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name = pending.pop(0)
+            log = open(work / f"{name}.log", "a")
+            print(f"running {name}", flush=True)
+            running.append((name, subprocess.Popen(["bash", "-c", jobs[name]], stdout=log, stderr=subprocess.STDOUT,
+                                                   env=env)))
+        name, process = running.pop(0)
+        if process.wait() != 0:
+            raise GenrecError(f"{name} failed; see {work / f'{name}.log'}")
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95% t-interval over seeds (one seed: the interval is the value itself)."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, mean, mean
+    half = T_975.get(len(values) - 1, 1.96) * float(np.std(values, ddof=1)) / np.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def _run(args, command: str) -> int:
+    from genrec.core.errors import GenrecError
+    from genrec.core.hardware import hardware_line
+    from genrec.core.io import read_json
+
+    if args.decode:
+        decode(Path(args.decode))
+        return 0
+    missing = [f"--{name}" for name in ("dataset", "work", "out", "variants") if not getattr(args, name)]
+    if missing:
+        raise GenrecError(f"missing {', '.join(missing)}")
+    variants = dict(spec.partition("=")[::2] for spec in args.variants)
+    if not all(variants) or len(variants) != len(args.variants):
+        raise GenrecError("--variants takes distinct NAME=FLAGS")
+    work, source = Path(args.work), Path(args.dataset)
+    work.mkdir(parents=True, exist_ok=True)
+    runs = {f"{name}-s{seed}": (name, seed) for seed in range(args.seeds) for name in variants}
+    for run_name in runs:
+        copy_dataset(source, work / run_name)
+    run_all({run_name: chain(work / run_name, variants[name], seed, args.minutes)
+             for run_name, (name, seed) in runs.items()}, args.jobs, work)
+    first = next(iter(variants))
+    report = {"command": command, "hardware": hardware_line(), "minutes": args.minutes, "seeds": args.seeds,
+              "variants": {}}
+    rows = []
+    for name, flags in variants.items():
+        per_seed = []
+        for seed in range(args.seeds):
+            arrays = dict(np.load(work / f"{name}-s{seed}" / "valid.npz"))
+            base = dict(np.load(work / f"{first}-s{seed}" / "valid.npz"))
+            meta = read_json(work / f"{name}-s{seed}" / "t5" / "genrec.json")
+            per_seed.append({"seed": seed, "steps": meta["steps"], "users": len(arrays["hit@10"]),
+                             **{key: float(values.mean()) for key, values in arrays.items()},
+                             **{f"{key}_diff": float((values - base[key]).mean()) for key, values in arrays.items()}})
+        summary = {key: interval([row[key] for row in per_seed])
+                   for key in ("hit@10", "ndcg@10", "hit@10_diff", "ndcg@10_diff")}
+        report["variants"][name] = {"flags": flags, "per_seed": per_seed, "summary": summary}
+        std = {key: float(np.std([row[key] for row in per_seed], ddof=1)) if args.seeds > 1 else 0.0
+               for key in ("hit@10", "ndcg@10")}
+        paired = "" if name == first else " / ".join(
+            f"{summary[key][0]:+.4f} [{summary[key][1]:+.4f}, {summary[key][2]:+.4f}]"
+            for key in ("hit@10_diff", "ndcg@10_diff"))
+        rows.append([name, f"`{flags}`", ", ".join(f"{row['steps']:,}" for row in per_seed),
+                     f"{summary['hit@10'][0]:.4f} ± {std['hit@10']:.4f} / {summary['ndcg@10'][0]:.4f} ± "
+                     f"{std['ndcg@10']:.4f}", paired])
+    markdown = "\n".join([
+        f"# Tokenizer inputs, the T5 alone at {args.minutes:g} minutes, {args.seeds} seed(s): validation",
+        "", f"Command: `{command}`", "",
+        f"Hardware: {hardware_line()}; {args.jobs} chains at a time, one torch thread each.", "",
+        "Every validation user, full catalogue, beam 30, the user's own history left out, the T5 alone; "
+        f"mean ± std over seeds, and the paired difference with `{first}` (same users and seed) with its "
+        "95% t-interval over seeds. Test is not read.", "",
+        *markdown_table(["variant", "tokenizer flags", "T5 steps per seed", "valid Recall@10 / NDCG@10",
+                         f"paired vs {first}: Recall@10 / NDCG@10"], rows), ""])
+    write_report(args.out, args.name, report, markdown)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = script_parser("bench.tokenizer_inputs", __doc__)
+    parser.add_argument("--dataset", help="prepared dataset with its embeddings")
+    parser.add_argument("--variants", nargs="+", default=[], metavar="NAME=FLAGS",
+                        help="train-tokenizer flags per variant; the first is the one the others are compared with")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=10.0, help="the T5's training budget")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--work", help="one folder per (variant, seed)")
+    parser.add_argument("--out", help="report folder")
+    parser.add_argument("--name", default="tokenizer-inputs")
+    parser.add_argument("--decode", metavar="DIR", help=argparse.SUPPRESS)  # one chain's last step
+    return run_script("bench.tokenizer_inputs", parser, _run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
