@@ -13,10 +13,11 @@ SOURCES = [path for folder in ("genrec", "recommender", "tokenizer", "data_prep"
 
 
 def result_paths() -> list[tuple[str, str]]:
-    """(where, path) for every bench/results path named (patterns such as {,-seed1} or hour-* left out)."""
+    """(where, path) for every bench/results path named (patterns such as {,-seed1} or hour-* left out,
+    and `git show REV:bench/results/...`, a file of the history)."""
     found = []
     for source in PAGES + SOURCES:
-        for path in re.findall(r"bench/results/[A-Za-z0-9_./*-]+(?:\{[^}\s]*\})?[A-Za-z0-9_./*-]*", source.read_text()):
+        for path in re.findall(r"(?<![:\w/])bench/results/[A-Za-z0-9_./*-]+(?:\{[^}\s]*\})?[A-Za-z0-9_./*-]*", source.read_text()):
             if "{" not in path and "*" not in path:
                 found.append((str(source.relative_to(ROOT)), path.rstrip(".,)")))
     return sorted(set(found))
