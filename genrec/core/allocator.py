@@ -38,14 +38,9 @@ def keep_freed_memory(largest_kept: int = 1 << 30) -> bool:
     global _applied
     if _applied:
         return True
-    if os.environ.get("GENREC_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+    mallopt = _glibc_mallopt()
+    if os.environ.get("GENREC_KEEP_FREED_MEMORY", "1") == "0" or mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     # mallopt takes an int; -1 as the trim threshold becomes SIZE_MAX inside glibc: never trim.
     _applied = bool(mallopt(_M_MMAP_THRESHOLD, min(largest_kept, 1 << 30)) and mallopt(_M_TRIM_THRESHOLD, -1)
                     and mallopt(_M_TOP_PAD, 1 << 30))
@@ -58,12 +53,19 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     so a server's resident memory creeps up as more worker threads meet large requests; two arenas
     keep `genrec serve` flat at the same throughput (bench/results/serve-soak/). Returns whether it
     applied; a MALLOC_ARENA_MAX set by the user wins."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+    mallopt = _glibc_mallopt()
+    if "MALLOC_ARENA_MAX" in os.environ or mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def _glibc_mallopt():
+    """glibc's ``mallopt(param, value)``, or None off Linux or with a libc that has none (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt
