@@ -198,14 +198,19 @@ def test_label_smoothing_changes_the_training_loss_only_and_zero_is_t5s_own_loss
     torch.testing.assert_close(prefix_loss(smooth, ids, mask, labels), prefix_loss(plain.eval(), ids, mask, labels))
 
 
+def _dense_setup(tmp_path, id_dropout: float):
+    """A model with the dense head, two histories ([2, 5, 8] and [4]) and their targets (9, 3)."""
+    _, _, _, _, model, builder, _ = _features_setup(tmp_path, dense_loss=1.0, id_dropout=id_dropout)
+    ids, mask = pad_rows([builder.encode_history([2, 5, 8]), builder.encode_history([4])], "cpu")
+    return model, ids, mask, torch.from_numpy(builder.table[[9, 3]])
+
+
 def test_the_sampled_dense_loss_is_the_cross_entropy_over_the_targets_and_drawn_items(tmp_path):
     from genrec.recommender.item_input import dense_item_loss
 
-    _, _, _, _, model, builder, _ = _features_setup(tmp_path, dense_loss=1.0, id_dropout=0.0)
+    model, ids, mask, labels = _dense_setup(tmp_path, id_dropout=0.0)
     model.eval()
     module = model.item_input
-    ids, mask = pad_rows([builder.encode_history([2, 5, 8]), builder.encode_history([4])], "cpu")
-    labels = torch.from_numpy(builder.table[[9, 3]])
     with torch.no_grad():
         hidden = model.get_encoder()(**encoder_kwargs(model, ids), attention_mask=mask).last_hidden_state
         torch.manual_seed(5)
@@ -226,11 +231,9 @@ def test_the_sampled_dense_loss_is_the_cross_entropy_over_the_targets_and_drawn_
 def test_the_dense_loss_drops_the_ids_the_encoder_input_dropped_in_the_same_pass(tmp_path):
     from genrec.recommender.item_input import dense_item_loss
 
-    _, _, _, _, model, builder, _ = _features_setup(tmp_path, dense_loss=1.0, id_dropout=0.5)
+    model, ids, mask, labels = _dense_setup(tmp_path, id_dropout=0.5)
     model.train()
     module = model.item_input
-    ids, mask = pad_rows([builder.encode_history([2, 5, 8]), builder.encode_history([4])], "cpu")
-    labels = torch.from_numpy(builder.table[[9, 3]])
     torch.manual_seed(1)
     hidden = model.get_encoder()(**encoder_kwargs(model, ids), attention_mask=mask).last_hidden_state
     keep = module.keep
