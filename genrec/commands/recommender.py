@@ -200,7 +200,12 @@ def _recommend_or_all(args) -> int:
 
 
 def register(subparsers) -> None:
-    from genrec.recommender.model_config import ENCODER_ATTENTION, ENCODER_INPUTS
+    _register_train(subparsers)
+    _register_evaluate(subparsers)
+    _register_recommend(subparsers)
+
+
+def _register_train(subparsers) -> None:
     from genrec.recommender.recipes import CHOICES as RECIPE_CHOICES
 
     train = subparsers.add_parser("train-recommender", help="train the T5 recommender on a tokenizer's SIDs")
@@ -235,6 +240,31 @@ def register(subparsers) -> None:
                        help="torch CPU threads (default: one per core; 1 is far faster when other jobs share the cores)")
     train.add_argument("--fast-dropout", dest="fast_dropout", action=argparse.BooleanOptionalAction,
                        help="cheap CPU dropout masks (default on; --no-fast-dropout = torch's dropout)")
+    _add_model_arguments(train)
+    train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
+                       help="weights tried on validation users after training for each fused scorer (prior: the "
+                            "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "
+                            "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
+                            "prior's; prior=0 alone = the model only)")
+    train.add_argument("--sasrec", help="the SASRec to fuse (default DATASET/sasrec); trained beside the T5 unless "
+                                        "it is trained already or --t5-only")
+    train.add_argument("--t5-only", dest="t5_only", action="store_true",
+                       help="train the T5 alone: no SASRec beside it (one already trained is still fused)")
+    train.add_argument("--sasrec-config", dest="sasrec_config", metavar="JSON",
+                       help="options of the SASRec trained beside the T5, as `train-sasrec --config` takes them "
+                            "(e.g. {\"train\": {\"loss\": \"full\"}}); its time budget defaults to the T5's")
+    train.add_argument("--restart", action="store_true",
+                       help="delete --out (only a genrec training output or an empty folder) and start over")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_train, interrupted=(
+        "interrupted; rerun the same command to resume from the last checkpoint (one is written at each "
+        "validation, every --eval-every steps; none before the first, and --restart discards it)"))
+
+
+def _add_model_arguments(train) -> None:
+    """train-recommender's RecommenderConfig flags (over the recipe and --config)."""
+    from genrec.recommender.model_config import ENCODER_ATTENTION, ENCODER_INPUTS
+
     train.add_argument("--d-model", dest="d_model", type=int)
     train.add_argument("--d-ff", dest="d_ff", type=int)
     train.add_argument("--num-heads", dest="num_heads", type=int)
@@ -265,25 +295,9 @@ def register(subparsers) -> None:
                             "1024; 0 = the whole catalogue)")
     train.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                        help="label smoothing of the Semantic-ID token loss in training (default 0)")
-    train.add_argument("--fusion-weights", dest="fusion_weights", nargs="+", metavar="NAME=W,W",
-                       help="weights tried on validation users after training for each fused scorer (prior: the "
-                            "item-transition prior; sasrec: DATASET/sasrec or --sasrec, when trained); the best "
-                            "setting is stored (default prior=0,1,2,4,8 sasrec=0,0.5,1,2,4; bare numbers are the "
-                            "prior's; prior=0 alone = the model only)")
-    train.add_argument("--sasrec", help="the SASRec to fuse (default DATASET/sasrec); trained beside the T5 unless "
-                                        "it is trained already or --t5-only")
-    train.add_argument("--t5-only", dest="t5_only", action="store_true",
-                       help="train the T5 alone: no SASRec beside it (one already trained is still fused)")
-    train.add_argument("--sasrec-config", dest="sasrec_config", metavar="JSON",
-                       help="options of the SASRec trained beside the T5, as `train-sasrec --config` takes them "
-                            "(e.g. {\"train\": {\"loss\": \"full\"}}); its time budget defaults to the T5's")
-    train.add_argument("--restart", action="store_true",
-                       help="delete --out (only a genrec training output or an empty folder) and start over")
-    train.add_argument("--no-progress", action="store_true")
-    train.set_defaults(func=_train, interrupted=(
-        "interrupted; rerun the same command to resume from the last checkpoint (one is written at each "
-        "validation, every --eval-every steps; none before the first, and --restart discards it)"))
 
+
+def _register_evaluate(subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="Recall/NDCG@K and MRR over all users, full catalog")
     evaluate.add_argument("--dataset", help="dataset (default: the one the model was trained on)")
     evaluate.add_argument("--model", help="recommender directory (default DATASET/recommender)")
@@ -304,6 +318,8 @@ def register(subparsers) -> None:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar (none off a terminal either)")
     evaluate.set_defaults(func=_evaluate)
 
+
+def _register_recommend(subparsers) -> None:
     recommend = subparsers.add_parser("recommend", help="top-K items for a user or a list of items")
     recommend.add_argument("--user", help="raw user id, or the dataset number as #N (N alone when no raw id is N; "
                                           "the id rule: docs/serving.md)")
