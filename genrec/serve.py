@@ -323,6 +323,72 @@ def _check_pair(recommender, dataset) -> None:
                           f"{recommender.num_items}")
 
 
+def _resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
+    """(user, history) a request names; runs in a worker thread, as a long history takes a while."""
+    if (request.user is None) == (request.history is None):
+        raise HTTPException(422, "give exactly one of \"user\" (a user id) or \"history\" (a list of item ids)")
+    if request.history is not None:
+        if not request.history:
+            raise HTTPException(422, "history is empty: give at least one item id")
+        return 0, [_found(dataset.item_id_for, item) for item in request.history]
+    user = _found(dataset.user_id_for, request.user)
+    return user, dataset.history(user)
+
+
+def _answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
+    return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
+            "history": _echoed(dataset, history), "history_length": len(history),
+            "recommendations": describe_recommendations(dataset, recommender, items, scores)}
+
+
+class Reloader:
+    """Loads the model and dataset again (``load`` -> (recommender, dataset)) and swaps them into
+    the app and its batcher, one reload at a time; a failed reload keeps the pair that serves."""
+
+    def __init__(self, app, batcher: MicroBatcher, load):
+        self.app, self.batcher, self.load = app, batcher, load
+        self.counts = {"count": 0, "last_error": None}
+        self.lock = threading.Lock()
+
+    def reload(self) -> dict:
+        with self.lock:
+            try:
+                pair = self.load()
+                _check_pair(*pair)
+            except Exception as exc:  # noqa: BLE001 - a failed reload keeps the pair that serves
+                self.counts["last_error"] = _one_line(f"{type(exc).__name__}: {exc}")
+                raise
+            self.app.state.current = pair
+            self.batcher.recommender = pair[0]
+            self.counts["count"] += 1
+            self.counts["last_error"] = None
+            return {"status": "reloaded", "num_items": pair[1].num_items, "num_users": pair[1].num_users,
+                    "reloads": self.counts["count"]}
+
+
+def _add_lookup_routes(app) -> None:
+    """GET /items/{id}, /users/{id} and the page at /, read from ``app.state.current``."""
+
+    @app.get("/items/{item}")
+    def item(item: str):
+        recommender, dataset = app.state.current
+        item_id = _found(dataset.item_id_for, item)
+        return {"item_id": item_id, "raw_id": dataset.item_raw_id(item_id), "title": dataset.item_title(item_id),
+                "text": dataset.item_text(item_id), "sid": recommender.semantic_id(item_id)}
+
+    @app.get("/users/{user}")
+    def user(user: str):
+        dataset = app.state.current[1]
+        user_id = _found(dataset.user_id_for, user)
+        history = dataset.history(user_id)
+        return {"user_id": user_id, "raw_id": dataset.user_raw_id(user_id), "history": _echoed(dataset, history),
+                "history_length": len(history)}
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return PAGE
+
+
 def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int = 64, max_wait_ms: float = 5.0,
                max_queue: int = DEFAULT_MAX_QUEUE, timeout_s: float = DEFAULT_TIMEOUT_S,
                max_body: int = MAX_BODY_BYTES, reload=None):
@@ -345,25 +411,8 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     app.add_middleware(GuardMiddleware, policies=_policies(PAGE), max_body=max_body)
     app.state.batcher = batcher
     app.state.current = (recommender, dataset)  # replaced whole by a reload; a request reads it once
-    reloads = {"count": 0, "last_error": None}
-    reload_lock = threading.Lock()
-
-    def reload_now() -> dict:
-        """Load the model and dataset again and swap them in (one reload at a time)."""
-        with reload_lock:
-            try:
-                pair = reload()
-                _check_pair(*pair)
-            except Exception as exc:  # noqa: BLE001 - a failed reload keeps the pair that serves
-                reloads["last_error"] = _one_line(f"{type(exc).__name__}: {exc}")
-                raise
-            app.state.current = pair
-            batcher.recommender = pair[0]
-            reloads["count"] += 1
-            reloads["last_error"] = None
-            return {"status": "reloaded", "num_items": pair[1].num_items, "num_users": pair[1].num_users,
-                    "reloads": reloads["count"]}
-
+    reloader = Reloader(app, batcher, reload)
+    reloads, reload_now = reloader.counts, reloader.reload
     app.state.reload = reload_now
 
     @app.exception_handler(GenrecError)
@@ -374,26 +423,10 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     async def validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
-    def resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
-        """(user, history) a request names; runs in a worker thread, as a long history takes a while."""
-        if (request.user is None) == (request.history is None):
-            raise HTTPException(422, "give exactly one of \"user\" (a user id) or \"history\" (a list of item ids)")
-        if request.history is not None:
-            if not request.history:
-                raise HTTPException(422, "history is empty: give at least one item id")
-            return 0, [_found(dataset.item_id_for, item) for item in request.history]
-        user = _found(dataset.user_id_for, request.user)
-        return user, dataset.history(user)
-
-    def answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
-        return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
-                "history": _echoed(dataset, history), "history_length": len(history),
-                "recommendations": describe_recommendations(dataset, recommender, items, scores)}
-
     @app.post("/recommend")
     async def recommend(request: RecommendRequest):
         recommender, dataset = app.state.current  # this pair to the end, whatever a reload does meanwhile
-        user, history = await run_in_threadpool(resolve, dataset, request)
+        user, history = await run_in_threadpool(_resolve, dataset, request)
         try:
             items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s,
                                                     recommender)
@@ -403,22 +436,9 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
             timeouts["count"] += 1
             raise HTTPException(503, f"no answer within {timeout_s:g} s (server busy); the request was dropped, "
                                 "retry shortly", headers={"Retry-After": "1"}) from None
-        return await run_in_threadpool(answer, recommender, dataset, user, history, items, scores)
+        return await run_in_threadpool(_answer, recommender, dataset, user, history, items, scores)
 
-    @app.get("/items/{item}")
-    def item(item: str):
-        recommender, dataset = app.state.current
-        item_id = _found(dataset.item_id_for, item)
-        return {"item_id": item_id, "raw_id": dataset.item_raw_id(item_id), "title": dataset.item_title(item_id),
-                "text": dataset.item_text(item_id), "sid": recommender.semantic_id(item_id)}
-
-    @app.get("/users/{user}")
-    def user(user: str):
-        dataset = app.state.current[1]
-        user_id = _found(dataset.user_id_for, user)
-        history = dataset.history(user_id)
-        return {"user_id": user_id, "raw_id": dataset.user_raw_id(user_id), "history": _echoed(dataset, history),
-                "history_length": len(history)}
+    _add_lookup_routes(app)
 
     @app.get("/health")
     async def health():
@@ -439,9 +459,5 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
         except Exception:  # noqa: BLE001 - reported in one line; the previous model keeps serving
             raise HTTPException(503, f"reload failed, still serving the previous model: {reloads['last_error']}") \
                 from None
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page():
-        return PAGE
 
     return app
