@@ -25,6 +25,93 @@ from genrec.recommender.prefix_scores import DensePrefixScores
 from genrec.recommender.trie import SidPrefixTable
 
 
+class _BeamDecoder:
+    """The T5 decoder run for every (user, beam) row at once: cross-attention keys/values projected
+    once per user and shared by its beams, a per-row self-attention cache of the SID prefix."""
+
+    def __init__(self, model, encoder_out: torch.Tensor, attention_mask: torch.Tensor, length: int):
+        config = model.config
+        self.model, self.config, self.length = model, config, length
+        self.decoder = model.get_decoder()
+        self.blocks = list(self.decoder.block)
+        self.heads, self.head_dim = config.num_heads, config.d_kv
+        self.batch, self.dtype, self.device = encoder_out.shape[0], encoder_out.dtype, encoder_out.device
+        neg = torch.finfo(self.dtype).min
+        # Cross-attention keys/values: once per user, [batch, heads, source, head_dim].
+        self.cross_kv = []
+        for block in self.blocks:
+            attn = block.layer[1].EncDecAttention
+            self.cross_kv.append((self.split_heads(attn.k(encoder_out)).transpose(1, 2),
+                                  self.split_heads(attn.v(encoder_out)).transpose(1, 2)))
+        # Additive padding mask for the source, broadcast over beams and heads: [batch, 1, 1, source].
+        self.source_bias = ((1.0 - attention_mask[:, None, None, :].to(self.dtype)) * neg).to(self.dtype)
+        # Self-attention cache, one slot per SID position, rows = (user, beam): [batch * width, heads,
+        # length, hd]. Contiguous rows make the per-step beam reorder one index_select (a gather over an
+        # expanded 5-d index, plus a cat to append, cost more than the decoder's matmuls).
+        shape = (self.batch, self.heads, length, self.head_dim)
+        self.self_k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.blocks]
+        self.self_v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.blocks]
+        self.relative_bias_owner = self.blocks[0].layer[0].SelfAttention
+        self.scale_output = getattr(config, "scale_decoder_outputs", getattr(config, "tie_word_embeddings", True))
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:  # [..., heads * head_dim] -> [..., heads, head_dim]
+        return x.view(*x.shape[:-1], self.heads, self.head_dim)
+
+    def log_probs(self, tokens: torch.Tensor, step: int) -> torch.Tensor:
+        """[batch, width, vocab] log-softmax of the next token after each row's prefix ending in ``tokens``."""
+        batch, width, heads, head_dim, length = self.batch, tokens.shape[1], self.heads, self.head_dim, self.length
+        hidden = self.decoder.embed_tokens(tokens)  # [batch, width, d_model]
+        position_bias = self.relative_bias_owner.compute_bias(1, step + 1, device=self.device, past_seen_tokens=step)
+        position_bias = position_bias[0, :, 0, :].to(self.dtype)  # [heads, step + 1]
+        for index, block in enumerate(self.blocks):
+            # Self-attention over this beam's own SID prefix (the only per-beam cache).
+            layer = block.layer[0]
+            attn = layer.SelfAttention
+            normed = layer.layer_norm(hidden)
+            query = self.split_heads(attn.q(normed))  # [batch, width, heads, head_dim]
+            cache_k = self.self_k[index].view(batch, width, heads, length, head_dim)
+            cache_v = self.self_v[index].view(batch, width, heads, length, head_dim)
+            cache_k[:, :, :, step] = self.split_heads(attn.k(normed))
+            cache_v[:, :, :, step] = self.split_heads(attn.v(normed))
+            # At most L + 1 keys per beam: broadcast products beat batching thousands of tiny matmuls.
+            keys, values = cache_k[:, :, :, : step + 1], cache_v[:, :, :, : step + 1]
+            scores = (query.unsqueeze(3) * keys).sum(-1) + position_bias  # [batch, width, heads, step + 1]
+            context = (scores.softmax(dim=-1).unsqueeze(-1) * values).sum(3)  # [batch, width, heads, hd]
+            hidden = hidden + attn.o(context.reshape(batch, width, -1))
+            # Cross-attention: every beam of a user reads the same keys/values.
+            layer = block.layer[1]
+            attn = layer.EncDecAttention
+            query = self.split_heads(attn.q(layer.layer_norm(hidden))).transpose(1, 2)  # [batch, heads, width, hd]
+            cross_k, cross_v = self.cross_kv[index]
+            scores = torch.matmul(query, cross_k.transpose(2, 3)) + self.source_bias
+            context = torch.matmul(scores.softmax(dim=-1), cross_v).transpose(1, 2)  # [batch, width, heads, hd]
+            hidden = hidden + attn.o(context.reshape(batch, width, -1))
+            hidden = block.layer[2](hidden)
+        hidden = self.decoder.final_layer_norm(hidden)
+        if self.scale_output:
+            hidden = hidden * (self.config.d_model**-0.5)
+        return F.log_softmax(self.model.lm_head(hidden).float(), dim=-1)  # normalised over the full vocab
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the cache rows of the surviving beams' parents (row indices into [batch * width])."""
+        for index in range(len(self.blocks)):
+            self.self_k[index] = self.self_k[index].index_select(0, rows)
+            self.self_v[index] = self.self_v[index].index_select(0, rows)
+
+
+def _fused(log_probs: torch.Tensor, prior, step: int, states: torch.Tensor, next_states: torch.Tensor) -> torch.Tensor:
+    """``log_probs`` plus each child's prior minus its parent's (telescoping: the sum over steps is the
+    item's own weighted log prior)."""
+    batch = states.shape[0]
+    child = prior.gather(step + 1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
+    parent_prior = prior.gather(step, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
+    step_prior = child - parent_prior.unsqueeze(-1)
+    # A parent at -inf (a prefix masked dead, or a dead beam's placeholder state) gives nan or +inf
+    # here; its children stay dead.
+    step_prior = step_prior.masked_fill(torch.isnan(step_prior) | (step_prior == float("inf")), float("-inf"))
+    return log_probs + step_prior
+
+
 @torch.no_grad()
 def constrained_beam_search(
     model,
@@ -48,89 +135,22 @@ def constrained_beam_search(
     """
     if isinstance(prior, (list, tuple)):
         prior = DensePrefixScores(list(prior))
-    config = model.config
     device = input_ids.device
-    decoder = model.get_decoder()
     encoder_out = encoder_hidden(model, input_ids, attention_mask)  # bidirectional or item-causal
+    beams = _BeamDecoder(model, encoder_out, attention_mask, table.length)
     batch = input_ids.shape[0]
-    heads, head_dim = config.num_heads, config.d_kv
-    blocks = list(decoder.block)
-    dtype = encoder_out.dtype
-    neg = torch.finfo(dtype).min
-
-    def split_heads(x: torch.Tensor) -> torch.Tensor:  # [..., heads * head_dim] -> [..., heads, head_dim]
-        return x.view(*x.shape[:-1], heads, head_dim)
-
-    # Cross-attention keys/values: once per user, [batch, heads, source, head_dim].
-    cross_kv = []
-    for block in blocks:
-        attn = block.layer[1].EncDecAttention
-        cross_kv.append(
-            (
-                split_heads(attn.k(encoder_out)).transpose(1, 2),
-                split_heads(attn.v(encoder_out)).transpose(1, 2),
-            )
-        )
-    # Additive padding mask for the source, broadcast over beams and heads: [batch, 1, 1, source].
-    source_bias = ((1.0 - attention_mask[:, None, None, :].to(dtype)) * neg).to(dtype)
-
-    # Self-attention cache, one slot per SID position, rows = (user, beam): [batch * width, heads, length, hd].
-    # Contiguous rows make the per-step beam reorder one index_select (a gather over an expanded
-    # 5-d index, plus a cat to append, cost more than the decoder's matmuls).
-    length = table.length
-    self_k = [torch.zeros((batch, heads, length, head_dim), dtype=dtype, device=device) for _ in blocks]
-    self_v = [torch.zeros((batch, heads, length, head_dim), dtype=dtype, device=device) for _ in blocks]
     row_base = torch.arange(batch, device=device)[:, None]
-    tokens = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
+    tokens = torch.full((batch, 1), model.config.decoder_start_token_id, dtype=torch.long, device=device)
     states = torch.zeros((batch, 1), dtype=torch.long, device=device)
     beam_scores = torch.zeros((batch, 1), dtype=torch.float32, device=device)
-    relative_bias_owner = blocks[0].layer[0].SelfAttention
-    scale_output = getattr(config, "scale_decoder_outputs", getattr(config, "tie_word_embeddings", True))
 
     for step in range(table.length):
         width = tokens.shape[1]
-        hidden = decoder.embed_tokens(tokens)  # [batch, width, d_model]
-        position_bias = relative_bias_owner.compute_bias(1, step + 1, device=device, past_seen_tokens=step)
-        position_bias = position_bias[0, :, 0, :].to(dtype)  # [heads, step + 1]
-        for index, block in enumerate(blocks):
-            # Self-attention over this beam's own SID prefix (the only per-beam cache).
-            layer = block.layer[0]
-            attn = layer.SelfAttention
-            normed = layer.layer_norm(hidden)
-            query = split_heads(attn.q(normed))  # [batch, width, heads, head_dim]
-            cache_k = self_k[index].view(batch, width, heads, length, head_dim)
-            cache_v = self_v[index].view(batch, width, heads, length, head_dim)
-            cache_k[:, :, :, step] = split_heads(attn.k(normed))
-            cache_v[:, :, :, step] = split_heads(attn.v(normed))
-            # At most L + 1 keys per beam: broadcast products beat batching thousands of tiny matmuls.
-            keys, values = cache_k[:, :, :, : step + 1], cache_v[:, :, :, : step + 1]
-            scores = (query.unsqueeze(3) * keys).sum(-1) + position_bias  # [batch, width, heads, step + 1]
-            context = (scores.softmax(dim=-1).unsqueeze(-1) * values).sum(3)  # [batch, width, heads, hd]
-            hidden = hidden + attn.o(context.reshape(batch, width, -1))
-            # Cross-attention: every beam of a user reads the same keys/values.
-            layer = block.layer[1]
-            attn = layer.EncDecAttention
-            query = split_heads(attn.q(layer.layer_norm(hidden))).transpose(1, 2)  # [batch, heads, width, hd]
-            cross_k, cross_v = cross_kv[index]
-            scores = torch.matmul(query, cross_k.transpose(2, 3)) + source_bias
-            context = torch.matmul(scores.softmax(dim=-1), cross_v).transpose(1, 2)  # [batch, width, heads, hd]
-            hidden = hidden + attn.o(context.reshape(batch, width, -1))
-            hidden = block.layer[2](hidden)
-        hidden = decoder.final_layer_norm(hidden)
-        if scale_output:
-            hidden = hidden * (config.d_model**-0.5)
-        log_probs = F.log_softmax(model.lm_head(hidden).float(), dim=-1)  # normalised over the full vocab
         start, size = table.offsets[step], table.sizes[step]
-        log_probs = log_probs[..., start : start + size]
+        log_probs = beams.log_probs(tokens, step)[..., start : start + size]
         next_states = table.next_state[step][states]  # [batch, width, size]
-        if prior is not None:  # telescoping: sums to the item's own prior at the last position
-            child = prior.gather(step + 1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
-            parent_prior = prior.gather(step, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
-            step_prior = child - parent_prior.unsqueeze(-1)
-            # A parent at -inf (a prefix masked dead, or a dead beam's placeholder state) gives nan or
-            # +inf here; its children stay dead.
-            step_prior = step_prior.masked_fill(torch.isnan(step_prior) | (step_prior == float("inf")), float("-inf"))
-            log_probs = log_probs + step_prior
+        if prior is not None:
+            log_probs = _fused(log_probs, prior, step, states, next_states)
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
         keep = min(num_beams, width * size)
         beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)
@@ -138,10 +158,7 @@ def constrained_beam_search(
         local = flat % size
         states = next_states.view(batch, -1).gather(1, flat)
         tokens = local + start
-        rows = (parent + row_base * width).view(-1)  # parent beam's row in the [batch * width] cache
-        for index in range(len(blocks)):
-            self_k[index] = self_k[index].index_select(0, rows)
-            self_v[index] = self_v[index].index_select(0, rows)
+        beams.reorder((parent + row_base * width).view(-1))  # each parent beam's row in the [batch * width] cache
 
     dead = torch.isinf(beam_scores)
     items = states.masked_fill(dead, 0)
