@@ -153,3 +153,30 @@ def test_the_readme_names_only_importable_classes():
     for dotted in set(re.findall(r"`(genrec(?:\.\w+)+\.[A-Z]\w+)`", readme)):
         module, _, name = dotted.rpartition(".")
         assert hasattr(importlib.import_module(module), name), dotted
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 500, 80  # small modules with one job each, functions a screen long
+
+
+def oversized(root: Path) -> list[str]:
+    """Product modules over MAX_FILE_LINES and functions over MAX_FUNCTION_LINES (tests and benches aside)."""
+    found = []
+    for folder in ("genrec", "recommender", "tokenizer", "data_prep", "eval"):
+        for path in sorted((root / folder).glob("**/*.py")):
+            text = path.read_text()
+            if len(text.splitlines()) > MAX_FILE_LINES:
+                found.append(f"{path.relative_to(root)}: {len(text.splitlines())} lines")
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        found.append(f"{path.relative_to(root)}: {node.name} is {lines} lines")
+    return found
+
+
+def test_product_modules_and_functions_stay_small(tmp_path):
+    assert oversized(ROOT) == []
+    planted = tmp_path / "genrec"
+    planted.mkdir()
+    (planted / "big.py").write_text("def long():\n" + "    x = 1\n" * 90)
+    assert oversized(tmp_path) == ["genrec/big.py: long is 91 lines"]
