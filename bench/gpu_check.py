@@ -90,7 +90,7 @@ def markdown(report: dict) -> str:
     if "training" in report:
         t = report["training"]
         lines += [f"T5 (recipe {t['recipe']}): {t['steps']:,} steps ({t['epochs']} epochs) in {t['train_seconds']} s, "
-                  f"{t['steps_per_second']} steps/s; best validation NDCG@10 {t['best_valid_ndcg@10']:.4f} at step "
+                  f"{t['steps_per_second']} steps/s (validations included); best validation NDCG@10 {t['best_valid_ndcg@10']:.4f} at step "
                   f"{t['best_step']:,} (stopped by {t['stop_reason']}).", ""]
     if "test" in report:
         fused, alone = report["test"]["fused"], report["test"]["model_alone"]

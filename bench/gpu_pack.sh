@@ -12,7 +12,8 @@
 #       --no-deps --no-build-isolation -e . && python3 -m bench.gpu_check --dataset .gpu/amazon-beauty --out $OUT
 set -euo pipefail
 raw=${1:-../shared/datasets/amazon-beauty}
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude) && mkdir -p "$(dirname "$exclude")"
+grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >> "$exclude"
 mkdir -p .gpu/wheels
 if [ ! -f .gpu/amazon-beauty/stats.json ]; then
   OMP_NUM_THREADS=1 genrec prepare amazon-beauty --raw-dir "$raw" --out .gpu/amazon-beauty --no-download

@@ -72,16 +72,21 @@ def run_all(jobs: dict[str, str], parallel: int, work: Path) -> None:
 
     pending, running = list(jobs), []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    while pending or running:
-        while pending and len(running) < parallel:
-            name = pending.pop(0)
-            log = open(work / f"{name}.log", "a")
-            print(f"running {name}", flush=True)
-            running.append((name, subprocess.Popen(["bash", "-c", jobs[name]], stdout=log, stderr=subprocess.STDOUT,
-                                                   env=env)))
-        name, process = running.pop(0)
-        if process.wait() != 0:
-            raise GenrecError(f"{name} failed; see {work / f'{name}.log'}")
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                name = pending.pop(0)
+                with open(work / f"{name}.log", "a") as log:
+                    print(f"running {name}", flush=True)
+                    running.append((name, subprocess.Popen(["bash", "-c", jobs[name]], stdout=log,
+                                                           stderr=subprocess.STDOUT, env=env)))
+            name, process = running.pop(0)
+            if process.wait() != 0:
+                raise GenrecError(f"{name} failed; see {work / f'{name}.log'}")
+    finally:  # a failure or an interrupt stops the chains still running (what finished is kept)
+        for _, process in running:
+            process.terminate()
+            process.wait()
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:

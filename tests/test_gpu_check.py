@@ -30,3 +30,10 @@ def test_a_failing_stage_stops_the_check_with_its_log(tmp_path):
     assert [s["stage"] for s in report["stages"]] == ["train-recommender"] and not report["ok"]
     assert "--no-such-flag" in report["stages"][0]["log_tail"]
     assert "failed; the end of its log" in (out / "gpu_check.md").read_text()
+
+
+def test_several_gpus_train_through_accelerate_launch():
+    command = gpu_check.genrec_command(["train-recommender", "--dataset", "d"], processes=4)
+    assert command[1:7] == ["-m", "accelerate.commands.launch", "--num_processes", "4", "--multi_gpu", "-m"]
+    assert command[7:] == ["genrec.cli", "train-recommender", "--dataset", "d"]
+    assert gpu_check.genrec_command(["evaluate"], processes=1)[1:] == ["-m", "genrec.cli", "evaluate"]

@@ -125,3 +125,11 @@ def test_every_readme_result_number_is_in_the_file_it_names(label, numbers, sour
     text = path.read_text()
     missing = [number for number in numbers if number not in text]
     assert not missing, f"{label}: {missing} not in {source}"
+
+
+@pytest.mark.parametrize("label, numbers, source", results_rows(), ids=lambda value: value if isinstance(value, str) else None)
+def test_each_readme_recall_ndcg_pair_is_one_row_of_its_file(label, numbers, source):
+    """Recall@10 and NDCG@10 shown together come from one line of the file (no pair mixed across rows)."""
+    lines = (ROOT / source).read_text().splitlines()
+    for recall, ndcg in zip(numbers[::2], numbers[1::2]):
+        assert any(recall in line and ndcg in line for line in lines), f"{label}: {recall} / {ndcg} on no line of {source}"

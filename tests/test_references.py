@@ -33,6 +33,22 @@ def page_links() -> list[tuple[str, str]]:
     return links
 
 
+def result_readme_paths() -> list[tuple[str, str]]:
+    """(README, path) for each `../...` path and Markdown link of a bench/results folder's README."""
+    found = []
+    for readme in sorted((ROOT / "bench" / "results").glob("*/README.md")):
+        text = readme.read_text()
+        for path in re.findall(r"`(\.\./[A-Za-z0-9_./-]+)`", text) + re.findall(r"\]\(([^)\s:#]+)\)", text):
+            if not re.search(r"[A-Z]{3,}", path):  # NAME-style placeholders
+                found.append((str(readme.relative_to(ROOT)), path))
+    return found
+
+
+@pytest.mark.parametrize("readme, path", result_readme_paths())
+def test_a_result_readme_path_resolves(readme, path):
+    assert ((ROOT / readme).parent / path).exists(), f"{readme} names {path}, which does not exist"
+
+
 def test_the_pages_name_result_files_and_link_each_other():
     assert len(result_paths()) > 30 and len(page_links()) > 20
 

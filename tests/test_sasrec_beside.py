@@ -2,6 +2,7 @@
 fusion with it; `--t5-only` trains the T5 alone; a failing or interrupted child is handled."""
 
 import json
+import os
 import sys
 import time
 
@@ -55,21 +56,69 @@ def test_t5_alone_trains_no_sasrec(tiny):
     assert not (tiny / "data" / "sasrec").exists() and result.fusion["sasrec"] is None
 
 
-def test_a_finished_t5_whose_sasrec_did_not_finish_trains_it_on_rerun(tiny):
-    train_recommender(_config(tiny, sasrec_beside=None, fusion_grids={"prior": (0.0,)}))
-    meta_file = tiny / "t5" / "genrec.json"
-    meta = json.loads(meta_file.read_text())
-    meta.pop("fusion", None)  # as if stopped while SASRec still trained beside it
-    meta_file.write_text(json.dumps(meta))
+def test_a_finished_t5_whose_sasrec_did_not_finish_trains_it_on_rerun_and_fuses_it(tiny):
+    first = train_recommender(_config(tiny, sasrec_beside=None))  # as after --t5-only: a fusion without SASRec
+    assert first.fusion["sasrec"] is None
     result = train_recommender(_config(tiny, sasrec_beside=SASRecBeside(train=SASREC_TRAIN, model=SASREC_MODEL)))
     assert result.already_done and (tiny / "data" / "sasrec" / "genrec.json").is_file()
     assert result.fusion["sasrec"] == "../data/sasrec"
 
 
-def test_a_failing_sasrec_is_one_error_naming_its_log(tiny):
-    with pytest.raises(GenrecError, match=r"SASRec training beside the T5 failed \(exit 2\); see .*train_sasrec.log"):
+def test_a_misspelt_sasrec_option_fails_before_training(tiny):
+    with pytest.raises(GenrecError, match="no_such_option"):
         train_recommender(_config(tiny, sasrec_beside=SASRecBeside(train={"no_such_option": 1})))
-    assert "no_such_option" in (tiny / "data" / SASREC_LOG).read_text()
+    with pytest.raises(GenrecError, match="no_such_size"):
+        train_recommender(_config(tiny, sasrec_beside=SASRecBeside(model={"no_such_size": 1})))
+    with pytest.raises(GenrecError, match="multiple of num_heads"):
+        train_recommender(_config(tiny, sasrec_beside=SASRecBeside(model={"d_model": 16, "num_heads": 3})))
+    assert not (tiny / "t5").exists()  # nothing trained
+
+
+def test_a_failing_sasrec_is_one_error_naming_its_log(tiny):
+    (tiny / "occupied").write_text("a file where SASRec's output folder would go")
+    with pytest.raises(GenrecError, match=r"SASRec training beside the T5 failed \(exit 2\); see .*train_sasrec.log"):
+        train_recommender(_config(tiny, sasrec=tiny / "occupied", sasrec_beside=SASRecBeside(train=SASREC_TRAIN)))
+    assert "occupied is a file" in (tiny / "data" / SASREC_LOG).read_text()  # the child's one-line error
+
+
+def test_the_child_runs_outside_any_distributed_launch(monkeypatch):
+    from genrec.pipeline.beside import child_environment
+
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_PORT": "29500",
+                       "ACCELERATE_MIXED_PRECISION": "no", "GENREC_DATA": "d"}.items():
+        monkeypatch.setenv(key, value)
+    env = child_environment()
+    assert not {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT", "ACCELERATE_MIXED_PRECISION"} & set(env)
+    assert env["GENREC_DATA"] == "d" and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_killed_parent_takes_the_child_with_it(tmp_path):
+    import signal
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys, time
+        from genrec.pipeline.beside import training_beside
+        with training_beside([sys.executable, "-c", "import os, time; open({str(tmp_path / 'pid')!r}, 'w').write(str(os.getpid())); time.sleep(120)"], __import__("pathlib").Path({str(tmp_path / 'log')!r})):
+            time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 60
+    while not (tmp_path / "pid").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    child = int((tmp_path / "pid").read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # the kernel sends the child SIGTERM when its parent dies
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its killed parent")
 
 
 def test_an_interrupted_t5_stops_the_child_at_once(tmp_path):

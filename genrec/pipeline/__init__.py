@@ -22,9 +22,8 @@ Modules, each one concern, each importing only those above it:
     tokenizer        train_tokenizer
     new_items        how items added after training enter the rankings
     loading          load_trained: a model, its dataset and its decoding policy
-        choices          chosen on validation after training: choose_fusion, fit_new_items
+    choices          chosen on validation after training: choose_fusion, fit_new_items
     beside           SASRec trained in a child process beside the T5
-
     training         train_recommender (T5), train_sasrec
     evaluation, recommendations, recommend_all, add_items   the user-facing stages
 """

@@ -18,6 +18,9 @@ from genrec.core.io import atomic_write_json
 
 SASREC_LOG = "train_sasrec.log"  # in the dataset folder: the child's output
 SASREC_OPTIONS = "train_sasrec_options.json"  # in the dataset folder: the child's --config
+# What `accelerate launch` / torchrun set for their processes: the child is one process of its own.
+DISTRIBUTED_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                         "MASTER_ADDR", "MASTER_PORT")
 
 
 @dataclass
@@ -31,7 +34,14 @@ class SASRecBeside:
 
 def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budget_minutes: float) -> list[str]:
     """The child's command line; its options file written beside the dataset. Its time budget is
-    the T5's unless its own options give one, so the two end together."""
+    the T5's unless its own options give one (without a budget each trains to its own end, and the
+    T5's run waits for SASRec's). The options are checked here, so a misspelt one fails at once."""
+    from genrec.core.config import apply_overrides
+    from genrec.recommender.sasrec import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTrainConfig
+
+    apply_overrides(SASRecTrainConfig(), beside.train, "SASRec train options").check()
+    apply_overrides(SASRecConfig(), beside.model, "SASRec model options").check()
     train = dict(beside.train)
     if time_budget_minutes > 0:
         train.setdefault("time_budget_minutes", time_budget_minutes)
@@ -40,6 +50,25 @@ def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budg
     atomic_write_json(options, {"train": train, "model": dict(beside.model)})
     return [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", str(dataset_dir), "--out", str(out),
             "--config", str(options), "--no-progress", *([] if beside.text else ["--no-text"])]
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment for the child: one torch thread, and none of a distributed launch's
+    variables (under `accelerate launch` it would otherwise try to join the parent's process group)."""
+    return {key: value for key, value in os.environ.items()
+            if key not in DISTRIBUTED_VARIABLES and not key.startswith(("ACCELERATE_", "TORCHELASTIC_"))} | {
+        "OMP_NUM_THREADS": "1"}
+
+
+def _die_with_parent() -> None:
+    """In the child before it runs (Linux): SIGTERM when the parent dies, so a killed train-recommender
+    leaves no SASRec training behind to race a rerun on the same checkpoint."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager
@@ -51,16 +80,16 @@ def training_beside(command: list[str] | None, log: Path):
         yield
         return
     with open(log, "a") as out:
-        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_environment(),
+                                 preexec_fn=_die_with_parent)
         try:
             yield
+            if child.poll() is None:
+                print(f"waiting for SASRec to finish (log {log}) ...", flush=True)
+            code = child.wait()
         except BaseException:
             child.terminate()
             child.wait()
             raise
-        if child.poll() is None:
-            print(f"waiting for SASRec to finish (log {log}) ...", flush=True)
-        code = child.wait()
     if code != 0:
         raise GenrecError(f"SASRec training beside the T5 failed (exit {code}); see {log}")

@@ -84,7 +84,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
 
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
     tokenizer_dir = as_path(config.tokenizer) or dataset_dir / TOKENIZER_DIR
-    out = as_path(config.out) or dataset_dir / RECOMMENDER_DIR
+    out = _output_folder(as_path(config.out) or dataset_dir / RECOMMENDER_DIR)
     recipe, reason = resolve_recipe(config.recipe)
     train_options, model_options = apply_recipe(recipe, config.train, config.model)
     train_config = apply_overrides(TrainConfig(), train_options, "train options")
@@ -97,11 +97,13 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
         train_config.threads = max(1, (os.cpu_count() or 2) - 1)
     if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
         meta = read_json(out / META_FILE)
-        # A run stopped while SASRec trained beside it, or while choosing the fusion, finishes that now.
+        # A run stopped while SASRec trained beside it, or while choosing the fusion, finishes that now;
+        # a SASRec trained only now is fused by choosing again.
         with training_beside(beside, dataset_dir / SASREC_LOG):
             pass
-        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
-                                                     train_config.seed, config.sasrec)
+        fusion = None if beside is not None else meta.get("fusion")
+        fusion = fusion or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                         train_config.seed, config.sasrec)
         return _finished(out, meta, fusion)
     notice = recipe_notice(recipe, reason, train_config, model_config)
     if is_main_process():  # accelerate launch: one line, not one per process
@@ -121,6 +123,13 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
                            config.sasrec)
     return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+
+
+def _output_folder(out: Path) -> Path:
+    """``out``, unless something other than a folder is there (a one-line error, not a traceback)."""
+    if out.exists() and not out.is_dir():
+        raise GenrecError(f"{out} is a file; the trained model needs a folder there (pass another --out)")
+    return out
 
 
 def _sasrec_beside(config: RecommenderTrainingConfig, dataset_dir: Path, train_config) -> list[str] | None:
@@ -211,7 +220,7 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     from genrec.recommender.sasrec_train import train_sasrec as run_training
 
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
-    out = as_path(config.out) or dataset_dir / SASREC_DIR
+    out = _output_folder(as_path(config.out) or dataset_dir / SASREC_DIR)
     train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
     train_config.check()
     check_grids(config.fusion_grids)
