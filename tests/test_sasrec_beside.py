@@ -74,11 +74,12 @@ def test_a_misspelt_sasrec_option_fails_before_training(tiny):
     assert not (tiny / "t5").exists()  # nothing trained
 
 
-def test_a_failing_sasrec_is_one_error_naming_its_log(tiny):
+def test_a_failing_sasrec_is_one_error_naming_its_log(tiny, capfd):
     (tiny / "occupied").write_text("a file where SASRec's output folder would go")
     with pytest.raises(GenrecError, match=r"SASRec training beside the T5 failed \(exit 2\); see .*train_sasrec.log"):
         train_recommender(_config(tiny, sasrec=tiny / "occupied", sasrec_beside=SASRecBeside(train=SASREC_TRAIN)))
     assert "occupied is a file" in (tiny / "data" / SASREC_LOG).read_text()  # the child's one-line error
+    assert "SASRec training beside the T5 stopped with exit 2" in capfd.readouterr().out  # said when it happened
 
 
 def test_the_child_runs_outside_any_distributed_launch(monkeypatch):

@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ def child_environment() -> dict[str, str]:
         "OMP_NUM_THREADS": "1"}
 
 
+def _say_if_it_fails(child: subprocess.Popen, log: Path) -> None:
+    """One line as soon as the child fails, not only when the T5's training ends."""
+    if child.wait() != 0:
+        print(f"SASRec training beside the T5 stopped with exit {child.returncode} (see {log}); the T5 goes on, "
+              "and train-recommender fails when it ends", flush=True)
+
+
 def _die_with_parent() -> None:
     """In the child before it runs (Linux): SIGTERM when the parent dies, so a killed train-recommender
     leaves no SASRec training behind to race a rerun on the same checkpoint."""
@@ -82,6 +90,7 @@ def training_beside(command: list[str] | None, log: Path):
     with open(log, "a") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_environment(),
                                  preexec_fn=_die_with_parent)
+        threading.Thread(target=_say_if_it_fails, args=(child, log), daemon=True).start()
         try:
             yield
             if child.poll() is None:
