@@ -27,9 +27,9 @@ class TokenizerTrainingConfig:
     progress: bool = True
     # > 0: the tokenizer reads [text, W * collaborative vectors] (data_prep.collaborative: PPMI-SVD of
     # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only. That
-    # the input helps was chosen on validation (bench/results/compare-beauty-steps); W = 1 and 64
-    # dimensions were picked on test (bench/results/collaborative-beauty), an open choice that
-    # docs/reproduction.md lists until a validation study decides it.
+    # the input helps was chosen on validation (bench/results/compare-beauty-steps); W = 1 on validation
+    # too (bench/results/collaborative-weight-beauty: W = 2 level with it over 3 seeds); 64 dimensions
+    # were picked on test (bench/results/collaborative-beauty), open in docs/reproduction.md.
     collaborative_weight: float = 1.0
     collaborative_dim: int = 64
 
