@@ -162,7 +162,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int, s
     ``sort_window`` batches by input length, cut it into batches, then shuffle the batch order.
     Dynamic padding then pads each batch to nearly its own examples' length (on Beauty: mean width
     29 instead of 81 tokens) while every example is still seen once per epoch, but a batch holds
-    examples of similar history length, not a random sample (bench/results/beauty-training-quality.md:
+    examples of similar history length, not a random sample (bench/results/training-quality-beauty/beauty-training-quality.md:
     no quality difference from the default beyond seed noise, 3 seeds, final step).
     """
     rng = np.random.default_rng([seed, epoch])
