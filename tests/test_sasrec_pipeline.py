@@ -156,3 +156,22 @@ def test_serve_answers_from_a_sasrec_model(tiny):
         assert len(picks) == 5 and all(row["sid"] is None for row in picks)
         assert not {row["item_id"] for row in picks} & set(dataset.history(3))  # seen items left out by default
         assert client.get("/items/4").json()["sid"] is None
+
+
+def test_a_second_run_on_the_same_sasrec_folder_waits_for_the_first(tiny, capsys):
+    """Two train-recommender runs on one dataset each train a SASRec beside their T5 into DATASET/sasrec:
+    they take turns on it (the second then finds the first one's model) instead of writing it at once."""
+    import threading
+
+    from genrec.core.io import file_lock
+
+    write_embedding_cache(tiny / "data", np.random.default_rng(1).normal(size=(30, 8)))
+    results = []
+    with file_lock(tiny / "data" / ".sasrec.lock"):  # as a first run holds it while it trains
+        second = threading.Thread(target=lambda: results.append(_pipeline_sasrec(tiny, fusion_grids={"prior": (0.0,)})))
+        second.start()
+        second.join(timeout=3)
+        assert second.is_alive() and not (tiny / "data" / "sasrec").exists()  # waiting, nothing written
+    second.join(timeout=120)
+    assert not second.is_alive() and results[0].path == tiny / "data" / "sasrec"
+    assert "another run is training" in capsys.readouterr().err

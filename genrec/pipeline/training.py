@@ -221,29 +221,44 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
 
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
     out = _output_folder(as_path(config.out) or dataset_dir / SASREC_DIR)
-    train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
-    train_config.check()
-    check_grids(config.fusion_grids)
-    if config.restart:
-        remove_training_output(out)
-    if (out / META_FILE).is_file():
-        meta = read_json(out / META_FILE)
-        fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
-                                                     train_config.seed)
-        return _finished(out, meta, fusion)
-    dataset = load_processed_dataset(dataset_dir)
-    text = None
-    if config.text:
-        embeddings = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress))
-        text, text_encoder = embeddings.vectors, embeddings.encoder
-        if len(text) != dataset.num_items:
-            raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
-    model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
-                                                text_dim=0 if text is None else text.shape[1]),
-                                   config.model, "model options")
-    model_config.check()
-    with full_disk_as_enospc(out):
-        state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
-                             meta={"text": config.text, "encoder": None if text is None else text_encoder})
-    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
-    return TrainedRecommender(out, state, fusion=fusion)
+    with _one_writer(out):  # two runs on one SASRec folder (two train-recommender at once) take turns
+        train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
+        train_config.check()
+        check_grids(config.fusion_grids)
+        if config.restart:
+            remove_training_output(out)
+        if (out / META_FILE).is_file():
+            meta = read_json(out / META_FILE)
+            fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
+                                                         train_config.seed)
+            return _finished(out, meta, fusion)
+        dataset = load_processed_dataset(dataset_dir)
+        text = None
+        if config.text:
+            embeddings = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress))
+            text, text_encoder = embeddings.vectors, embeddings.encoder
+            if len(text) != dataset.num_items:
+                raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
+        model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
+                                                    text_dim=0 if text is None else text.shape[1]),
+                                       config.model, "model options")
+        model_config.check()
+        with full_disk_as_enospc(out):
+            state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
+                                 meta={"text": config.text, "encoder": None if text is None else text_encoder})
+        fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
+        return TrainedRecommender(out, state, fusion=fusion)
+
+
+@contextlib.contextmanager
+def _one_writer(out: Path):
+    """One run at a time trains into ``out``: a second one waits (saying so), then finds the first one's
+    result or checkpoint. Not under a distributed launch, whose processes write ``out`` together."""
+    from genrec.core.io import file_lock
+
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(out.parent / f".{out.name}.lock", waiting=f"another run is training {out}; waiting for it ..."):
+        yield
