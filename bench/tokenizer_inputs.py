@@ -28,7 +28,6 @@ import numpy as np
 from bench.common import markdown_table, run_script, script_parser, write_report
 
 DATASET_FILES = ("items.parquet", "sequences.parquet", "users.parquet", "stats.json", "embeddings")
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def copy_dataset(source: Path, target: Path) -> None:
@@ -89,19 +88,11 @@ def run_all(jobs: dict[str, str], parallel: int, work: Path) -> None:
             process.wait()
 
 
-def interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95% t-interval over seeds (one seed: the interval is the value itself)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, mean, mean
-    half = T_975.get(len(values) - 1, 1.96) * float(np.std(values, ddof=1)) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
-
-
 def _run(args, command: str) -> int:
     from genrec.core.errors import GenrecError
     from genrec.core.hardware import hardware_line
     from genrec.core.io import read_json
+    from genrec.eval.paired import paired_difference
 
     if args.decode:
         decode(Path(args.decode))
@@ -132,17 +123,21 @@ def _run(args, command: str) -> int:
             per_seed.append({"seed": seed, "steps": meta["steps"], "users": len(arrays["hit@10"]),
                              **{key: float(values.mean()) for key, values in arrays.items()},
                              **{f"{key}_diff": float((values - base[key]).mean()) for key, values in arrays.items()}})
-        summary = {key: interval([row[key] for row in per_seed])
-                   for key in ("hit@10", "ndcg@10", "hit@10_diff", "ndcg@10_diff")}
+        reference = report["variants"][first]["per_seed"] if name != first else per_seed
+        summary = {}
+        for key in ("hit@10", "ndcg@10"):
+            values = [row[key] for row in per_seed]
+            summary[key] = {"mean": float(np.mean(values)),
+                            "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+            summary[f"{key}_diff"] = paired_difference({row["seed"]: row[key] for row in reference},
+                                                       {row["seed"]: row[key] for row in per_seed}).to_dict()
         report["variants"][name] = {"flags": flags, "per_seed": per_seed, "summary": summary}
-        std = {key: float(np.std([row[key] for row in per_seed], ddof=1)) if args.seeds > 1 else 0.0
-               for key in ("hit@10", "ndcg@10")}
         paired = "" if name == first else " / ".join(
-            f"{summary[key][0]:+.4f} [{summary[key][1]:+.4f}, {summary[key][2]:+.4f}]"
+            f"{summary[key]['mean']:+.4f} [{summary[key]['low']:+.4f}, {summary[key]['high']:+.4f}]"
             for key in ("hit@10_diff", "ndcg@10_diff"))
         rows.append([name, f"`{flags}`", ", ".join(f"{row['steps']:,}" for row in per_seed),
-                     f"{summary['hit@10'][0]:.4f} ± {std['hit@10']:.4f} / {summary['ndcg@10'][0]:.4f} ± "
-                     f"{std['ndcg@10']:.4f}", paired])
+                     f"{summary['hit@10']['mean']:.4f} ± {summary['hit@10']['std']:.4f} / "
+                     f"{summary['ndcg@10']['mean']:.4f} ± {summary['ndcg@10']['std']:.4f}", paired])
     markdown = "\n".join([
         f"# Tokenizer inputs, the T5 alone at {args.minutes:g} minutes, {args.seeds} seed(s): validation",
         "", f"Command: `{command}`", "",
