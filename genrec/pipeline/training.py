@@ -146,10 +146,10 @@ def _sasrec_beside(config: RecommenderTrainingConfig, dataset_dir: Path, train_c
     return sasrec_command(config.sasrec_beside, dataset_dir, sasrec_dir, train_config.time_budget_minutes)
 
 
-
-def _text_vectors(dataset_dir: Path, num_items: int, progress: bool) -> tuple[np.ndarray, str]:
+def _text_vectors(dataset_dir: Path, num_items: int, progress: bool,
+                  encoder: str | None = None) -> tuple[np.ndarray, str]:
     """The dataset's item text embeddings [M, d] (computed once and cached by ``embed``) and their encoder."""
-    embeddings = embed(EmbedConfig(dataset_dir, progress=progress))
+    embeddings = embed(EmbedConfig(dataset_dir, encoder=encoder, progress=progress))
     if len(embeddings.vectors) != num_items:
         raise GenrecError(f"{dataset_dir}: {num_items} items but {len(embeddings.vectors)} embeddings; rerun `genrec embed`")
     return embeddings.vectors, embeddings.encoder
@@ -233,19 +233,16 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
                                                          train_config.seed)
             return _finished(out, meta, fusion)
         dataset = load_processed_dataset(dataset_dir)
-        text = None
+        text, text_encoder = None, None
         if config.text:
-            embeddings = embed(EmbedConfig(dataset_dir, encoder=config.encoder, progress=config.progress))
-            text, text_encoder = embeddings.vectors, embeddings.encoder
-            if len(text) != dataset.num_items:
-                raise GenrecError(f"{dataset_dir}: {dataset.num_items} items but {len(text)} embeddings; rerun `genrec embed`")
+            text, text_encoder = _text_vectors(dataset_dir, dataset.num_items, config.progress, config.encoder)
         model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
                                                     text_dim=0 if text is None else text.shape[1]),
                                        config.model, "model options")
         model_config.check()
         with full_disk_as_enospc(out):
             state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
-                                 meta={"text": config.text, "encoder": None if text is None else text_encoder})
+                                 meta={"text": config.text, "encoder": text_encoder})
         fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
         return TrainedRecommender(out, state, fusion=fusion)
 
