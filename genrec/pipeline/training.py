@@ -140,10 +140,11 @@ def _sasrec_beside(config: RecommenderTrainingConfig, dataset_dir: Path, train_c
     sasrec_dir = as_path(config.sasrec) or dataset_dir / SASREC_DIR
     if config.sasrec_beside is None or (sasrec_dir / META_FILE).is_file() or not is_main_process():
         return None
-    if config.progress:
+    command = sasrec_command(config.sasrec_beside, dataset_dir, sasrec_dir, train_config.time_budget_minutes)
+    if config.progress:  # after the options were checked: no such line before an error about them
         print(f"training SASRec beside the T5 (one CPU thread; log {dataset_dir / SASREC_LOG}); "
               "--t5-only trains the T5 alone", flush=True)
-    return sasrec_command(config.sasrec_beside, dataset_dir, sasrec_dir, train_config.time_budget_minutes)
+    return command
 
 
 def _text_vectors(dataset_dir: Path, num_items: int, progress: bool,
