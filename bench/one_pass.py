@@ -21,11 +21,12 @@ from pathlib import Path
 
 from bench.common import markdown_table, run_script, script_parser, write_report
 
+SIDS_ONLY = {"item_text": False, "item_ids": False}  # the layouts over Semantic IDs alone
 VARIANTS = {
-    "every_prefix": {"encoder_attention": "bidirectional", "encoder_input": "tokens"},
-    "one_pass": {"encoder_attention": "item_causal", "encoder_input": "tokens"},
-    "items": {"encoder_attention": "bidirectional", "encoder_input": "items"},
-    "items_one_pass": {"encoder_attention": "item_causal", "encoder_input": "items"},
+    "every_prefix": {"encoder_attention": "bidirectional", "encoder_input": "tokens", **SIDS_ONLY},
+    "one_pass": {"encoder_attention": "item_causal", "encoder_input": "tokens", **SIDS_ONLY},
+    "items": {"encoder_attention": "bidirectional", "encoder_input": "items", **SIDS_ONLY},
+    "items_one_pass": {"encoder_attention": "item_causal", "encoder_input": "items", **SIDS_ONLY},
 }
 KEYS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 

@@ -26,8 +26,9 @@ def measure(dataset_dir: str, steps: int, rounds: int) -> dict:
 
     from genrec import pipeline
     from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTask, SASRecTrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.sasrec_train import SASRecTask
+    from genrec.recommender.train_config import SASRecTrainConfig
 
     torch.set_num_threads(1)
     dataset = load_processed_dataset(dataset_dir)

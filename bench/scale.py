@@ -109,7 +109,9 @@ def stage_argv(stage: str, args, size: int, data: Path, scratch: Path) -> list[s
         config = scratch / "train.json"
         config.write_text(json.dumps({"train": {"max_steps": args.train_steps, "eval_every": args.train_steps,
                                                 "eval_users": 200, "time_budget_minutes": 0,
-                                                "threads": args.threads}}))
+                                                "threads": args.threads},
+                                      # the T5 over Semantic IDs alone, as the committed runs measured it
+                                      "model": {"item_text": False, "item_ids": False}}))
         return [*cli, "train-recommender", "--dataset", str(data), "--config", str(config), "--recipe", "cpu",
                 "--fusion-weights", "0", "--restart", "--t5-only"]
     if stage == "decode":

@@ -24,12 +24,14 @@ import numpy as np
 from bench.common import markdown_table, run_script, script_parser, write_report
 
 KS = (10, 20)
+# The recipe as this study read it (before it put item text + ids into the cpu recipe): each variant's flags on top.
+BASE_FLAGS = ("--no-item-text", "--no-item-ids")
 
 
 def _train_command(dataset: str, out: Path, minutes: float, flags: str) -> list[str]:
     return [sys.executable, "-m", "genrec.cli", "train-recommender", "--dataset", dataset, "--recipe", "cpu",
             "--time-budget", f"{minutes:g}", "--threads", "1", "--fusion-weights", "prior=0", "--out", str(out),
-            "--no-progress", "--t5-only", *shlex.split(flags)]
+            "--no-progress", "--t5-only", *BASE_FLAGS, *shlex.split(flags)]
 
 
 def _train_all(args, variants: dict[str, str], work: Path) -> None:

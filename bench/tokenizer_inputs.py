@@ -50,7 +50,7 @@ def chain(dataset: Path, flags: str, seed: int, minutes: float) -> str:
         f"{{ test -f {data}/tokenizer/semantic_ids.npy || {python} -m genrec.cli train-tokenizer --dataset {data} "
         f"--seed {seed} --no-progress {flags}; }}",
         f"{{ test -f {model}/genrec.json || {python} -m genrec.cli train-recommender --dataset {data} --out {model} "
-        f"--recipe cpu --time-budget {minutes:g} --threads 1 --t5-only --fusion-weights prior=0 --seed {seed} "
+        f"--recipe cpu --no-item-text --no-item-ids --time-budget {minutes:g} --threads 1 --t5-only --fusion-weights prior=0 --seed {seed} "
         "--no-progress; }",
         f"{{ test -f {data}/valid.npz || {python} -m bench.tokenizer_inputs --decode {data}; }}",
     ])

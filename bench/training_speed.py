@@ -34,7 +34,8 @@ from genrec.data_prep.dataset import ProcessedDataset
 from genrec.recommender.data import ExampleBuilder, TokenizedExamples, epoch_batches, micro_batches, training_examples
 from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.model import RecommenderConfig, build_model
-from genrec.recommender.train import TrainConfig, accumulate_gradients
+from genrec.recommender.train import accumulate_gradients
+from genrec.recommender.train_config import TrainConfig
 from genrec.recommender.vocab import PAD_TOKEN, SidVocab
 from genrec.tokenizer.artifact import SemanticIds
 

@@ -9,11 +9,12 @@ by field:
 * ``cpu``: what fits an hour on 2 CPU cores: a small T5 (2+2 layers, d_model 128, d_ff 512, 4 heads
   of 32, no dropout) reading one encoder position per history item (``encoder_input="items"``, about
   4x the steps per second of TIGER's one position per SID token at the same quality per step:
-  bench/results/encoder-input-beauty/), batch 256, lr 3e-3, warmup 200, and a 45-minute training
-  budget, so the whole pipeline (embed, tokenizer, training, the fusion-weight choice, test
-  evaluation) ends within the hour; the committed hour runs (bench/results/*-cpu-60min.md) use 40
-  minutes, leaving room for the report's extra model-alone evaluation with three runs sharing the
-  2 cores.
+  bench/results/encoder-input-beauty/), each position the sum of the item's SID-token embeddings,
+  its projected text embedding and its (dropped-out) id embedding (``item_text``, ``item_ids``:
+  bench/results/t5-options-beauty/, validation), batch 256, lr 3e-3, warmup 200, and a 45-minute
+  training budget (SASRec, trained beside it, gets the same), so the whole pipeline (embed,
+  tokenizer, training, the fusion-weight choice, test evaluation) ends within the hour; the hour
+  benches (bench/results/hour-*/) give each 30 minutes, leaving room for their extra evaluations.
 * ``auto`` (the default): ``cpu`` when no CUDA device is visible, else ``tiger``.
 """
 
@@ -37,7 +38,9 @@ RECIPES = {
         train={"batch_size": 256, "lr": 3e-3, "warmup_steps": 200, "eval_every": 500, "eval_users": 2000,
                "patience": 6, "time_budget_minutes": 45.0},
         model={"d_model": 128, "d_ff": 512, "num_heads": 4, "d_kv": 32, "num_encoder_layers": 2,
-               "num_decoder_layers": 2, "dropout": 0.0, "encoder_input": "items"},
+               "num_decoder_layers": 2, "dropout": 0.0, "encoder_input": "items",
+               # item text + ids beside the SID sum: bench/results/t5-options-beauty/ (validation)
+               "item_text": True, "item_ids": True},
     ),
 }
 CHOICES = ("auto", *RECIPES)
@@ -78,7 +81,7 @@ def recipe_notice(name: str, reason: str, train, model) -> str:
     """One line: the recipe in use (as it ends up after the user's options) and how to get the other.
     ``train`` / ``model``: the final TrainConfig and RecommenderConfig."""
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train_config import TrainConfig
 
     other = "tiger" if name == "cpu" else "cpu"
     other_train = TrainConfig(**{**vars(TrainConfig()), **RECIPES[other].train})

@@ -4,7 +4,6 @@ full or sampled softmax (``recommender.sasrec.sasrec_loss``), validation by rank
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,41 +11,16 @@ import torch
 
 from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import ProcessedDataset
-from genrec.recommender.sasrec import LOSSES, NEGATIVE_SAMPLERS, NegativeSampler, SASRec, SASRecConfig, sasrec_loss
+from genrec.recommender.sasrec import NegativeSampler, SASRec, SASRecConfig, sasrec_loss
 from genrec.recommender.sasrec_recommender import SASRecRecommender
 from genrec.recommender.data import epoch_batches, micro_batches
 from genrec.recommender.sequences import SequenceRows
-from genrec.recommender.train import (TrainConfig, plot_curves, prepare_process, set_seed_everywhere, training_summary,
+from genrec.recommender.train import (plot_curves, prepare_process, set_seed_everywhere, training_summary,
                                       weighted_micro_steps)
+from genrec.recommender.train_config import SASRecTrainConfig
 from genrec.recommender.trainer import TrainingState, run_training
 
 BEST_FILE = "model.pt"
-
-
-@dataclass
-class SASRecTrainConfig(TrainConfig):
-    """The shared loop's settings with SASRec's defaults, and its loss."""
-
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    max_steps: int = 100_000
-    micro_batches: int = 3  # bench/results/sasrec-speed-beauty: 1.6-1.9x the padded batch's steps/s (6: 1.2x)
-    eval_every: int = 350
-    eval_users: int = 3000
-    patience: int = 5
-    loss: str = "sampled"  # "full": softmax over the whole catalogue; "sampled": over shared negatives
-    negatives: int = 1024  # shared negatives per batch (sampled)
-    sampler: str = "popularity"  # how negatives are drawn: popularity (with logQ correction) or uniform
-
-    def check(self) -> None:
-        if self.loss not in LOSSES:
-            raise GenrecError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.sampler not in NEGATIVE_SAMPLERS:
-            raise GenrecError(f"sampler must be one of {', '.join(NEGATIVE_SAMPLERS)}, got {self.sampler!r}")
-        if self.negatives < 1:
-            raise GenrecError(f"negatives must be at least 1, got {self.negatives}")
 
 
 class SASRecTask:
@@ -58,12 +32,13 @@ class SASRecTask:
                  text: np.ndarray | None):
         config.check()
         self.dataset, self.model_config, self.config = dataset, model_config, config
+        self.loss = config.loss_for(dataset.num_items)
         self.model = SASRec(model_config, text)
         self.rows = SequenceRows.build(dataset.train_sequences(), model_config.max_len)
         if len(self.rows) == 0:
             raise GenrecError(f"{dataset.path}: no training rows (every user needs at least 4 items)")
         self.examples = self.rows.num_targets
-        self.batching = (", full softmax" if config.loss == "full" else
+        self.batching = (", full softmax" if self.loss == "full" else
                          f", sampled softmax over {config.negatives} {config.sampler} negatives")
         self.batching += f", micro-batches <= {config.micro_batches}" if config.micro_batches > 1 else ""
         self.batching += f", length bucketing {config.sort_window}" if config.sort_window > 1 else ""
@@ -81,7 +56,7 @@ class SASRecTask:
         the whole padded batch at a fraction of the padding."""
         device = accelerator.device
         negatives, log_q = None, None
-        if self.config.loss == "sampled":
+        if self.loss == "sampled":
             negatives = self.sampler.draw().to(device)
             log_q = self.sampler.log_q.to(device) if self.config.sampler == "popularity" else None
 
@@ -105,7 +80,8 @@ class SASRecTask:
     def finalize(self, out: Path, best: Path, state: TrainingState, log: list, meta: dict | None) -> None:
         self.model.load_state_dict(torch.load(best / BEST_FILE, weights_only=True))
         plot_curves(log, out / "training_curves.png")
-        SASRecRecommender(self.model).save(out, meta={**training_summary(self.dataset, state), **(meta or {})})
+        SASRecRecommender(self.model).save(out, meta={**training_summary(self.dataset, state), "loss": self.loss,
+                                                      **(meta or {})})
 
 
 def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfig, config: SASRecTrainConfig,

@@ -1,5 +1,5 @@
 """The T5 recommender's training task (``T5Task``) for the shared loop (recommender.trainer), and
-``TrainConfig``, the loop's settings.
+``TrainConfig`` (recommender.train_config), the loop's settings.
 
 A step takes a plain random batch of ``batch_size`` examples, sorts it by input length and cuts it
 into at most ``micro_batches`` micro-batches with the least padding (recommender.data.micro_batches);
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,30 +28,10 @@ from genrec.recommender.fast_dropout import use_fast_dropout
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss, prefix_loss, sequence_batches
 from genrec.recommender.model import RecommenderConfig, build_model, load_model
 from genrec.recommender.recommender import Recommender
+from genrec.recommender.train_config import TrainConfig
 from genrec.recommender.trainer import TrainingState, run_training
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import SemanticIds
-
-
-@dataclass
-class TrainConfig:
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 300
-    max_steps: int = 20000
-    epochs: float = 0.0  # > 0: train this many epochs (overrides max_steps)
-    eval_every: int = 1000
-    eval_users: int = 2000  # validation users sampled for the periodic check (0 = all)
-    eval_beams: int = 20
-    patience: int = 4  # evaluations without NDCG@10 improvement before stopping
-    micro_batches: int = 6  # per step: the batch sorted by length, cut into <= this many (1 = one padded batch)
-    sort_window: int = 1  # > 1: length-bucketed batches, this many sorted together (the old default, 50)
-    time_budget_minutes: float = 0.0  # > 0: stop by this much training wall time (all attempts); 0 = off
-    seed: int = 0
-    mixed_precision: str = "auto"  # auto (bf16 on a GPU that has it) | no | bf16 | fp16
-    fast_dropout: bool = True  # CPU: cheap dropout masks (recommender.fast_dropout); same model, same p
-    threads: int = 0  # torch CPU threads (0 = torch's default, one per core; 1 on a machine other jobs share)
 
 
 def weighted_micro_steps(model, pieces: list[np.ndarray], counts: list[int], piece_loss,

@@ -61,7 +61,8 @@ def train_tiny_recommender(root: Path, num_users: int) -> Path:
     """root/data (a tiny dataset), root/tok (random SIDs) and root/model (6 training steps)."""
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import TrainConfig, train_recommender
+    from genrec.recommender.train import train_recommender
+    from genrec.recommender.train_config import TrainConfig
     from genrec.tokenizer.artifact import load_semantic_ids
 
     dataset = load_processed_dataset(write_dataset(root / "data", num_users=num_users))

@@ -88,7 +88,7 @@ def test_markdown_table():
 def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     from genrec.pipeline import TokenizerTrainingConfig
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train_config import TrainConfig
 
     config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
@@ -115,7 +115,7 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     for overrides, _, _ in TRAINING_VARIANTS.values():
         apply_overrides(TrainConfig(), overrides)
     for overrides in ENCODER_VARIANTS.values():
-        assert set(overrides) == {"encoder_attention", "encoder_input"}
+        assert set(overrides) == {"encoder_attention", "encoder_input", "item_text", "item_ids"}
         apply_overrides(RecommenderConfig(), overrides)
     (tmp_path / "old.json").write_text(json.dumps({"tokenizer_args": ["--method", "r3vae"], "train": {}}))
     with pytest.raises(GenrecError, match="tokenizer_args"):
@@ -200,9 +200,9 @@ def test_every_config_in_bench_configs_is_valid(tmp_path):
     from genrec.data_prep.presets import PRESETS
     from genrec.pipeline import tokenizer_config_from
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import TrainConfig
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.train_config import TrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.train_config import SASRecTrainConfig
     from genrec.tokenizer.registry import build_tokenizer
 
     paths = sorted(Path("bench/configs").glob("*.json"))

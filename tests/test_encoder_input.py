@@ -121,7 +121,8 @@ def test_item_causal_with_per_item_rows_one_pass_equals_every_prefix(tmp_path):
 @pytest.mark.parametrize("attention", ["bidirectional", "item_causal"])
 def test_a_per_item_recommender_trains_reloads_and_decodes_like_generate(tmp_path, attention):
     from genrec.recommender.recommender import Recommender
-    from genrec.recommender.train import TrainConfig, train_recommender
+    from genrec.recommender.train import train_recommender
+    from genrec.recommender.train_config import TrainConfig
 
     dataset, sids, _, config, _ = setup(tmp_path, user_buckets=3, encoder_attention=attention, dropout=0.1)
     state = train_recommender(dataset, sids, tmp_path / "model", config,

@@ -90,7 +90,8 @@ def test_an_item_causal_recommender_trains_one_pass_saves_and_decodes_like_gener
     from genrec.recommender.decoding import generate_reference, pad_rows
     from genrec.recommender.fast_beam import constrained_beam_search
     from genrec.recommender.recommender import Recommender
-    from genrec.recommender.train import TrainConfig, train_recommender
+    from genrec.recommender.train import train_recommender
+    from genrec.recommender.train_config import TrainConfig
 
     dataset = load_processed_dataset(write_dataset(tmp_path / "data", num_users=30, num_items=30, seed=4))
     sids = load_semantic_ids(write_tokenizer(tmp_path / "tok"))

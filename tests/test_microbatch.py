@@ -10,7 +10,8 @@ import torch
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.data import ExampleBuilder, epoch_batches, micro_batches, training_examples
 from genrec.recommender.model import RecommenderConfig, build_model
-from genrec.recommender.train import TrainConfig, accumulate_gradients
+from genrec.recommender.train import accumulate_gradients
+from genrec.recommender.train_config import TrainConfig
 from genrec.recommender.vocab import SidVocab
 from genrec.tokenizer.artifact import load_semantic_ids
 from tests.recommender_fixtures import write_dataset, write_tokenizer

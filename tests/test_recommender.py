@@ -20,7 +20,8 @@ from genrec.recommender.fusion import DecodingPolicy
 from genrec.recommender.data import ExampleBuilder, epoch_batches, split_examples, training_examples
 from genrec.recommender.model import RecommenderConfig, build_model
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.recommender.train import train_recommender
+from genrec.recommender.train_config import TrainConfig
 from genrec.recommender.vocab import EOS_TOKEN, PAD_TOKEN, SidVocab
 from tests.recommender_fixtures import train_until_killed, write_dataset, write_tokenizer
 from genrec.tokenizer.artifact import load_semantic_ids

@@ -10,9 +10,10 @@ import torch
 from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.fusion import DecodingPolicy
-from genrec.recommender.sasrec import SASRecConfig
+from genrec.recommender.sasrec_config import SASRecConfig
 from genrec.recommender.sasrec_recommender import SASRecRecommender
-from genrec.recommender.sasrec_train import SASRecTrainConfig, train_sasrec
+from genrec.recommender.sasrec_train import train_sasrec
+from genrec.recommender.train_config import SASRecTrainConfig
 from tests.recommender_fixtures import train_until_killed, write_dataset, write_embedding_cache, write_tokenizer
 
 TINY = dict(max_len=6, d_model=16, d_ff=32, num_layers=1, num_heads=2, dropout=0.1)

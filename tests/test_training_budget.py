@@ -15,7 +15,8 @@ from genrec.eval.ranking_metrics import ranking_metrics, target_ranks
 from genrec.recommender import recipes
 from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.recommender.train import train_recommender
+from genrec.recommender.train_config import TrainConfig
 from genrec.recommender.trainer import lr_lambda
 from genrec.tokenizer.artifact import load_semantic_ids
 from tests.recommender_fixtures import write_dataset, write_tokenizer

@@ -20,7 +20,8 @@ from genrec.recommender import trainer as trainer_module
 from genrec.recommender.item_causal import build_sequence_examples, one_pass_loss
 from genrec.recommender.model import RecommenderConfig
 from genrec.recommender.recommender import Recommender
-from genrec.recommender.train import TrainConfig, train_recommender
+from genrec.recommender.train import train_recommender
+from genrec.recommender.train_config import TrainConfig
 from genrec.tokenizer.artifact import load_semantic_ids
 from tests.recommender_fixtures import Killed, train_until_killed, write_dataset, write_tokenizer
 from tests.test_item_causal import setup as item_causal_setup

@@ -18,7 +18,7 @@ from genrec.core.limits import DEFAULT_EXCLUDE_SEEN
 # train-recommender (sized for an hour on Amazon Beauty). No dropout and 1,200 steps, because with
 # dropout 0.1 and 400 steps the model ended below popularity; one encoder position per SID token.
 DEMO_MODEL = {"d_model": 64, "d_ff": 256, "num_heads": 4, "d_kv": 64, "num_encoder_layers": 2, "num_decoder_layers": 2,
-              "dropout": 0.0, "encoder_input": "tokens"}
+              "dropout": 0.0, "encoder_input": "tokens", "item_text": False, "item_ids": False}
 DEMO_TRAIN = {"batch_size": 128, "lr": 4e-3, "warmup_steps": 30, "max_steps": 1200, "eval_every": 300,
               "eval_users": 400, "patience": 3}
 DEMO_METRICS = ["recall@10", "ndcg@10", "mrr"]

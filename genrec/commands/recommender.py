@@ -79,7 +79,7 @@ def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
 def _train(args) -> int:
     from genrec.pipeline import RecommenderTrainingConfig, train_recommender
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train_config import TrainConfig
 
     train_options, model_options = _options(args, TrainConfig, RecommenderConfig)
     started = time.perf_counter()
@@ -109,8 +109,8 @@ def _train(args) -> int:
 def _sasrec_beside(args):
     """The SASRec to train beside the T5 (--sasrec-config's options), or None with --t5-only."""
     from genrec.pipeline import SASRecBeside
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.train_config import SASRecTrainConfig
 
     if args.t5_only:
         if args.sasrec_config:

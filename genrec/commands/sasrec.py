@@ -9,14 +9,13 @@ from genrec.commands.recommender import _options, parse_grids
 from genrec.commands.report import fusion_line
 from genrec.core.sharding import is_main_process
 
-LOSS_CHOICES = ("full", "sampled")  # recommender.sasrec.LOSSES (not imported: the parser loads no torch)
-SAMPLER_CHOICES = ("popularity", "uniform")  # recommender.sasrec.NEGATIVE_SAMPLERS
+from genrec.recommender.train_config import LOSS_CHOICES, NEGATIVE_SAMPLERS
 
 
 def _train(args) -> int:
     from genrec.pipeline import SASRecTrainingConfig, train_sasrec
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.train_config import SASRecTrainConfig
 
     train_options, model_options = _options(args, SASRecTrainConfig, SASRecConfig)
     started = time.perf_counter()
@@ -46,10 +45,10 @@ def register(subparsers) -> None:
     train.add_argument("--out", help="output directory (default DATASET/sasrec)")
     train.add_argument("--config", help="JSON with train / model options (flat or under \"train\" and \"model\")")
     train.add_argument("--loss", choices=LOSS_CHOICES,
-                       help="full: softmax over the whole catalogue; sampled (default): over --negatives shared "
-                            "negatives with the logQ correction")
+                       help="full: softmax over the whole catalogue; sampled: over --negatives shared negatives with "
+                            "the logQ correction; auto (default): full up to 20,000 items, sampled above")
     train.add_argument("--negatives", type=int, help="shared negatives per batch for the sampled softmax (default 1024)")
-    train.add_argument("--sampler", choices=SAMPLER_CHOICES, help="how negatives are drawn (default popularity)")
+    train.add_argument("--sampler", choices=NEGATIVE_SAMPLERS, help="how negatives are drawn (default popularity)")
     train.add_argument("--text", action=argparse.BooleanOptionalAction, default=True,
                        help="item vectors add a projection of the item's text embedding (default; --no-text: ids only)")
     train.add_argument("--encoder", help="text encoder of the embeddings (default as `genrec embed`)")

@@ -75,7 +75,9 @@ class StudyConfig:
     recipe: str = _opt("cpu", "recommender recipe (recommender.recipes): cpu or tiger")
     train: dict[str, Any] = _opt({}, "recommender TrainConfig fields over the recipe's, e.g. "
                                      "{\"time_budget_minutes\": 12} or {\"max_steps\": 3000}")
-    model: dict[str, Any] = _opt({}, "recommender model (RecommenderConfig) fields over the recipe's")
+    model: dict[str, Any] = _opt({"item_text": False, "item_ids": False},
+                                 "recommender model (RecommenderConfig) fields over the recipe's; by default the "
+                                 "T5 reads Semantic IDs alone (no item text or ids), so runs differ by tokenizer only")
     fusion_grid: list[float] = _opt(list(FUSION_GRIDS["prior"]), "transition-prior weights tried on validation users "
                                     "for the fused decoding, as train-recommender does ([0] = model alone only)")
     fusion_users: int = _opt(5000, "validation users the fusion weight is chosen on (0 = all)")

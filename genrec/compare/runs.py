@@ -301,7 +301,7 @@ def check_options(config: StudyConfig) -> None:
     from genrec.core.config import apply_overrides
     from genrec.recommender.model import RecommenderConfig
     from genrec.recommender.recipes import apply_recipe, resolve_recipe
-    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train_config import TrainConfig
     from genrec.tokenizer.registry import build_tokenizer
 
     for variant in config.variants(base_lambda=float("nan")):

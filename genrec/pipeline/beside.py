@@ -38,8 +38,8 @@ def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budg
     the T5's unless its own options give one (without a budget each trains to its own end, and the
     T5's run waits for SASRec's). The options are checked here, so a misspelt one fails at once."""
     from genrec.core.config import apply_overrides
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.train_config import SASRecTrainConfig
 
     apply_overrides(SASRecTrainConfig(), beside.train, "SASRec train options").check()
     apply_overrides(SASRecConfig(), beside.model, "SASRec model options").check()

@@ -78,7 +78,7 @@ def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     from genrec.recommender.model import RecommenderConfig
     from genrec.recommender.recipes import apply_recipe, recipe_notice, resolve_recipe
     from genrec.recommender.recommender import META_FILE
-    from genrec.recommender.train import TrainConfig
+    from genrec.recommender.train_config import TrainConfig
     from genrec.recommender.train import train_recommender as run_training
     from genrec.tokenizer.artifact import load_semantic_ids
 
@@ -216,8 +216,8 @@ def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     """Train (resuming from ``out``'s checkpoint if one is there) and write a SASRec model."""
     from genrec.data_prep.dataset import load_processed_dataset
     from genrec.recommender.recommender import META_FILE
-    from genrec.recommender.sasrec import SASRecConfig
-    from genrec.recommender.sasrec_train import SASRecTrainConfig
+    from genrec.recommender.sasrec_config import SASRecConfig
+    from genrec.recommender.train_config import SASRecTrainConfig
     from genrec.recommender.sasrec_train import train_sasrec as run_training
 
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
