@@ -90,12 +90,14 @@ def training_beside(command: list[str] | None, log: Path):
     with open(log, "a") as out:
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_environment(),
                                  preexec_fn=_die_with_parent)
-        threading.Thread(target=_say_if_it_fails, args=(child, log), daemon=True).start()
+        watcher = threading.Thread(target=_say_if_it_fails, args=(child, log), daemon=True)
+        watcher.start()
         try:
             yield
             if child.poll() is None:
                 print(f"waiting for SASRec to finish (log {log}) ...", flush=True)
             code = child.wait()
+            watcher.join(timeout=5)  # its line (if the child failed) before the error below
         except BaseException:
             child.terminate()
             child.wait()
