@@ -270,7 +270,7 @@ def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
         pipeline.train_tokenizer(pipeline.tokenizer_config_from(options, dataset=str(data), progress=False))
     sasrec = config.get("sasrec")
     trained_sasrec = work / "sasrec"
-    recommender = pipeline.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
+    recommender = pipeline.RecommenderTrainingConfig.from_options(data, train=dict(config.get("train", {})),
                                                      model=dict(config.get("model", {})), progress=False,
                                                      fusion_grids={"prior": (0.0,)},  # chosen below
                                                      sasrec_beside=None)  # this run's own SASRec: below
@@ -288,7 +288,7 @@ def train_models(config: dict, work: Path, data: Path, method: str) -> dict:
         (data / ".sasrec.tmp").rename(data / "sasrec")
     if "fusion" not in json.loads((data / "recommender" / "genrec.json").read_text()):
         pipeline.choose_fusion(data / "recommender", data, pipeline.FUSION_GRIDS, 5000,
-                               recommender.train.get("seed", 0))
+                               recommender.train.seed)
     return {"tokenizer_options": options, "best_step": trained.state.best_step}
 
 

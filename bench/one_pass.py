@@ -38,7 +38,7 @@ def train_variant(payload: dict) -> dict:
 
     torch.set_num_threads(1)
     out = Path(payload["out"])
-    result = gp.train_recommender(gp.RecommenderTrainingConfig(
+    result = gp.train_recommender(gp.RecommenderTrainingConfig.from_options(
         payload["dataset"], tokenizer=payload["tokenizer"], out=out, train=payload["train"], model=payload["model"],
         progress=False, recipe="cpu", sasrec_beside=None))
     test = gp.evaluate(gp.EvaluateConfig(payload["dataset"], model=out, split="test", progress=False))

@@ -11,7 +11,7 @@ Runs the stages in this process through ``genrec.pipeline``, in a fresh data fol
     prepare(PrepareConfig(NAME, raw_dir=RAW))
     embed(EmbedConfig(...))
     train_tokenizer(tokenizer_config_from(...))   config "tokenizer": {"method": ..., "collaborative_weight": ..., options}
-    train_recommender(RecommenderTrainingConfig(train=..., model=...))   config "train" and "model"
+    train_recommender(RecommenderTrainingConfig.from_options(train=..., model=...))   config "train" and "model"
     choose_fusion(...)   the fusion weights, on sampled validation users (as train-recommender does)
     evaluate(EvaluateConfig(split="test"))   with those weights, as `genrec evaluate` does; it also
                                              reports each fused part alone, the prior and popularity
@@ -122,10 +122,10 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
 
     data = str(dataset)
     sasrec = config.get("sasrec")  # trained beside the T5, as `genrec train-recommender` does by default
-    beside = None if sasrec is None else gp.SASRecBeside(train=dict(sasrec.get("train", {})),
+    beside = None if sasrec is None else gp.SASRecBeside.from_options(train=dict(sasrec.get("train", {})),
                                                          model=dict(sasrec.get("model", {})),
                                                          text=sasrec.get("text", True))
-    recommender = gp.RecommenderTrainingConfig(data, train=dict(config.get("train", {})),
+    recommender = gp.RecommenderTrainingConfig.from_options(data, train=dict(config.get("train", {})),
                                                model=dict(config.get("model", {})), progress=False,
                                                fusion_grids={"prior": (0.0,)},  # chosen below
                                                sasrec_beside=beside)
@@ -137,7 +137,7 @@ def pipeline_stages(dataset_name: str, raw_dir: str, dataset: Path, config: dict
         ("train-recommender" if sasrec is None else "train-recommender+sasrec", gp.train_recommender, recommender),
     ]
     stages += [
-        ("choose-fusion", choose_fusion, FusionChoice(data, seed=recommender.train.get("seed", 0))),
+        ("choose-fusion", choose_fusion, FusionChoice(data, seed=recommender.train.seed)),
         ("evaluate", gp.evaluate, gp.EvaluateConfig(data, split="test", progress=False)),
     ]
     if sasrec is not None:

@@ -81,6 +81,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     """Train (or find) every variant, then write the table."""
     from genrec import pipeline as gp
     from genrec.core.hardware import hardware, hardware_line
+    from genrec.tokenizer.registry import method_config
 
     try:
         extra = json.loads(args.options)
@@ -93,7 +94,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     rows = []
     for variant, method, options in plan:
         out = scratch / variant
-        config = gp.TokenizerTrainingConfig(args.dataset, method=method, options=options, out=str(out), progress=False,
+        config = gp.TokenizerTrainingConfig(args.dataset, method=method, options=method_config(method, options),
+                                            out=str(out), progress=False,
                                             collaborative_weight=0.0)  # this study: text only
         if (out / "metrics.json").is_file() and not args.rerun:  # resumable: finished variants are kept
             print(f"[{variant}] done already: {out}", flush=True)

@@ -54,7 +54,7 @@ def train_variant(payload: dict) -> dict:
     from genrec import pipeline as gp
 
     model = Path(payload["model"])
-    result = gp.train_recommender(gp.RecommenderTrainingConfig(
+    result = gp.train_recommender(gp.RecommenderTrainingConfig.from_options(
         payload["dataset"], tokenizer=payload["tokenizer"], out=str(model), train=payload["train"],
         model=payload["model_options"], progress=False, sasrec_beside=None))
     if not (model / "eval_valid.json").is_file():

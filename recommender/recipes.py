@@ -20,27 +20,31 @@ by field:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass
 from typing import Any
 
+from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
+from genrec.recommender.model_config import RecommenderConfig
+from genrec.recommender.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
 class Recipe:
-    train: dict[str, Any] = field(default_factory=dict)  # recommender.train.TrainConfig fields
-    model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
+    train: TrainConfig
+    model: RecommenderConfig
 
 
 RECIPES = {
-    "tiger": Recipe(),
+    "tiger": Recipe(TrainConfig(), RecommenderConfig()),
     "cpu": Recipe(
-        train={"batch_size": 256, "lr": 3e-3, "warmup_steps": 200, "eval_every": 500, "eval_users": 2000,
-               "patience": 6, "time_budget_minutes": 45.0},
-        model={"d_model": 128, "d_ff": 512, "num_heads": 4, "d_kv": 32, "num_encoder_layers": 2,
-               "num_decoder_layers": 2, "dropout": 0.0, "encoder_input": "items",
-               # item text + ids beside the SID sum: bench/results/t5-options-beauty/ (validation)
-               "item_text": True, "item_ids": True},
+        TrainConfig(batch_size=256, lr=3e-3, warmup_steps=200, eval_every=500, eval_users=2000, patience=6,
+                    time_budget_minutes=45.0),
+        RecommenderConfig(d_model=128, d_ff=512, num_heads=4, d_kv=32, num_encoder_layers=2, num_decoder_layers=2,
+                          dropout=0.0, encoder_input="items",
+                          # item text + ids beside the SID sum: bench/results/t5-options-beauty/ (validation)
+                          item_text=True, item_ids=True),
     ),
 }
 CHOICES = ("auto", *RECIPES)
@@ -59,10 +63,13 @@ def resolve_recipe(name: str, cuda_available: bool | None = None) -> tuple[str, 
     return name, f"--recipe {name}"
 
 
-def apply_recipe(name: str, train: dict[str, Any], model: dict[str, Any]) -> tuple[dict, dict]:
-    """The recipe's train and model fields with ``train`` / ``model`` (the user's options) on top."""
-    recipe = RECIPES[name]
-    return {**recipe.train, **train}, {**recipe.model, **model}
+def recipe_configs(name: str, train: dict[str, Any] | None = None,
+                   model: dict[str, Any] | None = None) -> tuple[TrainConfig, RecommenderConfig]:
+    """Fresh copies of recipe ``name``'s TrainConfig and RecommenderConfig (``auto`` resolved) with the
+    fields of ``train`` / ``model`` on top (a config file's sections, flags); an unknown field is an error."""
+    recipe = RECIPES[resolve_recipe(name)[0]]
+    return (apply_overrides(copy.deepcopy(recipe.train), train or {}, "train options"),
+            apply_overrides(copy.deepcopy(recipe.model), model or {}, "model options"))
 
 
 def _size(model) -> str:
@@ -80,12 +87,8 @@ def _length(train) -> str:
 def recipe_notice(name: str, reason: str, train, model) -> str:
     """One line: the recipe in use (as it ends up after the user's options) and how to get the other.
     ``train`` / ``model``: the final TrainConfig and RecommenderConfig."""
-    from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train_config import TrainConfig
-
     other = "tiger" if name == "cpu" else "cpu"
-    other_train = TrainConfig(**{**vars(TrainConfig()), **RECIPES[other].train})
-    other_model = RecommenderConfig(**{**vars(RecommenderConfig()), **RECIPES[other].model})
+    other_train, other_model = RECIPES[other].train, RECIPES[other].model
     size = _size(other_model).removeprefix("T5 ")
     label = f"TIGER's {size}" if other == "tiger" else f"a small T5 ({size})"
     return (f"recipe {name} ({reason}): {_size(model)}, {_length(train)}; "

@@ -3,7 +3,6 @@ full or sampled softmax (``recommender.sasrec.sasrec_loss``), validation by rank
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -91,4 +90,4 @@ def train_sasrec(dataset: ProcessedDataset, out: Path, model_config: SASRecConfi
     prepare_process(config, largest_kept=table // 2 if table >= 8 << 20 else 1 << 30)
     set_seed_everywhere(config.seed)
     task = SASRecTask(dataset, model_config, config, text)
-    return run_training(task, out, config, dataclasses.asdict(model_config), dataset.num_users, progress, meta)
+    return run_training(task, out, config, model_config, dataset.num_users, progress, meta)

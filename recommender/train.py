@@ -153,7 +153,7 @@ def train_recommender(dataset: ProcessedDataset, sids: SemanticIds, out: Path, m
     prepare_process(config)
     set_seed_everywhere(config.seed)
     task = T5Task(dataset, sids, model_config, config, text)
-    return run_training(task, out, config, asdict(model_config), dataset.num_users, progress, meta)
+    return run_training(task, out, config, model_config, dataset.num_users, progress, meta)
 
 
 def prepare_process(config: TrainConfig, largest_kept: int = 1 << 30) -> None:
@@ -198,8 +198,8 @@ def training_summary(dataset: ProcessedDataset, state: TrainingState) -> dict:
         "steps": state.step,
         "epochs": round(state.step / state.batches_per_epoch, 2),
         "train_seconds": round(state.train_seconds, 1),
-        "train_config": state.train_config,
-        "model_config": state.model_config,
+        "train_config": asdict(state.train_config),
+        "model_config": asdict(state.model_config),
         "examples": state.examples,
         "total_steps": state.total_steps,
     }

@@ -31,9 +31,9 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ from tqdm.auto import tqdm
 
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json, atomic_write_text, read_json, restore_swapped_directory, swap_directory
+from genrec.recommender.model_config import RecommenderConfig
+from genrec.recommender.sasrec_config import SASRecConfig
+from genrec.recommender.train_config import TrainConfig
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "trainer_state.json"
@@ -74,17 +77,21 @@ class TrainingState:
     total_steps: int = 0
     examples: int = 0
     batches_per_epoch: int = 0
-    train_config: dict[str, Any] = field(default_factory=dict)
-    model_config: dict[str, Any] = field(default_factory=dict)
+    # The run's settings; in trainer_state.json as objects, compared on resume (``changed_settings``).
+    train_config: TrainConfig | None = None
+    model_config: RecommenderConfig | SASRecConfig | None = None
 
     def as_json(self) -> dict:
         return {JSON_KEYS.get(name, name): value for name, value in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, data: dict) -> TrainingState:
-        names = {f.name for f in fields(cls)}
+    def from_json(cls, data: dict, train_config: TrainConfig | None = None,
+                  model_config: RecommenderConfig | SASRecConfig | None = None) -> TrainingState:
+        """The state saved as ``data``, with the run's own settings (those of ``data`` were checked
+        against them by ``changed_settings``)."""
+        names = {f.name for f in fields(cls)} - {"train_config", "model_config"}
         python = {name: data[key] for name, key in ((n, JSON_KEYS.get(n, n)) for n in names) if key in data}
-        return cls(**python)
+        return cls(**python, train_config=train_config, model_config=model_config)
 
 
 class TrainingTask(Protocol):
@@ -156,7 +163,7 @@ def _mixed_precision(choice: str) -> str:
 
 
 def changed_settings(saved: dict, config: dict, model_config: dict, examples: int) -> list[str]:
-    """``name old -> new`` for each setting of ``saved`` (a checkpoint's state) that the current
+    """``name old -> new`` for each setting of ``saved`` (a checkpoint's state as JSON) that the current
     run (``config`` and ``model_config`` as dicts) has otherwise, RESUMABLE_CHANGES excepted;
     ``examples`` is the number of training examples (another dataset or tokenizer gives another number)."""
     changes = []
@@ -182,10 +189,11 @@ def _with_se(metrics: dict, key: str) -> str:
 class Trainer:
     """One run of ``task``: AdamW with warmup and cosine, resumable checkpoints, the time budget,
     periodic validation on a fixed user sample with the best weights kept, and the artifact
-    written by ``task.finalize``. ``model_config``: the model's settings as a dict (a checkpoint
-    written with others is refused)."""
+    written by ``task.finalize``. ``model_config``: the model's settings (a checkpoint written with
+    others is refused)."""
 
-    def __init__(self, task: TrainingTask, out: Path, config, model_config: dict, num_users: int,
+    def __init__(self, task: TrainingTask, out: Path, config: TrainConfig, model_config: RecommenderConfig | SASRecConfig,
+                 num_users: int,
                  progress: bool = True, meta: dict | None = None):
         from accelerate import Accelerator
 
@@ -203,7 +211,7 @@ class Trainer:
         self.steps = total_steps(config, batches_per_epoch)
         self.budget = 60.0 * config.time_budget_minutes  # seconds; 0 = no budget
         self.state = TrainingState(total_steps=self.steps, examples=task.examples,
-                                   batches_per_epoch=batches_per_epoch, train_config=asdict(config),
+                                   batches_per_epoch=batches_per_epoch, train_config=config,
                                    model_config=model_config)
         self.started: float | None = None  # perf_counter() at which this run's training time (all attempts) is 0
         self.synced: float | None = None  # several processes: the main process's elapsed(), synced once a step
@@ -257,13 +265,13 @@ class Trainer:
         accelerator.wait_for_everyone()
         if (self.checkpoint / STATE_FILE).is_file():
             saved = read_json(self.checkpoint / STATE_FILE)
-            changes = changed_settings(saved, asdict(config), self.state.model_config, self.task.examples)
+            changes = changed_settings(saved, asdict(config), asdict(self.state.model_config), self.task.examples)
             if changes:
                 raise GenrecError(f"{self.checkpoint} was written with other settings ({'; '.join(changes)}); "
                                   "rerun with the same options, or pass --restart to discard it")
             accelerator.load_state(str(self.checkpoint / "state"))
-            self.state = TrainingState.from_json({**self.state.as_json(), **saved})
-            self.state.train_config = asdict(config)  # e.g. a longer --time-budget for the rest of the run
+            # this run's settings: e.g. a longer --time-budget for the rest of the run
+            self.state = TrainingState.from_json({**self.state.as_json(), **saved}, config, self.state.model_config)
             accelerator.print(f"resuming from step {self.state.step} (epoch {self.state.epoch}, "
                               f"batch {self.state.batch_in_epoch})")
         saved_log = self.checkpoint / LOG_FILE if (self.checkpoint / LOG_FILE).is_file() else self.out / LOG_FILE
@@ -423,7 +431,7 @@ class Trainer:
         return state
 
 
-def run_training(task: TrainingTask, out: Path, config, model_config: dict, num_users: int,
-                 progress: bool = True, meta: dict | None = None) -> TrainingState:
+def run_training(task: TrainingTask, out: Path, config: TrainConfig, model_config: RecommenderConfig | SASRecConfig,
+                 num_users: int, progress: bool = True, meta: dict | None = None) -> TrainingState:
     """Run ``task`` to the end (``Trainer``); its final state."""
     return Trainer(task, out, config, model_config, num_users, progress, meta).run()

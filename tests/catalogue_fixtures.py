@@ -30,6 +30,7 @@ def build_catalogue(root: Path) -> Path:
 
     from genrec import pipeline
     from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.tokenizer.rkmeans import RKMeansConfig
     from tests.test_add_items import DIM, TINY
 
     data = write_dataset(root / "data", num_users=60, num_items=40)
@@ -38,12 +39,12 @@ def build_catalogue(root: Path) -> Path:
     write_embedding_cache(data, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     os.environ["HF_HUB_OFFLINE"] = "1"  # the bundled encoder's cache above, no hub
     pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method="rkmeans", progress=False,
-                                                              options={"codebook_size": 4, "kmeans_iters": 5}))
+                                                              options=RKMeansConfig(codebook_size=4, kmeans_iters=5)))
     torch.manual_seed(0)
-    pipeline.train_sasrec(pipeline.SASRecTrainingConfig(data, model=TINY_SASREC, train=SASREC_TRAIN, progress=False,
+    pipeline.train_sasrec(pipeline.SASRecTrainingConfig.from_options(data, model=TINY_SASREC, train=SASREC_TRAIN, progress=False,
                                                         fusion_grids={"prior": (0.0,)}))
     for out in ("recommender", "other"):
-        pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+        pipeline.train_recommender(pipeline.RecommenderTrainingConfig.from_options(
             data, out=data / out, model=TINY, train=T5_TRAIN, progress=False,
             fusion_grids={"prior": (0.0,), "sasrec": (0.0, 0.5)}, fusion_users=20, sasrec_beside=None))
     return data

@@ -18,6 +18,7 @@ from genrec.data_prep.prepare import append_items
 from genrec.recommender.constraint import prefix_states
 from genrec.recommender.recommender import Recommender
 from genrec.tokenizer.artifact import load_semantic_ids
+from genrec.tokenizer.rkmeans import RKMeansConfig
 from tests.recommender_fixtures import write_dataset, write_embedding_cache
 
 DIM = 12
@@ -51,9 +52,9 @@ def trained(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
     pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method="rkmeans", progress=False,
-                                                              options={"codebook_size": 4, "kmeans_iters": 5}))
+                                                              options=RKMeansConfig(codebook_size=4, kmeans_iters=5)))
     torch.manual_seed(0)
-    pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+    pipeline.train_recommender(pipeline.RecommenderTrainingConfig.from_options(
         data, model=TINY, train={"max_steps": 6, "eval_every": 6, "eval_users": 0, "batch_size": 16,
                                  "warmup_steps": 1}, progress=False, sasrec_beside=None))
     known = dict(zip(texts, vectors))

@@ -10,6 +10,7 @@ from genrec.cli import main
 from genrec.data_prep import embeddings
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.recommender.recommender import Recommender
+from genrec.tokenizer.rkmeans import RKMeansConfig
 from tests.recommender_fixtures import write_dataset, write_embedding_cache
 from tests.test_add_items import DIM, TINY, FakeEncoder
 
@@ -28,9 +29,9 @@ def test_a_model_reading_item_text_and_ids_takes_new_items_text_rows_and_no_id(t
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(embeddings, "hub_reachable", lambda timeout=3.0: False)
         pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(data, method="rkmeans", progress=False,
-                                                                  options={"codebook_size": 4, "kmeans_iters": 5}))
+                                                                  options=RKMeansConfig(codebook_size=4, kmeans_iters=5)))
         torch.manual_seed(0)
-        pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+        pipeline.train_recommender(pipeline.RecommenderTrainingConfig.from_options(
             data, model={**TINY, "encoder_input": "items", "item_text": True, "item_ids": True},
             train={"max_steps": 6, "eval_every": 6, "eval_users": 0, "batch_size": 16, "warmup_steps": 1},
             fusion_grids={"prior": (0.0,)}, progress=False, sasrec_beside=None))

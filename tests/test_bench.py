@@ -88,7 +88,8 @@ def test_markdown_table():
 def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     from genrec.pipeline import TokenizerTrainingConfig
     from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train_config import TrainConfig
+    from genrec.recommender.train_config import SASRecTrainConfig, TrainConfig
+    from genrec.tokenizer.registry import method_config
 
     config = ttq.read_config("bench/configs/amazon-beauty-cpu-60min.json")
     stages = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "amazon-beauty", config)
@@ -98,7 +99,7 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
     assert stages[-1][2].exclude_seen is False and stages[-2][2].exclude_seen is False
     side_by_side = stages[3][2]  # as `genrec train-recommender --sasrec-config ...` runs it
     assert side_by_side.fusion_grids == {"prior": (0.0,)}  # chosen after both models are trained
-    assert side_by_side.sasrec_beside.train == config["sasrec"]["train"]
+    assert side_by_side.sasrec_beside.train == SASRecTrainConfig(**config["sasrec"]["train"])
     assert stages[5][2].fusion is None and stages[6][2].model.endswith("sasrec")  # the chosen weights, then SASRec
     no_sasrec = ttq.pipeline_stages("amazon-beauty", "/raw", tmp_path / "b", {k: v for k, v in config.items()
                                                                               if k != "sasrec"})
@@ -106,7 +107,8 @@ def test_the_committed_configs_are_valid_pipeline_options(tmp_path):
                                                        "evaluate-history-kept"]
     assert no_sasrec[3][2].sasrec_beside is None  # a config without "sasrec" trains the T5 alone
     tokenizer = stages[2][2]
-    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "opq" and tokenizer.options == {}
+    assert isinstance(tokenizer, TokenizerTrainingConfig) and tokenizer.method == "opq"
+    assert tokenizer.options == method_config("opq")
     assert tokenizer.collaborative_weight == 1.0
     for path in ("bench/configs/amazon-beauty-cpu-60min.json", "bench/configs/training-quality.json"):
         config = json.loads(open(path).read())

@@ -128,7 +128,7 @@ def test_add_items_gives_a_new_item_the_sid_of_its_text_with_no_collaborative_pa
 
     train(data, collaborative_weight=1.0, collaborative_dim=8)
     torch.manual_seed(0)
-    pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+    pipeline.train_recommender(pipeline.RecommenderTrainingConfig.from_options(
         data, model=TINY, train={"max_steps": 2, "eval_every": 2, "eval_users": 0, "batch_size": 16,
                                  "warmup_steps": 1}, progress=False, sasrec_beside=None))
     texts = load_processed_dataset(data).item_texts

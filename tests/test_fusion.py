@@ -110,7 +110,7 @@ def _trained(tmp_path, **options):
 
     write_dataset(tmp_path / "data", num_users=60)
     write_tokenizer(tmp_path / "tok")
-    return train_recommender(RecommenderTrainingConfig(
+    return train_recommender(RecommenderTrainingConfig.from_options(
         dataset=tmp_path / "data", tokenizer=tmp_path / "tok", out=tmp_path / "model", progress=False, recipe="cpu",
         sasrec_beside=None,
         train={"max_steps": 10, "batch_size": 16, "eval_every": 5, "eval_users": 0, "eval_beams": 10,

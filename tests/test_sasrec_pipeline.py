@@ -90,7 +90,7 @@ def test_bad_model_options_are_one_line_cli_errors(tiny, capsys):
 def _pipeline_sasrec(root, **options):
     from genrec.pipeline import SASRecTrainingConfig, train_sasrec as run
 
-    return run(SASRecTrainingConfig(dataset=root / "data", progress=False, model=TINY,
+    return run(SASRecTrainingConfig.from_options(dataset=root / "data", progress=False, model=TINY,
                                     train={"batch_size": 8, "max_steps": 8, "eval_every": 4, "eval_users": 0,
                                            "warmup_steps": 2, "lr": 3e-3, "negatives": 10}, **options))
 
@@ -113,7 +113,7 @@ def test_pipeline_sasrec_evaluates_and_recommends_and_fuses_into_the_t5_beam(tin
 
     # The T5 model trained next on the same dataset finds DATASET/sasrec and chooses its weight too.
     write_tokenizer(tiny / "tok")
-    t5 = train_recommender(RecommenderTrainingConfig(
+    t5 = train_recommender(RecommenderTrainingConfig.from_options(
         dataset=tiny / "data", tokenizer=tiny / "tok", out=tiny / "t5", progress=False, recipe="cpu",
         sasrec_beside=None,
         train={"max_steps": 6, "batch_size": 16, "eval_every": 3, "eval_users": 0, "eval_beams": 10,

@@ -163,7 +163,9 @@ def test_train_tokenizer_method_comes_from_flag_then_config_then_default(tmp_pat
         argv += ["--method", flag]
     config = tokenizer_config(build_parser().parse_args(argv))
     assert config.method == expected
-    assert config.options == ({"seed": 4} if config_method else {})
+    from genrec.tokenizer.registry import method_config
+
+    assert config.options == method_config(expected, {"seed": 4} if config_method else {})
 
 
 def test_train_tokenizer_cli_writes_the_artifact(tiny_dataset, capsys):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from genrec.cli import main
+from genrec.core.errors import GenrecError
 from genrec.data_prep.dataset import load_processed_dataset
 from genrec.eval.ranking_metrics import ranking_metrics, target_ranks
 from genrec.recommender import recipes
@@ -91,16 +92,20 @@ def test_auto_recipe_is_cpu_without_cuda_else_tiger(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert recipes.resolve_recipe("auto") == ("tiger", "GPU found")
     assert recipes.resolve_recipe("tiger") == ("tiger", "--recipe tiger")
-    assert recipes.RECIPES["tiger"].train == {} and recipes.RECIPES["tiger"].model == {}  # the dataclass defaults
-    train, model = recipes.apply_recipe("cpu", {"lr": 0.01}, {"d_model": 64})
-    assert train["lr"] == 0.01 and train["time_budget_minutes"] == 45 and model["d_model"] == 64
-    assert model["encoder_input"] == "items"
-    assert model["num_encoder_layers"] == 2 and model["d_ff"] == 512
+    tiger = recipes.RECIPES["tiger"]
+    assert tiger.train == TrainConfig() and tiger.model == RecommenderConfig()  # the dataclass defaults
+    train, model = recipes.recipe_configs("cpu", {"lr": 0.01}, {"d_model": 64})
+    assert train.lr == 0.01 and train.time_budget_minutes == 45 and model.d_model == 64
+    assert model.encoder_input == "items" and model.item_text and model.item_ids
+    assert model.num_encoder_layers == 2 and model.d_ff == 512
+    train.lr = 1.0  # a copy: the recipe stays as it is
+    assert recipes.recipe_configs("cpu")[0].lr == 3e-3
+    with pytest.raises(GenrecError, match="unknown option.*no_such_field"):
+        recipes.recipe_configs("cpu", {"no_such_field": 1})
 
 
 def test_notice_is_one_line_naming_the_recipe_and_the_other():
-    line = recipes.recipe_notice("cpu", "no GPU", TrainConfig(**recipes.RECIPES["cpu"].train),
-                                 RecommenderConfig(**recipes.RECIPES["cpu"].model))
+    line = recipes.recipe_notice("cpu", "no GPU", *recipes.recipe_configs("cpu"))
     assert "\n" not in line
     assert line.startswith("recipe cpu (no GPU): T5 2+2 layers d128, one position per item, stops after 45 min")
     assert "--recipe tiger for TIGER's 4+4 layers d128, 20,000 steps" in line
@@ -126,7 +131,7 @@ def test_cli_recipe_with_flags_and_config_on_top(tiny, monkeypatch, capsys):
     assert meta["recipe"] == "cpu" and meta["stop_reason"] == "steps"
     train = meta["train_config"]
     assert train["time_budget_minutes"] == 30 and train["max_steps"] == 6 and train["batch_size"] == 8  # flags
-    assert train["lr"] == recipes.RECIPES["cpu"].train["lr"] and train["patience"] == 6  # from the recipe
+    assert train["lr"] == recipes.RECIPES["cpu"].train.lr and train["patience"] == 6  # from the recipe
     assert meta["model_config"]["d_model"] == 16 and meta["model_config"]["dropout"] == 0.0  # --config
     assert main(args) == 0
     assert "already finished (best valid NDCG@10" in capsys.readouterr().out

@@ -142,7 +142,7 @@ def test_resume_refuses_changed_settings_and_names_them(tiny, monkeypatch):
         _train(tiny, tiny / "model", model=RecommenderConfig(**{**vars(TINY), "d_model": 32}))
     # How long and on how many threads may change: the run finishes.
     state = _train(tiny, tiny / "model", time_budget_minutes=60, threads=1)
-    assert state.step == 12 and state.train_config["time_budget_minutes"] == 60
+    assert state.step == 12 and state.train_config.time_budget_minutes == 60
 
 
 def test_the_budget_holds_before_the_first_validation_is_timed(tiny, monkeypatch):

@@ -12,7 +12,7 @@ from typing import Any
 from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
-from genrec.tokenizer.base import CONFIG_FILE, WEIGHTS_FILE, Tokenizer
+from genrec.tokenizer.base import CONFIG_FILE, WEIGHTS_FILE, Tokenizer, TokenizerConfig
 from genrec.tokenizer.opq import OPQTokenizer
 from genrec.tokenizer.r3vae import R3VAETokenizer
 from genrec.tokenizer.rkmeans import RKMeansTokenizer
@@ -24,14 +24,25 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 METHODS: tuple[str, ...] = tuple(TOKENIZERS)
 
 
-def build_tokenizer(method: str, config: dict[str, Any] | None = None) -> Tokenizer:
-    """A fresh tokenizer of ``method``, its dataclass config updated by ``config`` (unknown keys: error)."""
+def method_config(method: str, fields: dict[str, Any] | None = None) -> TokenizerConfig:
+    """``method``'s config dataclass with ``fields`` on top (a config file's or flags' values; an
+    unknown key is an error), validated."""
     if method not in TOKENIZERS:
         raise GenrecError(f"unknown tokenizer method {method!r}; choose from {', '.join(METHODS)}")
-    cls = TOKENIZERS[method]
-    cfg = apply_overrides(cls.config_class(), dict(config or {}), source=f"{method} options")
-    cfg.validate()
-    return cls(cfg)
+    config = apply_overrides(TOKENIZERS[method].config_class(), dict(fields or {}), source=f"{method} options")
+    config.validate()
+    return config
+
+
+def build_tokenizer(method: str, config: TokenizerConfig | dict[str, Any] | None = None) -> Tokenizer:
+    """A fresh tokenizer of ``method`` with ``config``: the method's config dataclass, or fields over
+    its defaults (``method_config``)."""
+    if not isinstance(config, TokenizerConfig):
+        config = method_config(method, config)
+    elif type(config) is not TOKENIZERS[method].config_class:
+        raise GenrecError(f"{method} takes a {TOKENIZERS[method].config_class.__name__}, not a {type(config).__name__}")
+    config.validate()
+    return TOKENIZERS[method](config)
 
 
 def load_tokenizer(folder: str | Path) -> Tokenizer:

@@ -58,7 +58,7 @@ def _run(args) -> int:
     if not (data / "tokenizer" / "semantic_ids.npy").is_file():
         tokenizer = pipeline.TokenizerTrainingConfig(data, progress=progress)  # the defaults, as train-tokenizer
         _step(f"3/6 train-tokenizer ({tokenizer.method})", lambda: pipeline.train_tokenizer(tokenizer))
-    trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
+    trained = _step("4/6 train-recommender", lambda: pipeline.train_recommender(pipeline.RecommenderTrainingConfig.from_options(
         data, train=DEMO_TRAIN, model=DEMO_MODEL, progress=progress, sasrec_beside=None)))  # minutes, not the hour
     state = trained.state
     print(f"model alone: best valid NDCG@10 {state.best_ndcg:.4f} at step {state.best_step:,} "

@@ -9,10 +9,12 @@ import time
 from dataclasses import fields
 
 from genrec.commands.arguments import add_new_item_arguments, whole_number
-from genrec.commands.report import SCORE_NOTE, evaluation_table, fusion_line, recommendation_lines
+from genrec.commands.report import SCORE_NOTE, evaluation_table, print_training_result, recommendation_lines
 from genrec.core.errors import GenrecError
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, MAX_BEAMS, MAX_TOP_K
-from genrec.core.sharding import is_main_process
+from genrec.recommender.model_config import RecommenderConfig
+from genrec.recommender.sasrec_config import SASRecConfig
+from genrec.recommender.train_config import SASRecTrainConfig, TrainConfig
 
 FUSION_HELP = ("fused scorers' weights as NAME=W (prior: the item-transition prior, sasrec: the SASRec model "
                "fused at training time); a bare W is the prior's; default: the weights chosen on validation after "
@@ -78,39 +80,22 @@ def _options(args, train_cls, model_cls) -> tuple[dict, dict]:
 
 def _train(args) -> int:
     from genrec.pipeline import RecommenderTrainingConfig, train_recommender
-    from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.train_config import TrainConfig
+    from genrec.recommender.recipes import recipe_configs
 
-    train_options, model_options = _options(args, TrainConfig, RecommenderConfig)
+    train, model = recipe_configs(args.recipe, *_options(args, TrainConfig, RecommenderConfig))
     started = time.perf_counter()
     result = train_recommender(RecommenderTrainingConfig(
-        dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train_options, model=model_options,
+        dataset=args.dataset, tokenizer=args.tokenizer, out=args.out, train=train, model=model,
         restart=args.restart, progress=not args.no_progress, recipe=args.recipe, sasrec=args.sasrec,
         sasrec_beside=_sasrec_beside(args),
         **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
-    state = result.state
-    fusion = result.fusion
-    if result.already_done:
-        print(f"{result.path}: training already finished (best valid NDCG@10 {state.best_ndcg:.4f} at step "
-              f"{state.best_step:,} of {state.step:,}); pass --restart to train again")
-        _print_fusion(fusion)
-        return 0
-    if not is_main_process():
-        return 0  # accelerate launch: only the main process reports
-    why = {"steps": "all steps done", "patience": "no validation gain for --patience evaluations",
-           "time budget": "time budget reached"}.get(state.stop_reason, state.stop_reason)
-    print(f"trained {state.step:,} steps in {time.perf_counter() - started:.0f} s ({why}); best valid NDCG@10 "
-          f"{state.best_ndcg:.4f} ± {state.best_ndcg_se:.4f} (s.e. over the sampled users) at step "
-          f"{state.best_step:,}, the model kept -> {result.path}")
-    _print_fusion(fusion)
+    print_training_result(result, time.perf_counter() - started)
     return 0
 
 
 def _sasrec_beside(args):
     """The SASRec to train beside the T5 (--sasrec-config's options), or None with --t5-only."""
     from genrec.pipeline import SASRecBeside
-    from genrec.recommender.sasrec_config import SASRecConfig
-    from genrec.recommender.train_config import SASRecTrainConfig
 
     if args.t5_only:
         if args.sasrec_config:
@@ -119,13 +104,7 @@ def _sasrec_beside(args):
     if not args.sasrec_config:
         return SASRecBeside()
     train, model = _options(argparse.Namespace(config=args.sasrec_config), SASRecTrainConfig, SASRecConfig)
-    return SASRecBeside(train=train, model=model)
-
-
-def _print_fusion(fusion: dict | None) -> None:
-    line = fusion_line(fusion)
-    if line:
-        print(line)
+    return SASRecBeside.from_options(train, model)
 
 
 def _evaluate(args) -> int:
@@ -151,8 +130,11 @@ def _show_progress(args) -> bool:
 
 def _recommend(args) -> int:
     from genrec.pipeline import RecommendConfig, recommend
+    from genrec.recommender.rules import ItemRule
 
+    rule = ItemRule.parse(args.rule) if args.rule is not None else None
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
+                                       rule=rule,
                                        top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
                                        fusion=parse_fusion(args.fusion_weight),
                                        new_item_share=args.new_item_share,
@@ -171,6 +153,7 @@ def _recommend(args) -> int:
 def _recommend_all(args) -> int:
     """``genrec recommend --all --out FILE.parquet``: every user's top-K in one batched run."""
     from genrec.pipeline import RecommendAllConfig, recommend_all
+    from genrec.recommender.rules import ItemRule
 
     if args.user is not None or args.history:
         raise GenrecError("--all recommends for every user; drop --user / --history (or drop --all)")
@@ -183,7 +166,8 @@ def _recommend_all(args) -> int:
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
         fusion=parse_fusion(args.fusion_weight), new_item_share=args.new_item_share,
         new_item_exposure=args.new_item_exposure, partitioned=args.partitioned,
-        chunk_users=args.chunk_users, prior_successors=args.prior_successors))
+        chunk_users=args.chunk_users, prior_successors=args.prior_successors,
+        rule=ItemRule.parse(args.rule) if args.rule is not None else None))
     print(f"top {args.top_k} for {result.num_users:,} users in {result.seconds:.1f} s "
           f"({result.num_users / max(result.seconds, 1e-9):,.0f} users/s): {result.num_rows:,} rows -> {result.path}")
     return 0
@@ -330,6 +314,9 @@ def _register_recommend(subparsers) -> None:
     recommend.add_argument("--beams", type=whole_number(1, MAX_BEAMS), default=DEFAULT_BEAMS,
                            help=f"beam width, 1..{MAX_BEAMS} (default {DEFAULT_BEAMS}); a width below --top-k is "
                                 "raised to it")
+    recommend.add_argument("--rule", metavar="JSON",
+                           help='only items the rule allows, kept inside the beam, e.g. \'{"where": {"category": '
+                                '"Skin Care", "price": {"<=": 20}}, "exclude": ["B0001"]}\' (docs/rules.md)')
     seen = recommend.add_mutually_exclusive_group()
     seen.add_argument("--include-seen", dest="exclude_seen", action="store_false",
                       help="also recommend items already in the history (default: leave them out)")

@@ -68,3 +68,28 @@ def recommendation_lines(result) -> list[str]:
         lines.append(f"{row['rank']:>3}. [{row['item_id']:>6} {row['raw_id']}] {row['title'][:60]:<60} "
                      f"{sid}score {row['score']:.3f}")
     return lines
+
+
+STOP_REASONS = {"steps": "all steps done", "patience": "no validation gain for --patience evaluations",
+                "time budget": "time budget reached"}
+
+
+def print_training_result(result, seconds: float) -> None:
+    """What train-recommender and train-sasrec say at the end: the run (or that it had finished
+    before), then the fusion chosen on validation. ``result``: a genrec.pipeline.TrainedRecommender."""
+    from genrec.core.sharding import is_main_process
+
+    state = result.state
+    if result.already_done:
+        print(f"{result.path}: training already finished (best valid NDCG@10 {state.best_ndcg:.4f} at step "
+              f"{state.best_step:,} of {state.step:,}); pass --restart to train again")
+    elif not is_main_process():
+        return  # accelerate launch: only the main process reports
+    else:
+        why = STOP_REASONS.get(state.stop_reason, state.stop_reason)
+        print(f"trained {state.step:,} steps in {seconds:.0f} s ({why}); best valid NDCG@10 {state.best_ndcg:.4f} "
+              f"± {state.best_ndcg_se:.4f} (s.e. over the sampled users) at step {state.best_step:,}, the model "
+              f"kept -> {result.path}")
+    line = fusion_line(result.fusion)
+    if line:
+        print(line)

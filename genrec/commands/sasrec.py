@@ -6,34 +6,21 @@ import argparse
 import time
 
 from genrec.commands.recommender import _options, parse_grids
-from genrec.commands.report import fusion_line
-from genrec.core.sharding import is_main_process
-
-from genrec.recommender.train_config import LOSS_CHOICES, NEGATIVE_SAMPLERS
+from genrec.commands.report import print_training_result
+from genrec.recommender.sasrec_config import SASRecConfig
+from genrec.recommender.train_config import LOSS_CHOICES, NEGATIVE_SAMPLERS, SASRecTrainConfig
 
 
 def _train(args) -> int:
     from genrec.pipeline import SASRecTrainingConfig, train_sasrec
-    from genrec.recommender.sasrec_config import SASRecConfig
-    from genrec.recommender.train_config import SASRecTrainConfig
 
-    train_options, model_options = _options(args, SASRecTrainConfig, SASRecConfig)
+    train, model = _options(args, SASRecTrainConfig, SASRecConfig)
     started = time.perf_counter()
-    result = train_sasrec(SASRecTrainingConfig(
-        dataset=args.dataset, out=args.out, train=train_options, model=model_options, text=args.text,
+    result = train_sasrec(SASRecTrainingConfig.from_options(
+        dataset=args.dataset, out=args.out, train=train, model=model, text=args.text,
         encoder=args.encoder, restart=args.restart, progress=not args.no_progress,
         **({"fusion_grids": parse_grids(args.fusion_weights)} if args.fusion_weights is not None else {})))
-    state = result.state
-    if result.already_done:
-        print(f"{result.path}: training already finished (best valid NDCG@10 {state.best_ndcg:.4f} at step "
-              f"{state.best_step:,} of {state.step:,}); pass --restart to train again")
-    elif is_main_process():
-        print(f"trained {state.step:,} steps in {time.perf_counter() - started:.0f} s ({state.stop_reason}); "
-              f"best valid NDCG@10 {state.best_ndcg:.4f} ± {state.best_ndcg_se:.4f} at step "
-              f"{state.best_step:,} -> {result.path}")
-    line = fusion_line(result.fusion)
-    if line:
-        print(line)
+    print_training_result(result, time.perf_counter() - started)
     return 0
 
 

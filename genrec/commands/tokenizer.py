@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -38,20 +39,18 @@ def tokenizer_config(args: argparse.Namespace):
     from genrec.pipeline import TOKENIZER_INPUT_FIELDS, tokenizer_config_from
 
     data = load_config_file(args.config)
-    section = dict(data.get("tokenizer", data))
+    section = method_options(args, dict(data.get("tokenizer", data)))
     if args.method:
         section["method"] = args.method
     for name in TOKENIZER_INPUT_FIELDS:
         if getattr(args, name, None) is not None:
             section[name] = getattr(args, name)
-    config = tokenizer_config_from(section, dataset=args.dataset, out=args.out, encoder=args.encoder,
-                                   progress=not args.no_progress)
-    config.options = method_options(args, config.options)
-    return config
+    return tokenizer_config_from(section, dataset=args.dataset, out=args.out, encoder=args.encoder,
+                                 progress=not args.no_progress)
 
 
 def method_options(args: argparse.Namespace, options: dict) -> dict:
-    """``options`` (the method's, from the config file) with explicit flags on top."""
+    """``options`` (the config file's section) with explicit flags on top."""
     options = dict(options)
     for spec in _VALUES:
         flag, _, key = spec.partition(":")
@@ -64,6 +63,13 @@ def method_options(args: argparse.Namespace, options: dict) -> dict:
     return options
 
 
+def changed_fields(config) -> dict:
+    """The fields of dataclass ``config`` that differ from its class's defaults."""
+    default = type(config)()
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(default, f.name)}
+
+
 def _train(args: argparse.Namespace) -> int:
     from genrec.eval.sid_metrics import format_metrics_table
     from genrec.pipeline import train_tokenizer
@@ -72,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
     config = tokenizer_config(args)
     inputs = f"; text + collaborative vectors (weight {config.collaborative_weight:g}, {config.collaborative_dim} dims)" \
         if config.collaborative_weight > 0 else ""
-    print(f"{config.method}: options {config.options or 'default'}{inputs}", flush=True)
+    print(f"{config.method}: options {changed_fields(config.options) or 'default'}{inputs}", flush=True)
     result = train_tokenizer(config)
     print(format_metrics_table(result.metrics))
     print(f"wrote {result.path} (semantic_ids.npy, config.json, model.safetensors, metrics.json, training_curves.png)")

@@ -23,12 +23,16 @@ TEXT, TEXT_COLLABORATIVE = "text", "text+collaborative"
 INPUTS = (TEXT, TEXT_COLLABORATIVE)
 METHODS = ("r3vae", "rqvae", "rkmeans", "vqvae", "opq")  # = genrec.tokenizer.registry (checked in tests)
 REFERENCE = "r3vae"  # paired differences are taken against this method on the same input
+# A config field's value as the study file gives it: the file's "tokenizer" / "train" / "model"
+# sections name fields of the typed configs (tokenizer.registry.method_config, recommender.recipes.
+# recipe_configs turn them into those, in one place each, and reject unknown names).
+Scalar = bool | int | float | str | None
 
 
 @dataclass(frozen=True)
 class Ablation:
     paper_row: str  # the row of the paper's Table 8
-    options: tuple[tuple[str, Any], ...]  # R3-VAE config fields (tokenizer.r3vae.R3VAEConfig)
+    options: tuple[tuple[str, Scalar], ...]  # R3-VAE config fields (tokenizer.r3vae.R3VAEConfig)
 
 
 # Paper Table 8 (Beauty), as R3-VAE config fields. Key -> variant label r3vae-KEY.
@@ -69,13 +73,13 @@ class StudyConfig:
                                     "R3-VAE already uses is its plain run, not a second one")
     ablation_input: str = _opt(TEXT_COLLABORATIVE, "the input of the ablation and lambda runs")
     encoder: str | None = _opt(None, "text encoder of the embeddings (default: as `genrec embed` chooses)")
-    tokenizer: dict[str, Any] = _opt({}, "tokenizer config fields for every method, e.g. {\"codebook_size\": 256}")
-    method_options: dict[str, dict[str, Any]] = _opt({}, "method -> its own tokenizer config fields, e.g. "
+    tokenizer: dict[str, Scalar] = _opt({}, "tokenizer config fields for every method, e.g. {\"codebook_size\": 256}")
+    method_options: dict[str, dict[str, Scalar]] = _opt({}, "method -> its own tokenizer config fields, e.g. "
                                                          "{\"r3vae\": {\"epochs\": 60}}")
     recipe: str = _opt("cpu", "recommender recipe (recommender.recipes): cpu or tiger")
-    train: dict[str, Any] = _opt({}, "recommender TrainConfig fields over the recipe's, e.g. "
+    train: dict[str, Scalar] = _opt({}, "recommender TrainConfig fields over the recipe's, e.g. "
                                      "{\"time_budget_minutes\": 12} or {\"max_steps\": 3000}")
-    model: dict[str, Any] = _opt({"item_text": False, "item_ids": False},
+    model: dict[str, Scalar] = _opt({"item_text": False, "item_ids": False},
                                  "recommender model (RecommenderConfig) fields over the recipe's; by default the "
                                  "T5 reads Semantic IDs alone (no item text or ids), so runs differ by tokenizer only")
     fusion_grid: list[float] = _opt(list(FUSION_GRIDS["prior"]), "transition-prior weights tried on validation users "
@@ -117,7 +121,7 @@ class StudyConfig:
         if not self.inputs and not self.ablations and not self.lambdas:
             raise GenrecError(f"{source}: nothing to run (no inputs, ablations or lambdas)")
 
-    def r3vae_options(self) -> dict[str, Any]:
+    def r3vae_options(self) -> dict[str, Scalar]:
         """The tokenizer fields every R3-VAE run of the study starts from."""
         return {**self.tokenizer, **self.method_options.get(REFERENCE, {})}
 
@@ -144,7 +148,7 @@ class Variant:
     label: str
     method: str
     input: str
-    options: tuple[tuple[str, Any], ...] = ()  # tokenizer config fields on top of the study's (ablations, lambda)
+    options: tuple[tuple[str, Scalar], ...] = ()  # tokenizer config fields on top of the study's (ablations, lambda)
     group: str = "method"  # method | ablation | lambda
 
     @property

@@ -23,6 +23,7 @@ from genrec import pipeline
 from genrec.compare.config import TEXT_COLLABORATIVE, StudyConfig, Variant
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_bytes, atomic_write_json, read_json
+from genrec.recommender.recipes import recipe_configs
 
 RESULT_FILE, SETTINGS_FILE, LOG_FILE = "result.json", "settings.json", "run.log"
 PROJECTION_FILE, PROJECTION_PLOT = "projection.json", "reference_projection.png"  # the reference run's, by the report
@@ -156,17 +157,21 @@ def _train_and_test(run: Run, settings: dict) -> dict:
     seconds = {}
     started = time.perf_counter()
     if not (tokenizer_dir / "metrics.json").is_file():  # the artifact is written whole or not at all
+        from genrec.tokenizer.registry import method_config
+
         collaborative = settings["collaborative"] or {"weight": 0.0, "dim": config.collaborative_dim}
         pipeline.train_tokenizer(pipeline.TokenizerTrainingConfig(
-            run.dataset, method=variant.method, options=settings["tokenizer_options"], out=tokenizer_dir,
+            run.dataset, method=variant.method, out=tokenizer_dir,
+            options=method_config(variant.method, settings["tokenizer_options"]),
             encoder=run.encoder, progress=False, collaborative_weight=collaborative["weight"],
             collaborative_dim=collaborative["dim"]))
     seconds["tokenizer"] = time.perf_counter() - started
     started = time.perf_counter()
     threads = {"threads": run.threads} if run.threads else {}
+    train, model = recipe_configs(config.recipe, {**settings["train"], **threads}, config.model)
     trained = pipeline.train_recommender(pipeline.RecommenderTrainingConfig(
-        run.dataset, tokenizer=tokenizer_dir, out=recommender_dir, train={**settings["train"], **threads},
-        model=config.model, recipe=config.recipe, progress=False,
+        run.dataset, tokenizer=tokenizer_dir, out=recommender_dir, train=train, model=model,
+        recipe=config.recipe, progress=False,
         fusion_grids={"prior": tuple(settings["fusion_grid"])}, fusion_users=config.fusion_users,
         sasrec_beside=None))  # the study compares tokenizers through the T5 alone
     seconds["recommender_and_fusion"] = time.perf_counter() - started
@@ -298,15 +303,8 @@ def finished_runs(runs: list[Run]) -> list[Run]:
 
 def check_options(config: StudyConfig) -> None:
     """Reject bad tokenizer / recommender options before hours of runs (each method's config, the recipe)."""
-    from genrec.core.config import apply_overrides
-    from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.recipes import apply_recipe, resolve_recipe
-    from genrec.recommender.train_config import TrainConfig
     from genrec.tokenizer.registry import build_tokenizer
 
     for variant in config.variants(base_lambda=float("nan")):
         build_tokenizer(variant.method, tokenizer_options(config, variant, 0))
-    recipe, _ = resolve_recipe(config.recipe)
-    train, model = apply_recipe(recipe, config.train, config.model)
-    apply_overrides(TrainConfig(), train, "train options")
-    apply_overrides(RecommenderConfig(), model, "model options")
+    recipe_configs(config.recipe, config.train, config.model)

@@ -36,9 +36,14 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def world_size() -> int:
+    """How many processes the launch started (``accelerate launch``'s WORLD_SIZE; 1 without one)."""
+    return int(os.environ.get("WORLD_SIZE") or "1")
+
+
 def current_shard() -> Shard:
     """The shard of this process: the whole job unless launched as several processes."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if world_size() <= 1:
         return Shard()
     import torch
     from accelerate import PartialState

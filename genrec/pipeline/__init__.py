@@ -8,7 +8,7 @@ stages by building command lines.
     data = gp.prepare(gp.PrepareConfig("demo", out="data/demo"))
     gp.embed(gp.EmbedConfig(data.path))
     tok = gp.train_tokenizer(gp.TokenizerTrainingConfig(data.path, method="rkmeans"))
-    rec = gp.train_recommender(gp.RecommenderTrainingConfig(data.path, train={"max_steps": 200}))
+    rec = gp.train_recommender(gp.RecommenderTrainingConfig.from_options(data.path, train={"max_steps": 200}))
     print(gp.evaluate(gp.EvaluateConfig(data.path, split="test"))["recall@10"])
     print(gp.recommend(gp.RecommendConfig(data.path, user="1", top_k=5)).items)
 

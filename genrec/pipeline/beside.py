@@ -6,16 +6,18 @@ terminals. A rerun resumes both from their checkpoints."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
+from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import atomic_write_json
+from genrec.recommender.sasrec_config import SASRecConfig
+from genrec.recommender.train_config import SASRecTrainConfig
 
 SASREC_LOG = "train_sasrec.log"  # in the dataset folder: the child's output
 SASREC_OPTIONS = "train_sasrec_options.json"  # in the dataset folder: the child's --config
@@ -28,27 +30,28 @@ DISTRIBUTED_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
 class SASRecBeside:
     """What the SASRec trained beside the T5 gets: train-sasrec's options (its `--config` sections)."""
 
-    train: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec_train.SASRecTrainConfig fields
-    model: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec.SASRecConfig fields
+    # Its time budget (> 0) and threads (> 0), unless set here: the T5's budget and one thread.
+    train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)
+    model: SASRecConfig = field(default_factory=SASRecConfig)  # num_items, text_dim: set from the dataset
     text: bool = True  # item vectors read the items' text embeddings (False: learned ids only)
+
+    @classmethod
+    def from_options(cls, train: dict | None = None, model: dict | None = None, **fields) -> SASRecBeside:
+        """SASRec's defaults with the fields of ``train`` / ``model`` on top (`--sasrec-config`'s sections)."""
+        return cls(apply_overrides(SASRecTrainConfig(), train or {}, "SASRec train options"),
+                   apply_overrides(SASRecConfig(), model or {}, "SASRec model options"), **fields)
 
 
 def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budget_minutes: float) -> list[str]:
     """The child's command line; its options file written beside the dataset. Its time budget is
-    the T5's unless its own options give one (without a budget each trains to its own end, and the
-    T5's run waits for SASRec's). The options are checked here, so a misspelt one fails at once."""
-    from genrec.core.config import apply_overrides
-    from genrec.recommender.sasrec_config import SASRecConfig
-    from genrec.recommender.train_config import SASRecTrainConfig
-
-    apply_overrides(SASRecTrainConfig(), beside.train, "SASRec train options").check()
-    apply_overrides(SASRecConfig(), beside.model, "SASRec model options").check()
-    train = dict(beside.train)
-    if time_budget_minutes > 0:
-        train.setdefault("time_budget_minutes", time_budget_minutes)
-    train.setdefault("threads", 1)
+    the T5's unless it has one of its own (without a budget each trains to its own end, and the
+    T5's run waits for SASRec's). The options are checked here, so a bad one fails at once."""
+    beside.train.check()
+    beside.model.check()
+    train = dataclasses.replace(beside.train, time_budget_minutes=beside.train.time_budget_minutes or time_budget_minutes,
+                                threads=beside.train.threads or 1)
     options = dataset_dir / SASREC_OPTIONS
-    atomic_write_json(options, {"train": train, "model": dict(beside.model)})
+    atomic_write_json(options, {"train": dataclasses.asdict(train), "model": dataclasses.asdict(beside.model)})
     return [sys.executable, "-m", "genrec.cli", "train-sasrec", "--dataset", str(dataset_dir), "--out", str(out),
             "--config", str(options), "--no-progress", *([] if beside.text else ["--no-text"])]
 

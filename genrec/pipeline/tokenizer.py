@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genrec.core.errors import GenrecError
 from genrec.core.layout import TOKENIZER_DIR, portable_path, resolve_dataset_dir
 from genrec.pipeline.common import as_path, as_str
 from genrec.pipeline.data import EmbedConfig, embed
+
+if TYPE_CHECKING:  # torch-free at import
+    import numpy as np
+
+    from genrec.tokenizer.base import Tokenizer, TokenizerConfig
 
 
 @dataclass
@@ -21,7 +26,9 @@ class TokenizerTrainingConfig:
     # bench/results/hour-beauty-r3vae/amazon-beauty-r3vae-cpu-60min-seeds.md, amazon-beauty-cpu-60min-seeds.md; validation
     # split), so the tie goes to the method the project is; OPQ, ahead with the T5 alone, is --method opq.
     method: str = "r3vae"
-    options: dict[str, Any] = field(default_factory=dict)  # the method's config fields
+    # The method's config (its dataclass, e.g. tokenizer.rkmeans.RKMeansConfig, or
+    # tokenizer.registry.method_config(method, {...})); None: the method's defaults.
+    options: TokenizerConfig | None = None
     out: str | Path | None = None  # default DATASET/tokenizer
     encoder: str | None = None
     progress: bool = True
@@ -39,17 +46,19 @@ TOKENIZER_INPUT_FIELDS = ("collaborative_weight", "collaborative_dim")  # what t
 
 def tokenizer_config_from(section: dict[str, Any], **fields) -> TokenizerTrainingConfig:
     """A config file's "tokenizer" section as a TokenizerTrainingConfig: "method", the input fields
-    (TOKENIZER_INPUT_FIELDS), everything else the method's options."""
+    (TOKENIZER_INPUT_FIELDS), everything else the method's config fields."""
+    from genrec.tokenizer.registry import method_config
+
     options = dict(section)
     method = options.pop("method", TokenizerTrainingConfig.method)
     inputs = {name: options.pop(name) for name in TOKENIZER_INPUT_FIELDS if name in options}
-    return TokenizerTrainingConfig(method=method, options=options, **{**inputs, **fields})
+    return TokenizerTrainingConfig(method=method, options=method_config(method, options), **{**inputs, **fields})
 
 
 @dataclass
 class FittedTokenizer:
-    tokenizer: Any  # a genrec.tokenizer.base.Tokenizer
-    sids: Any  # int64 [items, L + 1]: codes plus the collision suffix
+    tokenizer: Tokenizer
+    sids: np.ndarray  # int64 [items, L + 1]: codes plus the collision suffix
     metrics: dict
 
 
@@ -61,7 +70,7 @@ def sid_metrics_for(tokenizer, embeddings, codes) -> dict:
                                reconstruction=tokenizer.decode(codes))
 
 
-def fit_tokenizer(embeddings, method: str, options: dict[str, Any] | None = None,
+def fit_tokenizer(embeddings, method: str, options: TokenizerConfig | dict[str, Any] | None = None,
                   progress: bool = True) -> FittedTokenizer:
     """Fit on ``embeddings`` [items, d], encode every item, add collision suffixes, measure SIDs."""
     from genrec.tokenizer.registry import build_tokenizer

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import errno
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -16,11 +18,14 @@ from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
-from genrec.core.sharding import is_main_process
+from genrec.core.sharding import is_main_process, world_size
 from genrec.pipeline.beside import SASREC_LOG, SASRecBeside, sasrec_command, training_beside
 from genrec.pipeline.choices import choose_fusion
 from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
 from genrec.pipeline.data import EmbedConfig, embed
+from genrec.recommender.model_config import RecommenderConfig
+from genrec.recommender.sasrec_config import SASRecConfig
+from genrec.recommender.train_config import SASRecTrainConfig, TrainConfig
 
 if TYPE_CHECKING:  # torch-free at import: the CLI's parser imports this module
     from genrec.recommender.trainer import TrainingState
@@ -31,13 +36,14 @@ class RecommenderTrainingConfig:
     dataset: str | Path | None = None
     tokenizer: str | Path | None = None  # default DATASET/tokenizer
     out: str | Path | None = None  # default DATASET/recommender
-    train: dict[str, Any] = field(default_factory=dict)  # recommender.train.TrainConfig fields
-    model: dict[str, Any] = field(default_factory=dict)  # recommender.model.RecommenderConfig fields
+    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
+    # (cpu without a visible CUDA device): the training and model settings unless ``train`` / ``model``
+    # give them (recommender.recipes.recipe_configs(recipe, {...}, {...}): a recipe with fields changed).
+    recipe: str = "auto"
+    train: TrainConfig | None = None
+    model: RecommenderConfig | None = None
     restart: bool = False  # discard checkpoints in ``out``
     progress: bool = True
-    # recommender.recipes: "tiger" (TIGER's size), "cpu" (a small T5, 45-minute budget) or "auto"
-    # (cpu without a visible CUDA device); ``train`` / ``model`` override the recipe's fields.
-    recipe: str = "auto"
     # Fused decoding (recommender.fusion.DecodingPolicy): after training, the weights of the
     # item-transition prior ("prior") and, when a trained SASRec is there ("sasrec"), of its item
     # distribution are chosen on ``fusion_users`` sampled validation users by a coordinate search
@@ -49,6 +55,15 @@ class RecommenderTrainingConfig:
     # Unless that SASRec is trained already, train it beside the T5 (a child process, one CPU thread,
     # the T5's time budget) before the fusion is chosen; None: the T5 alone, fused with what is there.
     sasrec_beside: SASRecBeside | None = field(default_factory=SASRecBeside)
+
+    @classmethod
+    def from_options(cls, dataset: str | Path | None = None, *, recipe: str = "auto", train: dict | None = None,
+                     model: dict | None = None, **fields) -> RecommenderTrainingConfig:
+        """The recipe's settings with the fields of ``train`` / ``model`` on top (a config file's sections)."""
+        from genrec.recommender.recipes import recipe_configs
+
+        train_config, model_config = recipe_configs(recipe, train, model)
+        return cls(dataset, recipe=recipe, train=train_config, model=model_config, **fields)
 
 
 @dataclass
@@ -71,58 +86,89 @@ def _finished(out: Path, meta: dict, fusion: dict | None) -> TrainedRecommender:
     return TrainedRecommender(out, state, already_done=True, fusion=fusion)
 
 
+@dataclass
+class _Run:
+    """Where a training run writes and how its fusion is chosen: what both trainings share."""
+
+    out: Path
+    dataset_dir: Path
+    restart: bool
+    fusion_grids: dict[str, tuple[float, ...]]
+    fusion_users: int
+    seed: int
+    sasrec: str | Path | None = None  # the SASRec the T5 fuses (None: DATASET/sasrec)
+
+    def __post_init__(self):
+        check_grids(self.fusion_grids)  # before anything starts
+
+    def choose_fusion(self) -> dict:
+        return choose_fusion(self.out, self.dataset_dir, self.fusion_grids, self.fusion_users, self.seed, self.sasrec)
+
+
+def _train_or_finish(run: _Run, train: Callable[[], TrainingState],
+                     beside: list[str] | None = None) -> TrainedRecommender:
+    """The skeleton of both trainings: --restart; a finished run's result (finishing what it left
+    undone: the SASRec beside it, the fusion choice); else ``train()`` (resuming from the checkpoint),
+    with ``beside`` (a SASRec's command) in a child process, then the fusion choice."""
+    from genrec.recommender.recommender import META_FILE
+
+    if run.restart:
+        remove_training_output(run.out)
+    log = run.dataset_dir / SASREC_LOG
+    if (run.out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
+        meta = read_json(run.out / META_FILE)
+        with training_beside(beside, log):
+            pass
+        # a SASRec trained only now is fused by choosing again
+        fusion = None if beside is not None else meta.get("fusion")
+        return _finished(run.out, meta, fusion or run.choose_fusion())
+    with training_beside(beside, log), full_disk_as_enospc(run.out):
+        state = train()
+    return TrainedRecommender(run.out, state, fusion=run.choose_fusion())
+
+
 def train_recommender(config: RecommenderTrainingConfig) -> TrainedRecommender:
     """Train (resuming from ``out``'s checkpoint if one is there) and write the recommender."""
-    from genrec.core.seeding import seed_everything
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.model import RecommenderConfig
-    from genrec.recommender.recipes import apply_recipe, recipe_notice, resolve_recipe
-    from genrec.recommender.recommender import META_FILE
-    from genrec.recommender.train_config import TrainConfig
-    from genrec.recommender.train import train_recommender as run_training
-    from genrec.tokenizer.artifact import load_semantic_ids
+    from genrec.recommender.recipes import recipe_configs, recipe_notice, resolve_recipe
 
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
-    tokenizer_dir = as_path(config.tokenizer) or dataset_dir / TOKENIZER_DIR
     out = _output_folder(as_path(config.out) or dataset_dir / RECOMMENDER_DIR)
     recipe, reason = resolve_recipe(config.recipe)
-    train_options, model_options = apply_recipe(recipe, config.train, config.model)
-    train_config = apply_overrides(TrainConfig(), train_options, "train options")
-    model_config = apply_overrides(RecommenderConfig(), model_options, "model options")
-    check_grids(config.fusion_grids)
-    if config.restart:
-        remove_training_output(out)
+    recipe_train, recipe_model = recipe_configs(recipe)
+    train_config = copy.deepcopy(config.train) if config.train is not None else recipe_train
+    model_config = copy.deepcopy(config.model) if config.model is not None else recipe_model
+    run = _Run(out, dataset_dir, config.restart, config.fusion_grids, config.fusion_users, train_config.seed,
+               config.sasrec)
     beside = _sasrec_beside(config, dataset_dir, train_config)
     if beside is not None and train_config.threads == 0:  # leave SASRec its core
         train_config.threads = max(1, (os.cpu_count() or 2) - 1)
-    if (out / META_FILE).is_file():  # finished (the trainer removes its checkpoint then)
-        meta = read_json(out / META_FILE)
-        # A run stopped while SASRec trained beside it, or while choosing the fusion, finishes that now;
-        # a SASRec trained only now is fused by choosing again.
-        with training_beside(beside, dataset_dir / SASREC_LOG):
-            pass
-        fusion = None if beside is not None else meta.get("fusion")
-        fusion = fusion or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
-                                         train_config.seed, config.sasrec)
-        return _finished(out, meta, fusion)
     notice = recipe_notice(recipe, reason, train_config, model_config)
+    result = _train_or_finish(run, lambda: _train_t5(config, run, train_config, model_config, recipe, notice),
+                              beside)
+    return result if result.already_done else dataclasses.replace(result, recipe=recipe, notice=notice)
+
+
+def _train_t5(config: RecommenderTrainingConfig, run: _Run, train_config: TrainConfig, model_config: RecommenderConfig,
+              recipe: str, notice: str) -> TrainingState:
+    from genrec.core.seeding import seed_everything
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.train import train_recommender as run_training
+    from genrec.tokenizer.artifact import load_semantic_ids
+
     if is_main_process():  # accelerate launch: one line, not one per process
         print(notice, flush=True)
     seed_everything(train_config.seed)
-    dataset = load_processed_dataset(dataset_dir)
+    dataset = load_processed_dataset(run.dataset_dir)
+    tokenizer_dir = as_path(config.tokenizer) or run.dataset_dir / TOKENIZER_DIR
     sids = load_semantic_ids(tokenizer_dir)
     if sids.num_items != dataset.num_items:
-        raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {dataset_dir} "
+        raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {run.dataset_dir} "
                           f"has {dataset.num_items}")
     text, meta = None, {"recipe": recipe}
     if model_config.item_text:
-        text, meta["item_text_encoder"] = _text_vectors(dataset_dir, dataset.num_items, config.progress)
-    with training_beside(beside, dataset_dir / SASREC_LOG), full_disk_as_enospc(out):
-        state = run_training(dataset, sids, out, model_config, train_config, progress=config.progress,
-                             meta=meta, text=text)
-    fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed,
-                           config.sasrec)
-    return TrainedRecommender(out, state, recipe=recipe, notice=notice, fusion=fusion)
+        text, meta["item_text_encoder"] = _text_vectors(run.dataset_dir, dataset.num_items, config.progress)
+    return run_training(dataset, sids, run.out, model_config, train_config, progress=config.progress, meta=meta,
+                        text=text)
 
 
 def _output_folder(out: Path) -> Path:
@@ -200,8 +246,8 @@ def remove_training_output(out: Path) -> None:
 class SASRecTrainingConfig:
     dataset: str | Path | None = None
     out: str | Path | None = None  # default DATASET/sasrec
-    train: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec_train.SASRecTrainConfig fields
-    model: dict[str, Any] = field(default_factory=dict)  # recommender.sasrec.SASRecConfig fields
+    train: SASRecTrainConfig = field(default_factory=SASRecTrainConfig)
+    model: SASRecConfig = field(default_factory=SASRecConfig)  # num_items, text_dim: set from the dataset
     text: bool = True  # item vectors read the items' text embeddings (False: learned ids only)
     encoder: str | None = None  # the text encoder (default as `genrec embed`)
     restart: bool = False  # discard checkpoints in ``out``
@@ -211,41 +257,38 @@ class SASRecTrainingConfig:
     fusion_grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"prior": FUSION_GRIDS["prior"]})
     fusion_users: int = 5000
 
+    @classmethod
+    def from_options(cls, dataset: str | Path | None = None, *, train: dict | None = None, model: dict | None = None,
+                     **fields) -> SASRecTrainingConfig:
+        """SASRec's defaults with the fields of ``train`` / ``model`` on top (a config file's sections)."""
+        return cls(dataset, train=apply_overrides(SASRecTrainConfig(), train or {}, "SASRec train options"),
+                   model=apply_overrides(SASRecConfig(), model or {}, "SASRec model options"), **fields)
+
 
 def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
     """Train (resuming from ``out``'s checkpoint if one is there) and write a SASRec model."""
-    from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.recommender.recommender import META_FILE
-    from genrec.recommender.sasrec_config import SASRecConfig
-    from genrec.recommender.train_config import SASRecTrainConfig
-    from genrec.recommender.sasrec_train import train_sasrec as run_training
-
     dataset_dir = resolve_dataset_dir(as_str(config.dataset))
     out = _output_folder(as_path(config.out) or dataset_dir / SASREC_DIR)
     with _one_writer(out):  # two runs on one SASRec folder (two train-recommender at once) take turns
-        train_config = apply_overrides(SASRecTrainConfig(), config.train, "train options")
+        train_config = copy.deepcopy(config.train)
         train_config.check()
-        check_grids(config.fusion_grids)
-        if config.restart:
-            remove_training_output(out)
-        if (out / META_FILE).is_file():
-            meta = read_json(out / META_FILE)
-            fusion = meta.get("fusion") or choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users,
-                                                         train_config.seed)
-            return _finished(out, meta, fusion)
-        dataset = load_processed_dataset(dataset_dir)
-        text, text_encoder = None, None
-        if config.text:
-            text, text_encoder = _text_vectors(dataset_dir, dataset.num_items, config.progress, config.encoder)
-        model_config = apply_overrides(SASRecConfig(num_items=dataset.num_items,
-                                                    text_dim=0 if text is None else text.shape[1]),
-                                       config.model, "model options")
-        model_config.check()
-        with full_disk_as_enospc(out):
-            state = run_training(dataset, out, model_config, train_config, text, progress=config.progress,
-                                 meta={"text": config.text, "encoder": text_encoder})
-        fusion = choose_fusion(out, dataset_dir, config.fusion_grids, config.fusion_users, train_config.seed)
-        return TrainedRecommender(out, state, fusion=fusion)
+        run = _Run(out, dataset_dir, config.restart, config.fusion_grids, config.fusion_users, train_config.seed)
+        return _train_or_finish(run, lambda: _train_sasrec(config, run, train_config))
+
+
+def _train_sasrec(config: SASRecTrainingConfig, run: _Run, train_config: SASRecTrainConfig) -> TrainingState:
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.recommender.sasrec_train import train_sasrec as run_training
+
+    dataset = load_processed_dataset(run.dataset_dir)
+    text, text_encoder = None, None
+    if config.text:
+        text, text_encoder = _text_vectors(run.dataset_dir, dataset.num_items, config.progress, config.encoder)
+    model_config = dataclasses.replace(config.model, num_items=dataset.num_items,
+                                       text_dim=0 if text is None else text.shape[1])
+    model_config.check()
+    return run_training(dataset, run.out, model_config, train_config, text, progress=config.progress,
+                        meta={"text": config.text, "encoder": text_encoder})
 
 
 @contextlib.contextmanager
@@ -254,7 +297,7 @@ def _one_writer(out: Path):
     result or checkpoint. Not under a distributed launch, whose processes write ``out`` together."""
     from genrec.core.io import file_lock
 
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+    if world_size() > 1:
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)
