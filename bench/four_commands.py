@@ -6,8 +6,10 @@
 Runs, each as its own `genrec` process with every option at its default (only where the data is and
 where it goes are given): ``prepare amazon-beauty``, ``train-tokenizer``, ``train-recommender``,
 ``recommend --user 42``; then ``evaluate --split test`` (fused and each part alone) for the report.
-A rerun continues: every command resumes or finds its output done. The report (NAME.json + NAME.md)
-gives each command's wall time and the test rows beside the committed hour rows they should match.
+A rerun continues: a step whose output is there and whose time is recorded (WORK/seconds.json) is
+not run again. Each command runs in WORK, so ``genrec`` is the installed package, not a source
+folder in the current directory. The report (NAME.json + NAME.md) gives each command's wall time
+and the test rows.
 """
 
 from __future__ import annotations
@@ -39,19 +41,31 @@ def commands(raw_dir: str, data: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-def run_steps(steps: list[tuple[str, list[str]]], work: Path) -> dict[str, float]:
-    """Each step in turn, its output in WORK/NAME.log; wall seconds per step (a rerun adds to none:
-    the times are those of this invocation)."""
-    seconds = {}
+def finished(name: str, data: Path) -> bool:
+    """Whether step ``name``'s output is complete (recommend always runs)."""
+    marks = {"prepare": ["stats.json"], "train-tokenizer": ["tokenizer/semantic_ids.npy"],
+             "train-recommender": ["recommender/genrec.json", "sasrec/genrec.json"],
+             "evaluate": ["eval_test.json"]}.get(name)
+    return marks is not None and all((data / mark).is_file() for mark in marks)
+
+
+def run_steps(steps: list[tuple[str, list[str]]], work: Path, data: Path) -> dict[str, float]:
+    """Each step in turn, its output in WORK/NAME.log; wall seconds per step, kept in WORK/seconds.json."""
+    record = work / "seconds.json"
+    seconds = json.loads(record.read_text()) if record.is_file() else {}
     for name, argv in steps:
-        print(f"[four_commands] {name}: {shlex.join(argv[2:])}", flush=True)
+        if name in seconds and finished(name, data):
+            print(f"[four_commands] {name}: done ({seconds[name]:.0f} s)", flush=True)
+            continue
+        print(f"[four_commands] {name}: {shlex.join(argv[3:])}", flush=True)
         started = time.perf_counter()
         with open(work / f"{name}.log", "w") as log:
-            code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT)
-        seconds[name] = round(time.perf_counter() - started, 1)
+            code = subprocess.call(argv, stdout=log, stderr=subprocess.STDOUT, cwd=work)
         if code != 0:
             tail = (work / f"{name}.log").read_text().strip().splitlines()[-1:]
             raise SystemExit(f"{name} failed (exit {code}): {tail[0] if tail else ''}")
+        seconds[name] = round(time.perf_counter() - started, 1)
+        record.write_text(json.dumps(seconds))
     return seconds
 
 
@@ -66,14 +80,14 @@ def metrics_rows(evaluation: dict) -> dict[str, dict]:
 def run(args, command: str) -> int:
     from genrec.core.hardware import hardware, hardware_line
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     data = work / "amazon-beauty"
     steps = commands(args.raw_dir, data)
-    seconds = run_steps(steps, work)
+    seconds = run_steps(steps, work, data)
     evaluation = json.loads((data / "eval_test.json").read_text())
     meta = json.loads((data / "recommender" / "genrec.json").read_text())
-    report = {"command": command, "hardware": hardware(), "steps": {name: shlex.join(argv[2:]) for name, argv in steps},
+    report = {"command": command, "hardware": hardware(), "steps": {name: shlex.join(argv[3:]) for name, argv in steps},
               "seconds": seconds, "test": metrics_rows(evaluation), "fusion": meta.get("fusion"),
               "recipe": meta.get("recipe"), "t5_steps": meta.get("steps"), "model_config": meta.get("model_config"),
               "recommend_output": (work / "recommend.log").read_text()[-2000:]}
