@@ -17,9 +17,10 @@ import pyarrow.parquet as pq
 
 import genrec
 from genrec.data_prep.interactions import Sequences, build_sequences, check_leave_one_out, k_core
+from genrec.data_prep.item_fields import write_item_fields
 from genrec.data_prep.presets import load_raw
 from genrec.core.io import atomic_directory, atomic_write_json, sha256_file
-from genrec.core.layout import ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE, remember_current_dataset
+from genrec.core.layout import FIELDS_FILE, ITEMS_FILE, SEQUENCES_FILE, STATS_FILE, USERS_FILE, remember_current_dataset
 
 
 def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None = None,
@@ -40,13 +41,14 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
     check_leave_one_out(data, name, unfiltered)
     item_ids = data.item_ids()
     item_number = {raw_id: index + 1 for index, raw_id in enumerate(item_ids)}
-    titles, texts, missing_meta = [], [], 0
+    titles, texts, fields, missing_meta = [], [], [], 0
     for raw_id in item_ids:
         meta = raw.meta.get(raw_id)
         if meta is None:
             missing_meta += 1
             meta = {}
         title, text = raw.text_of(meta)
+        fields.append(raw.fields_of(meta))
         titles.append(title)
         texts.append(text or f"Item {raw_id}")  # an item with no metadata still gets a distinct text
     stats = {
@@ -66,6 +68,7 @@ def prepare_dataset(name: str, out: Path, raw_dir: Path, min_count: int | None =
     with atomic_directory(out) as tmp:
         pq.write_table(pa.table({"item_id": list(range(1, len(item_ids) + 1)), "raw_id": item_ids,
                                  "title": titles, "text": texts}), tmp / ITEMS_FILE)
+        write_item_fields(tmp / FIELDS_FILE, fields)
         pq.write_table(pa.table({"user_id": list(range(1, len(data.user_ids) + 1)), "raw_id": data.user_ids}),
                        tmp / USERS_FILE)
         pq.write_table(pa.table({"user_id": list(range(1, len(data.user_ids) + 1)),

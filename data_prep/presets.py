@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from genrec.data_prep import download, item_text, readers
+from genrec.data_prep import download, item_fields, item_text, readers
 from genrec.data_prep.interactions import Event
 from genrec.core.errors import GenrecError
 
@@ -31,6 +31,7 @@ class RawData:
     dedup: bool = False
     counts: dict[str, int] = field(default_factory=dict)  # input checks for the stats (custom preset)
     notes: list[str] = field(default_factory=list)  # one line each, printed by prepare
+    fields_of: Callable[[dict], dict] = item_fields.no_fields  # the fields rules read (data_prep.item_fields)
 
 
 def _missing(raw_dir: Path, names: list[str]) -> list[str]:
@@ -57,7 +58,8 @@ def _amazon(name: str, raw_dir: Path, allow_download: bool) -> RawData:
         events, source = readers.read_amazon_reviews(raw_dir / reviews), raw_dir / reviews
     wanted = {e.item for e in events}
     meta = readers.read_amazon_meta(raw_dir / meta_file, wanted)
-    return RawData(events, meta, item_text.amazon_text, [source, raw_dir / meta_file], min_count=5)
+    return RawData(events, meta, item_text.amazon_text, [source, raw_dir / meta_file], min_count=5,
+                   fields_of=item_fields.amazon_fields)
 
 
 def _ml1m(raw_dir: Path, allow_download: bool) -> RawData:
@@ -71,7 +73,8 @@ def _ml1m(raw_dir: Path, allow_download: bool) -> RawData:
         events, source = readers.read_ml1m_ratings(ratings), ratings
     else:
         events, source = readers.read_p5_sequences(sequence_file), sequence_file
-    return RawData(events, readers.read_ml1m_movies(movies), item_text.movie_text, [source, movies], min_count=5)
+    return RawData(events, readers.read_ml1m_movies(movies), item_text.movie_text, [source, movies], min_count=5,
+                   fields_of=item_fields.movie_fields)
 
 
 def _lastfm(raw_dir: Path, allow_download: bool) -> RawData:
@@ -92,7 +95,7 @@ def _demo() -> RawData:
     from genrec.data_prep.demo import generate_demo
 
     events, meta = generate_demo()
-    return RawData(events, meta, item_text.amazon_text, [], min_count=5)
+    return RawData(events, meta, item_text.amazon_text, [], min_count=5, fields_of=item_fields.amazon_fields)
 
 
 def _columns(rows: list[tuple[str, dict]]) -> list[str]:
@@ -213,7 +216,8 @@ def _custom(interactions: Path | None, items: Path | None, user_col: str, item_c
                       f"timestamp) in {interactions.name}")] if dropped else []
     return RawData(events, meta, lambda m: item_text.generic_text(m, id_col, title_col), [interactions, items],
                    min_count=5, counts={"duplicate_interactions_dropped": dropped, **counts},
-                   notes=dropped_notes + title_notes + unknown_notes)
+                   notes=dropped_notes + title_notes + unknown_notes,
+                   fields_of=lambda m: item_fields.custom_fields(m, id_col))
 
 
 PRESETS = (*AMAZON_CATEGORIES, "ml-1m", "lastfm", "demo", "custom", "synthetic")  # synthetic: data_prep.synthetic

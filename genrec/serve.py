@@ -50,6 +50,8 @@ from genrec.core.limits import (DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_MAX
                                 DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_ECHOED_HISTORY, MAX_HISTORY, MAX_ID_LENGTH,
                                 MAX_TOP_K)
 from genrec.pipeline import describe_history, describe_recommendations
+from genrec.pipeline.recommendations import with_rule
+from genrec.recommender.rules import ItemRule
 from genrec.serve_page import PAGE
 
 log = logging.getLogger("genrec.serve")
@@ -67,6 +69,8 @@ class RecommendRequest(BaseModel):
                                      description=f"items of a user without an id, oldest first. {ID_RULE}")
     top_k: StrictInt = Field(DEFAULT_TOP_K, ge=1, le=MAX_TOP_K, description="how many items to recommend")
     exclude_seen: StrictBool = Field(DEFAULT_EXCLUDE_SEEN, description="never recommend an item of the history")
+    rule: dict | None = Field(None, description='only the items this rule allows, kept inside the beam, e.g. '
+                                                '{"where": {"category": "Skin Care"}} (docs/rules.md)')
 
 
 class QueueFull(Exception):
@@ -427,6 +431,8 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     async def recommend(request: RecommendRequest):
         recommender, dataset = app.state.current  # this pair to the end, whatever a reload does meanwhile
         user, history = await run_in_threadpool(_resolve, dataset, request)
+        if request.rule is not None:  # its own decoder: batched apart from requests without this rule
+            recommender = await run_in_threadpool(with_rule, recommender, dataset, ItemRule.parse(request.rule))
         try:
             items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s,
                                                     recommender)

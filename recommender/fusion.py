@@ -20,7 +20,8 @@ catalogue; a dense scorer (SASRec) gives catalogue-wide rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -28,7 +29,7 @@ import scipy.sparse as sparse
 import torch
 
 from genrec.core.errors import GenrecError
-from genrec.recommender.prefix_scores import (DensePrefixScores, PrefixScoreSum, PrefixStates, SeenItemMask,
+from genrec.recommender.prefix_scores import (DensePrefixScores, PrefixScoreSum, PrefixStates, UnavailableItemMask,
                                               SparsePrefixScores)
 from genrec.recommender.trie import SidPrefixTable
 
@@ -73,13 +74,14 @@ class TransitionPrior:
     def num_items(self) -> int:
         return self.counts.shape[0] - 1
 
-    def distribution(self, histories: list[list[int]],
-                     exclude_seen: bool = False) -> tuple[sparse.csr_matrix, np.ndarray]:
+    def distribution(self, histories: list[list[int]], exclude_seen: bool = False,
+                     allowed: np.ndarray | None = None) -> tuple[sparse.csr_matrix, np.ndarray]:
         """(p, has_counts): p ``[batch, num_items + 1]`` sparse, each row the decayed counts of what
         followed the row's last ``recent`` items, divided by their total; has_counts False for a row
         with no counts (its distribution is uniform, p's row empty). q = (p + smoothing) / (1 +
         smoothing * num_items) on items 1..M (``probabilities``). ``exclude_seen``: the counts of
-        items in the row's own history are dropped first, so p spreads over the items it may recommend."""
+        items in the row's own history are dropped first, so p spreads over the items it may recommend;
+        ``allowed`` (bool ``[M + 1]``, a rule's items): the counts of the items outside it too."""
         rows, items, weights = [], [], []
         for row, history in enumerate(histories):
             for k, item in enumerate(reversed(history[-self.recent:])):
@@ -93,6 +95,10 @@ class TransitionPrior:
         p.sort_indices()
         if exclude_seen:
             p = drop_seen_entries(p, histories)
+        if allowed is not None:
+            p = sparse.csr_matrix(p.multiply(np.asarray(allowed[: p.shape[1]], dtype=np.float64)[None, :]))
+            p.eliminate_zeros()
+            p.sort_indices()
         totals = np.asarray(p.sum(axis=1)).reshape(-1)
         has_counts = totals > 0
         p.data = p.data / np.repeat(totals, np.diff(p.indptr))
@@ -114,7 +120,7 @@ class TransitionPrior:
     def prefix_scores(self, histories: list[list[int]], states: PrefixStates, weight: float,
                       device: torch.device | str = "cpu", exclude_seen: bool = False) -> SparsePrefixScores:
         """``weight * log`` prefix masses for the beam, from the sparse distribution."""
-        p, has_counts = self.distribution(histories, exclude_seen)
+        p, has_counts = self.distribution(histories, exclude_seen, states.allowed)
         return SparsePrefixScores(p, has_counts, states, self.smoothing, weight, device)
 
     def rank(self, histories: list[list[int]], k: int, exclude_seen: bool = False) -> np.ndarray:
@@ -224,6 +230,9 @@ class DecodingPolicy:
     scorers: tuple = ()
     new_items: object | None = None
     exclude_seen: bool = False
+    # bool [M + 1]: the items a request's rule allows (recommender.rules.ItemRule.allowed); None: all.
+    # Kept inside the beam (UnavailableItemMask) and by every catalogue ranker (log_scores).
+    allowed: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self):
         names = [scorer.name for scorer, _ in self.scorers]
@@ -235,7 +244,7 @@ class DecodingPolicy:
 
     @classmethod
     def from_weights(cls, weights: dict[str, float], scorers: dict, new_items=None,
-                     exclude_seen: bool = False) -> "DecodingPolicy":
+                     exclude_seen: bool = False, allowed: np.ndarray | None = None) -> "DecodingPolicy":
         """The policy with ``weights[name]`` for each named scorer in ``scorers``; weight 0 leaves it out."""
         unknown = sorted(set(weights) - set(scorers))
         if unknown:
@@ -244,18 +253,21 @@ class DecodingPolicy:
             if not weight >= 0:
                 raise GenrecError(f"fusion weight of {name} must be >= 0 (0 = not fused), got {weight}")
         return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0), new_items,
-                   bool(exclude_seen))
+                   bool(exclude_seen), allowed)
 
     @property
     def weights(self) -> dict[str, float]:
         return {scorer.name: weight for scorer, weight in self.scorers}
 
     def log_scores(self, histories: list[list[int]]) -> np.ndarray | float:
-        """sum_s w_s log q_s ``[batch, M + 1]`` for ranking a whole catalogue (0.0 for no scorer)."""
+        """sum_s w_s log q_s ``[batch, M + 1]`` for ranking a whole catalogue (0.0 for no scorer),
+        -inf on the items a rule leaves out."""
         total = 0.0
         for scorer, weight in self.scorers:
             with np.errstate(divide="ignore"):
                 total = total + weight * np.log(scorer.probabilities(histories))
+        if self.allowed is not None:
+            total = total + np.where(self.allowed, 0.0, -np.inf)
         return total
 
     def finish(self, histories: list[list[int]], items: np.ndarray, scores: np.ndarray, top_k: int,
@@ -264,7 +276,10 @@ class DecodingPolicy:
         new items when the policy has them, else the first ``top_k`` as they are."""
         if self.new_items is None:
             return items[:, :top_k], scores[:, :top_k]
-        return self.new_items.merge(histories, items, scores, top_k, exclude_seen)
+        mixture = self.new_items
+        if self.allowed is not None:  # only the new items the rule allows
+            mixture = dataclasses.replace(mixture, allowed=self.allowed)
+        return mixture.merge(histories, items, scores, top_k, exclude_seen)
 
     def prefix_log_prior(self, histories: list[list[int]], states: list[np.ndarray],
                          device: torch.device | str = "cpu", exclude_seen: bool = False) -> PrefixScoreSum | None:
@@ -273,23 +288,27 @@ class DecodingPolicy:
         for the empty policy without ``exclude_seen``. A scorer with ``prefix_scores`` (the sparse
         transition prior) gives its own; any other enters through its dense ``probabilities``.
         ``exclude_seen``: each scorer's mass counts only items outside the row's history, and a
-        ``SeenItemMask`` keeps the history's items out of the beam (its width goes to unseen items)."""
-        if not self.scorers and not exclude_seen:
+        ``UnavailableItemMask`` keeps the history's items out of the beam (its width goes to unseen items)."""
+        if not self.scorers and not exclude_seen and self.allowed is None:
             return None
         states = states if isinstance(states, PrefixStates) else PrefixStates(states)
+        if self.allowed is not None:
+            states = states.restricted(self.allowed)
         parts = []
         for scorer, weight in self.scorers:
             if hasattr(scorer, "prefix_scores"):
                 parts.append(scorer.prefix_scores(histories, states, weight, device, exclude_seen=exclude_seen))
             else:
                 q = scorer.probabilities(histories)
-                if exclude_seen:
+                if exclude_seen or self.allowed is not None:
                     q = q.copy()
-                    for row, history in enumerate(histories):
-                        q[row, history] = 0.0
+                for row, history in enumerate(histories if exclude_seen else []):
+                    q[row, history] = 0.0
+                if states.allowed is not None:
+                    q[:, : len(states.allowed)][:, ~states.allowed] = 0.0
                 parts.append(DensePrefixScores(prefix_log_prior(q, states, weight, device)))
-        if exclude_seen:
-            parts.append(SeenItemMask(histories, states, device))
+        if exclude_seen or self.allowed is not None:
+            parts.append(UnavailableItemMask(histories if exclude_seen else [[] for _ in histories], states, device))
         return PrefixScoreSum(parts)
 
 

@@ -32,7 +32,7 @@ validation target ranked among a random sample of catalogue items standing in fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -117,6 +117,8 @@ class NewItemText:
     scorer: TextScorer
     temperature: float
     first_new: int
+    # bool [M + 1]: the items a request's rule allows (recommender.rules); None: every new item
+    allowed: np.ndarray | None = field(default=None, kw_only=True, repr=False, compare=False)
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -124,7 +126,8 @@ class NewItemText:
 
     @property
     def new_items(self) -> np.ndarray:
-        return np.arange(self.first_new, len(self.scorer.vectors))
+        new = np.arange(self.first_new, len(self.scorer.vectors))
+        return new if self.allowed is None else new[self.allowed[new]]
 
 
 @dataclass

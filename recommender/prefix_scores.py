@@ -21,11 +21,22 @@ MIN_MASS = 1e-300  # log of a zero mass (a state with no item) is clamped here, 
 
 class PrefixStates(list):
     """``states[d][item]``: item's length-d prefix state (d = 0..L; at d = L the item id itself),
-    with the number of items under each state, per position (for the sparse masses)."""
+    with the number of items under each state, per position (for the sparse masses). ``allowed``
+    (bool ``[M + 1]``, a rule's items; None: all): the sizes count those items only."""
+
+    allowed: np.ndarray | None = None
 
     @cached_property
     def sizes(self) -> list[np.ndarray]:
-        return [np.bincount(states[1:], minlength=int(states.max()) + 1) for states in self]
+        weights = None if self.allowed is None else self.allowed[1:len(self[0])].astype(np.int64)
+        return [np.bincount(states[1:], weights=weights, minlength=int(states.max()) + 1).astype(np.int64)
+                for states in self]
+
+    def restricted(self, allowed: np.ndarray) -> PrefixStates:
+        """The same states, counting only the ``allowed`` items (``allowed[:M + 1]`` is read)."""
+        out = PrefixStates(self)
+        out.allowed = np.asarray(allowed[: len(self[0])], dtype=bool)
+        return out
 
     def sizes_on(self, device) -> list[torch.Tensor]:
         cache = self.__dict__.setdefault("_sizes_on", {})
@@ -96,18 +107,24 @@ def find_keys(keys: torch.Tensor, width: int, states: torch.Tensor) -> tuple[tor
     return index, keys[index] == wanted
 
 
-class SeenItemMask:
-    """-inf for every SID prefix whose items all lie in the row's own history (at position L: the
-    history's items themselves), 0 elsewhere. Added to the fused scores, it keeps the beam off
-    prefixes with nothing left to recommend, so a beam of width W >= k ends with k unseen items
-    whenever the catalogue has them. Dead (row, state) pairs are stored as sorted keys per position,
-    like ``SparsePrefixScores``; nothing is ``batch x catalogue``."""
+class UnavailableItemMask:
+    """-inf for every SID prefix with no item left to recommend, 0 elsewhere: every item under it is
+    outside a rule's allowed items (``states.allowed``, the same for every row) or in the row's own
+    history (``histories``; empty lists: none excluded). Added to the fused scores, it keeps the beam
+    off such prefixes, so a beam of width W >= k ends with k available items whenever the catalogue
+    has them. A row's dead (row, state) pairs are stored as sorted keys per position, like
+    ``SparsePrefixScores``; nothing is ``batch x catalogue``."""
 
     def __init__(self, histories: list[list[int]], states: PrefixStates, device: torch.device | str = "cpu"):
-        rows = np.concatenate([np.full(len(set(h)), row, dtype=np.int64) for row, h in enumerate(histories)] or
+        seen = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
+        if states.allowed is not None:  # a history item the rule leaves out is not under any count
+            seen = [items[states.allowed[items]] for items in seen]
+        rows = np.concatenate([np.full(len(items), row, dtype=np.int64) for row, items in enumerate(seen)] or
                               [np.zeros(0, dtype=np.int64)])
-        items = np.concatenate([np.unique(np.asarray(h, dtype=np.int64)) for h in histories] or
-                               [np.zeros(0, dtype=np.int64)])
+        items = np.concatenate(seen or [np.zeros(0, dtype=np.int64)])
+        # states no allowed item is under (none without a rule): dead for every row
+        self.empty = [torch.from_numpy(sizes == 0).to(device) if states.allowed is not None else None
+                      for sizes in states.sizes]
         self.keys, self.widths = [], []
         for position, position_states in enumerate(states):
             width = len(states.sizes[position])
@@ -118,6 +135,8 @@ class SeenItemMask:
 
     def gather(self, position: int, states: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(states.shape, dtype=torch.float32, device=states.device)
+        if self.empty[position] is not None:
+            out = out.masked_fill(self.empty[position][states], float("-inf"))
         _, dead = find_keys(self.keys[position], self.widths[position], states)
         return out if dead is None else out.masked_fill(dead, float("-inf"))
 

@@ -72,7 +72,7 @@ class Recommender:
     def _prior(self, exclude_seen: bool):
         """The beam's per-prefix prior for the policy's scorers and, with ``exclude_seen``, the mask
         of the history's items (None for the model alone)."""
-        if not self.policy.scorers and not exclude_seen:
+        if not self.policy.scorers and not exclude_seen and self.policy.allowed is None:
             return None
         if self._states is None:
             self._states = prefix_states(self.table)
@@ -97,8 +97,8 @@ class Recommender:
 
         ``users``: dataset user ids for the hashed user token (0 or None = a history without a
         known user). ``exclude_seen`` (None: the policy's) keeps items of the history out of the
-        beam itself (``prefix_scores.SeenItemMask``), so ``top_k`` unseen items come back whenever
-        the catalogue has them.
+        beam itself (``prefix_scores.UnavailableItemMask``, with the items the policy's rule leaves
+        out), so ``top_k`` available items come back whenever the catalogue has them.
         """
         if top_k < 1:
             raise GenrecError("top_k must be at least 1")

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 ITEMS_FILE = "items.parquet"
+FIELDS_FILE = "item_fields.parquet"  # the items' fields the business rules read (data_prep.item_fields)
 USERS_FILE = "users.parquet"
 SEQUENCES_FILE = "sequences.parquet"
 STATS_FILE = "stats.json"

@@ -16,6 +16,8 @@ from genrec.core.io import atomic_write_json, fault_point
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.common import check_output_file
 from genrec.pipeline.loading import load_trained
+from genrec.pipeline.recommendations import with_rule
+from genrec.recommender.rules import ItemRule
 
 RECOMMENDATIONS_MANIFEST = "_recommendations.json"  # in a partitioned output: what it holds; marks it as ours
 
@@ -49,6 +51,7 @@ class RecommendAllConfig:
     partitioned: bool = False  # out is a folder: part-00000.parquet, ... (one per chunk of users) + a manifest
     chunk_users: int = 16384  # users decoded and written at a time (memory is bounded by one chunk)
     prior_successors: int | None = None  # followers the transition prior keeps per item (0 = all; default: chosen)
+    rule: ItemRule | None = None  # only the items it allows, kept inside the beam (recommender.rules)
 
 
 @dataclass
@@ -78,6 +81,15 @@ def _recommendation_table(dataset, first_user: int, items: np.ndarray, scores: n
     })
 
 
+def _decoder(config: RecommendAllConfig):
+    """(recommender under the request's fusion and rule, its dataset)."""
+    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
+                                        new_item_share=config.new_item_share,
+                                        new_item_exposure=config.new_item_exposure,
+                                        prior_successors=config.prior_successors)
+    return (recommender if config.rule is None else with_rule(recommender, dataset, config.rule)), dataset
+
+
 def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     """Every user's top ``top_k``, written as parquet: one row per (user, rank), columns user_id,
     user_raw_id, rank (1 = best), item_id, item_raw_id, score, in user order. A user has fewer
@@ -104,10 +116,7 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
     if config.batch_size < 1 or config.chunk_users < 1:
         raise GenrecError("batch_size and chunk_users must be at least 1")
     shard = current_shard()
-    recommender, dataset = load_trained(config.dataset, config.model, fusion=config.fusion, fit="all",
-                                        new_item_share=config.new_item_share,
-                                        new_item_exposure=config.new_item_exposure,
-                                        prior_successors=config.prior_successors)
+    recommender, dataset = _decoder(config)
     if shard.device is not None:
         recommender.model.to(shard.device)
     staging = out.with_name(f".{out.name}.parts")
@@ -177,7 +186,7 @@ def _recommend_all_settings(config: RecommendAllConfig, recommender, dataset) ->
     return {"top_k": config.top_k, "beams": config.beams, "exclude_seen": config.exclude_seen,
             "batch_size": config.batch_size, "chunk_users": config.chunk_users, "fusion": recommender.policy.weights,
             "new_item_share": config.new_item_share, "new_item_exposure": config.new_item_exposure,
-            "prior_successors": config.prior_successors, "num_users": dataset.num_users,
+            "prior_successors": config.prior_successors, "rule": repr(config.rule), "num_users": dataset.num_users,
             "num_items": dataset.num_items, "model": stamps(recommender.path), "dataset": stamps(dataset.path)}
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from genrec.core.errors import GenrecError
+from genrec.core.layout import FIELDS_FILE
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.loading import load_trained
+from genrec.recommender.rules import ItemRule
 
 
 @dataclass
@@ -22,6 +26,7 @@ class RecommendConfig:
     fusion: dict[str, float] | None = None  # scorer -> weight; default: the chosen weights ({} = the model alone)
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
     new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
+    rule: ItemRule | None = None  # only the items it allows, kept inside the beam (recommender.rules; ItemRule.parse)
 
 
 @dataclass
@@ -47,11 +52,36 @@ def recommend(config: RecommendConfig) -> Recommendations:
         history = dataset.history(user)
     else:
         raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
+    if config.rule is not None:
+        recommender = with_rule(recommender, dataset, config.rule)
     items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
                                           exclude_seen=config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
                            describe_recommendations(dataset, recommender, items[0], scores[0]),
                            recommender.policy.weights)
+
+
+def with_rule(recommender, dataset, rule: ItemRule):
+    """``recommender`` decoding only the items ``rule`` allows (on the dataset's item fields)."""
+    def item_number(raw_id: str) -> int | None:
+        try:
+            return dataset.item_id_for(raw_id)
+        except GenrecError:
+            return None
+
+    path = Path(dataset.path) / FIELDS_FILE
+    stamp = path.stat().st_mtime_ns if path.is_file() else 0
+    fields = _item_fields(str(dataset.path), dataset.num_items, stamp)
+    allowed = rule.allowed(fields, item_number, dataset.num_items)
+    return recommender.with_policy(dataclasses.replace(recommender.policy, allowed=allowed))
+
+
+@functools.lru_cache(maxsize=4)
+def _item_fields(path: str, num_items: int, stamp: int) -> dict:
+    """The dataset's item fields, read once per version of the file (``stamp``: its mtime)."""
+    from genrec.data_prep.item_fields import read_item_fields
+
+    return read_item_fields(path, num_items)
 
 
 def describe_recommendations(dataset, recommender, items, scores) -> list[dict]:
