@@ -24,6 +24,7 @@ TINY = {"num_encoder_layers": 1, "num_decoder_layers": 1, "d_model": 16, "num_he
         "max_history": 5}
 
 
+@pytest.mark.slow  # a benchmark's own check, heavy: run with -m slow
 def test_bench_decode_and_train_sections(tmp_path, monkeypatch, capsys):
     import bench.suite
 

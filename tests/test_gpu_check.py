@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from bench import gpu_check
 from tests.recommender_fixtures import write_dataset, write_tokenizer
 
 
+@pytest.mark.slow  # a benchmark's own check, heavy: run with -m slow
 def test_the_check_trains_evaluates_and_reports(tmp_path):
     write_dataset(tmp_path / "data", num_users=40)
     write_tokenizer(tmp_path / "data" / "tokenizer")

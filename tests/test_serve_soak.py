@@ -3,10 +3,13 @@ answer checked."""
 
 import json
 
+import pytest
+
 from bench import serve_soak
 from tests.serve_fixtures import trained  # noqa: F401 - pytest fixture
 
 
+@pytest.mark.slow  # a benchmark's own check, heavy: run with -m slow
 def test_a_short_soak_loses_and_mixes_up_nothing(trained, tmp_path):
     out = tmp_path / "soak"
     code = serve_soak.main(["--dataset", str(trained / "data"), "--model", str(trained / "model"), "--out", str(out),

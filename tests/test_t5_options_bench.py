@@ -4,6 +4,7 @@ validation user, and compared with the first variant paired over the same users.
 import json
 
 import numpy as np
+import pytest
 
 from bench import t5_options
 from tests.recommender_fixtures import write_dataset, write_embedding_cache, write_tokenizer
@@ -12,6 +13,7 @@ TINY = "--max-steps 4 --eval-every 2 --eval-users 0 --batch-size 16 --warmup-ste
        "--num-heads 2 --d-kv 8 --encoder-layers 1 --decoder-layers 1"
 
 
+@pytest.mark.slow  # a benchmark's own check, heavy: run with -m slow
 def test_variants_train_once_and_compare_paired_on_validation(tmp_path):
     data = write_dataset(tmp_path / "data", num_users=30)
     write_embedding_cache(data, np.random.default_rng(0).normal(size=(30, 8)))
