@@ -69,7 +69,7 @@ def start_server(args, port: int) -> subprocess.Popen:
 
 
 def run_level(port: int, clients: int, requests: int, time_limit: float, top_k: int, num_users: int,
-              seed: int) -> dict:
+              seed: int, rule: dict | None = None) -> dict:
     """``requests`` POST /recommend (fewer if ``time_limit`` runs out) from ``clients`` threads."""
     users = np.random.default_rng(seed).integers(1, num_users + 1, size=requests).tolist()
     latencies: list[float] = []
@@ -86,7 +86,8 @@ def run_level(port: int, clients: int, requests: int, time_limit: float, top_k: 
                     if index >= requests:
                         return
                     next_index[0] += 1
-                body = json.dumps({"user": users[index], "top_k": top_k})  # a JSON number: the dataset number
+                body = json.dumps({"user": users[index], "top_k": top_k,  # a JSON number: the dataset number
+                                   **({"rule": rule} if rule is not None else {})})
                 started = time.perf_counter()
                 try:
                     connection.request("POST", "/recommend", body, {"Content-Type": "application/json"})
@@ -121,6 +122,24 @@ def run_level(port: int, clients: int, requests: int, time_limit: float, top_k: 
             "stopped_by_time_limit": len(latencies) + errors[0] < requests}
 
 
+def run_levels(args, port: int, levels: list[int], num_users: int, rule: dict | None) -> list[dict]:
+    """A warm-up, then each level in turn (every request carrying ``rule``), with the server's batching."""
+    run_level(port, 1, args.warmup, args.time_limit, args.top_k, num_users, args.seed + 999, rule)
+    results = []
+    for number, clients in enumerate(levels):
+        before = get_json(port, "/health")["batching"]
+        result = run_level(port, clients, args.requests, args.time_limit, args.top_k, num_users, args.seed + number,
+                           rule)
+        after = get_json(port, "/health")["batching"]
+        calls = after["calls"] - before["calls"]
+        result.update(recommend_calls=calls, rule=rule is not None,
+                      mean_batch=round((after["requests"] - before["requests"]) / calls, 2) if calls else None)
+        results.append(result)
+        print(f"{clients:>3} clients{' (rule)' if rule else ''}: {result['requests_per_second']} req/s, p50 "
+              f"{result['p50_ms']} ms, p99 {result['p99_ms']} ms, mean batch {result['mean_batch']}", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="prepared dataset directory")
@@ -136,28 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for the server")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rule", help="a business rule (JSON, docs/rules.md) every request carries; the "
+                                       "levels run twice, without it and with it, on the same server")
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.levels.split(",") if level.strip()]
     if not levels or min(levels) < 1 or args.requests < 1 or args.time_limit <= 0:
         parser.error("--levels must be positive integers; --requests and --time-limit positive")
 
+    rules = [None] if args.rule is None else [None, json.loads(args.rule)]
     port = free_port()
     server = start_server(args, port)
     try:
         health = get_json(port, "/health")
-        run_level(port, 1, args.warmup, args.time_limit, args.top_k, health["num_users"], args.seed + 999)
-        results = []
-        for number, clients in enumerate(levels):
-            before = get_json(port, "/health")["batching"]
-            result = run_level(port, clients, args.requests, args.time_limit, args.top_k, health["num_users"],
-                               args.seed + number)
-            after = get_json(port, "/health")["batching"]
-            calls = after["calls"] - before["calls"]
-            result["recommend_calls"] = calls
-            result["mean_batch"] = round((after["requests"] - before["requests"]) / calls, 2) if calls else None
-            results.append(result)
-            print(f"{clients:>3} clients: {result['requests_per_second']} req/s, p50 {result['p50_ms']} ms, "
-                  f"p99 {result['p99_ms']} ms, mean batch {result['mean_batch']}", flush=True)
+        results = [result for rule in rules for result in run_levels(args, port, levels, health["num_users"], rule)]
     finally:
         stop_process(server)
 
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                            "server_omp_threads": os.environ.get("OMP_NUM_THREADS")},
               "levels": results}
     rows = [[r["clients"], r["requests"], r["errors"], r["requests_per_second"], r["p50_ms"], r["p99_ms"],
-             r["mean_batch"]] for r in results]
+             r["mean_batch"], "on" if r["rule"] else "off"] for r in results]
     markdown = "\n".join([
         "# genrec serve: load test", "",
         f"`{report['command']}`", "",
@@ -178,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Model: {health['model']} ({health['num_users']:,} users, {health['num_items']:,} items), top {args.top_k}, "
         f"beam {health['beams']}, micro-batches of up to {args.max_batch} within {args.max_wait_ms} ms; "
         f"at most {args.requests} POST /recommend per level and {args.time_limit:g} s, loopback.", "",
-        *markdown_table(["clients", "requests", "errors", "requests/s", "p50 ms", "p99 ms", "mean batch"], rows),
+        *([f"Rule (rows marked on): `{args.rule}`", ""] if args.rule else []),
+        *markdown_table(["clients", "requests", "errors", "requests/s", "p50 ms", "p99 ms", "mean batch", "rule"],
+                        rows),
         ""])
     write_report(Path(args.out), "serve_load", report, markdown)
     return 0

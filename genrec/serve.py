@@ -33,6 +33,7 @@ import queue
 import re
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -71,6 +72,27 @@ class RecommendRequest(BaseModel):
     exclude_seen: StrictBool = Field(DEFAULT_EXCLUDE_SEEN, description="never recommend an item of the history")
     rule: dict | None = Field(None, description='only the items this rule allows, kept inside the beam, e.g. '
                                                 '{"where": {"category": "Skin Care"}} (docs/rules.md)')
+
+
+class RuledDecoders:
+    """The decoder of each recent (model, rule) pair, so that requests carrying the same rule share one
+    recommender object (the batcher batches by it) and its allowed items are computed once."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.lock, self.decoders = size, threading.Lock(), OrderedDict()
+
+    def get(self, recommender, dataset, rule: ItemRule):
+        key = (id(recommender), rule)
+        with self.lock:
+            if key in self.decoders:
+                self.decoders.move_to_end(key)
+                return self.decoders[key][1]
+        decoder = with_rule(recommender, dataset, rule)
+        with self.lock:  # the base recommender is kept with it, so its id is not reused meanwhile
+            self.decoders[key] = (recommender, decoder)
+            while len(self.decoders) > self.size:
+                self.decoders.popitem(last=False)
+        return decoder
 
 
 class QueueFull(Exception):
@@ -427,12 +449,14 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     async def validation_error(_request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
+    ruled = RuledDecoders()
+
     @app.post("/recommend")
     async def recommend(request: RecommendRequest):
         recommender, dataset = app.state.current  # this pair to the end, whatever a reload does meanwhile
         user, history = await run_in_threadpool(_resolve, dataset, request)
-        if request.rule is not None:  # its own decoder: batched apart from requests without this rule
-            recommender = await run_in_threadpool(with_rule, recommender, dataset, ItemRule.parse(request.rule))
+        if request.rule is not None:  # one decoder per rule: requests with the same rule are batched together
+            recommender = await run_in_threadpool(ruled.get, recommender, dataset, ItemRule.parse(request.rule))
         try:
             items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s,
                                                     recommender)

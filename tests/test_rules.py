@@ -183,3 +183,17 @@ def test_the_http_api_keeps_to_the_rule_and_answers_a_bad_one_with_a_422(shop):
         for rule in ({"where": {"colour": "red"}}, {"where": {"price": {"<=": "cheap"}}}, "not an object"):
             bad = client.post("/recommend", json={"user": "U1", "rule": rule})
             assert bad.status_code == 422 and "\n" not in bad.json()["detail"]
+
+
+def test_requests_with_the_same_rule_share_one_decoder(shop):
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.serve import RuledDecoders
+
+    recommender, dataset = Recommender.load(shop / "model"), load_processed_dataset(shop / "data")
+    decoders = RuledDecoders(size=2)
+    first = decoders.get(recommender, dataset, ItemRule.parse({"where": {"category": "odd"}}))
+    assert decoders.get(recommender, dataset, ItemRule.parse('{"where": {"category": "odd"}}')) is first
+    other = decoders.get(recommender, dataset, ItemRule.parse({"where": {"category": "even"}}))
+    assert other is not first and other.policy.allowed[2] and not first.policy.allowed[2]
+    decoders.get(recommender, dataset, ItemRule.parse({"exclude": ["I1"]}))  # a third: the oldest goes
+    assert decoders.get(recommender, dataset, ItemRule.parse({"where": {"category": "odd"}})) is not first
