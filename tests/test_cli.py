@@ -95,3 +95,13 @@ def test_a_closed_pipe_ends_quietly():
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
     assert proc.returncode == 141
+
+
+def test_ctrl_c_says_what_a_rerun_does():
+    from genrec.cli import NOT_RESUMABLE
+
+    parser = build_parser()
+    resumed = parser.parse_args(["recommend", "--all", "--out", "recs.parquet"]).interrupted
+    assert "continues after the users already written" in resumed
+    assert "resume from the last checkpoint" in parser.parse_args(["train-recommender"]).interrupted
+    assert getattr(parser.parse_args(["embed"]), "interrupted", NOT_RESUMABLE) == NOT_RESUMABLE

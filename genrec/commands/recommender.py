@@ -345,4 +345,6 @@ def _register_recommend(subparsers) -> None:
                                 "N-th chunk; the output is the same as one process's")
     recommend.add_argument("--prior-successors", dest="prior_successors", type=whole_number(0),
                            help="with --all: followers the transition prior keeps per item (0 = all, the default)")
-    recommend.set_defaults(func=_recommend_or_all, exclude_seen=DEFAULT_EXCLUDE_SEEN)
+    recommend.set_defaults(func=_recommend_or_all, exclude_seen=DEFAULT_EXCLUDE_SEEN, interrupted=(
+        "interrupted; rerun the same command: with --all it continues after the users already written "
+        "(nothing else was left half-written)"))
