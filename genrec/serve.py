@@ -33,7 +33,6 @@ import queue
 import re
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, InvalidStateError
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -51,7 +50,7 @@ from genrec.core.limits import (DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_MAX
                                 DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_ECHOED_HISTORY, MAX_HISTORY, MAX_ID_LENGTH,
                                 MAX_TOP_K)
 from genrec.pipeline import describe_history, describe_recommendations
-from genrec.pipeline.recommendations import with_rule
+from genrec.pipeline.recommendations import RuledDecoders, ranked
 from genrec.recommender.rules import ItemRule
 from genrec.serve_page import PAGE
 
@@ -72,27 +71,6 @@ class RecommendRequest(BaseModel):
     exclude_seen: StrictBool = Field(DEFAULT_EXCLUDE_SEEN, description="never recommend an item of the history")
     rule: dict | None = Field(None, description='only the items this rule allows, kept inside the beam, e.g. '
                                                 '{"where": {"category": "Skin Care"}} (docs/rules.md)')
-
-
-class RuledDecoders:
-    """The decoder of each recent (model, rule) pair, so that requests carrying the same rule share one
-    recommender object (the batcher batches by it) and its allowed items are computed once."""
-
-    def __init__(self, size: int = 32):
-        self.size, self.lock, self.decoders = size, threading.Lock(), OrderedDict()
-
-    def get(self, recommender, dataset, rule: ItemRule):
-        key = (id(recommender), rule)
-        with self.lock:
-            if key in self.decoders:
-                self.decoders.move_to_end(key)
-                return self.decoders[key][1]
-        decoder = with_rule(recommender, dataset, rule)
-        with self.lock:  # the base recommender is kept with it, so its id is not reused meanwhile
-            self.decoders[key] = (recommender, decoder)
-            while len(self.decoders) > self.size:
-                self.decoders.popitem(last=False)
-        return decoder
 
 
 class QueueFull(Exception):
@@ -361,6 +339,13 @@ def _resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
     return user, dataset.history(user)
 
 
+def _capped(recommender, dataset, rule: ItemRule, history: list[int], user: int, request: RecommendRequest,
+            beams: int) -> dict:
+    """The answer to a request whose rule caps a field's values (``max_per``): decoded on its own."""
+    items, scores = ranked(recommender, dataset, rule, history, user, request.top_k, beams, request.exclude_seen)
+    return _answer(recommender, dataset, user, history, items[0], scores[0])
+
+
 def _answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
     return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
             "history": _echoed(dataset, history), "history_length": len(history),
@@ -455,8 +440,11 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     async def recommend(request: RecommendRequest):
         recommender, dataset = app.state.current  # this pair to the end, whatever a reload does meanwhile
         user, history = await run_in_threadpool(_resolve, dataset, request)
-        if request.rule is not None:  # one decoder per rule: requests with the same rule are batched together
-            recommender = await run_in_threadpool(ruled.get, recommender, dataset, ItemRule.parse(request.rule))
+        rule = ItemRule.parse(request.rule) if request.rule is not None else None
+        if rule is not None:  # one decoder per rule: requests with the same rule are batched together
+            recommender = await run_in_threadpool(ruled.get, recommender, dataset, rule)
+        if rule is not None and rule.max_per is not None:  # capped lists: decoded alone, greedily
+            return await run_in_threadpool(_capped, recommender, dataset, rule, history, user, request, batcher.beams)
         try:
             items, scores = await batcher.recommend(history, user, request.top_k, request.exclude_seen, timeout_s,
                                                     recommender)

@@ -1,12 +1,13 @@
 """Business rules a request carries, as one JSON object, and the items they allow.
 
     {"where": {"category": "Skin Care", "brand": ["Avalon", "Nivea"], "price": {"<=": 20}, "in_stock": true},
-     "only": ["B0001", "B0002"], "exclude": ["B0003"]}
+     "only": ["B0001", "B0002"], "exclude": ["B0003"], "max_per": {"brand": 2}}
 
 ``where``: every condition must hold, on the item fields kept at prepare time
 (``data_prep.item_fields``): a value means equality, a list membership, an object comparisons
 (``<``, ``<=``, ``>``, ``>=`` on numbers; ``==``, ``!=`` on anything), all of them. ``only`` /
-``exclude``: raw item ids. The allowed set is what the decoders keep inside the beam
+``exclude``: raw item ids. ``max_per``: at most N items of one value of a field in a list
+(genrec.pipeline.recommendations.ranked). The allowed set is what the decoders keep inside the beam
 (``recommender.prefix_scores.UnavailableItemMask``), so a top-K is full whenever K items qualify.
 A malformed rule, an unknown field or id, or a rule no item satisfies is a one-line GenrecError.
 """
@@ -24,7 +25,7 @@ from genrec.core.errors import GenrecError
 
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 EQUALITIES = {"==": operator.eq, "!=": operator.ne}
-KEYS = ("where", "only", "exclude")
+KEYS = ("where", "only", "exclude", "max_per")
 Scalar = bool | int | float | str
 
 
@@ -84,6 +85,17 @@ def _ids(key: str, value) -> tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _max_per(value) -> tuple[str, int] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or len(value) != 1 or not isinstance(next(iter(value.values())), int)
+            or isinstance(next(iter(value.values())), bool) or next(iter(value.values())) < 1):
+        raise GenrecError(f"rule: max_per must be one field and a count >= 1, e.g. {{\"category\": 2}}, "
+                          f"got {json.dumps(value)}")
+    (name, count), = value.items()
+    return str(name), int(count)
+
+
 @dataclass(frozen=True)
 class ItemRule:
     """Which items a request may get: field conditions, an allow list, a deny list (module doc)."""
@@ -91,6 +103,7 @@ class ItemRule:
     where: tuple[Condition, ...] = ()
     only: tuple[str, ...] | None = None  # raw item ids; None: any
     exclude: tuple[str, ...] = ()  # raw item ids
+    max_per: tuple[str, int] | None = None  # (field, N): at most N items of one value of the field in a list
 
     @classmethod
     def parse(cls, rule: str | dict) -> ItemRule:
@@ -110,7 +123,7 @@ class ItemRule:
             raise GenrecError(f"rule: where must be an object of field conditions, got {json.dumps(where)[:80]}")
         conditions = tuple(c for name, test in where.items() for c in _conditions(str(name), test))
         only = _ids("only", rule["only"]) if "only" in rule else None
-        return cls(conditions, only, _ids("exclude", rule.get("exclude", [])))
+        return cls(conditions, only, _ids("exclude", rule.get("exclude", [])), _max_per(rule.get("max_per")))
 
     def allowed(self, fields: dict[str, np.ndarray], item_number: Callable[[str], int | None],
                 num_items: int) -> np.ndarray:
@@ -128,6 +141,9 @@ class ItemRule:
             keep[self._numbers("only", self.only, item_number)] = True
             allowed &= keep
         allowed[self._numbers("exclude", self.exclude, item_number)] = False
+        if self.max_per is not None and self.max_per[0] not in fields:
+            raise GenrecError(f"rule: max_per: unknown item field {self.max_per[0]!r}; fields: "
+                              f"{', '.join(sorted(fields)) or 'none'}")
         if not allowed.any():
             raise GenrecError("rule: no item satisfies it")
         return allowed

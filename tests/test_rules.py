@@ -142,7 +142,8 @@ def shop(tmp_path_factory):
 
     root = train_tiny_recommender(tmp_path_factory.mktemp("rules"), num_users=20)
     write_item_fields(root / "data" / "item_fields.parquet",
-                      [{"category": "odd" if i % 2 else "even", "price": float(i)} for i in range(1, 31)])
+                      [{"category": "odd" if i % 2 else "even", "price": float(i), "shade": f"s{i % 5}"}
+                       for i in range(1, 31)])
     return root
 
 
@@ -187,7 +188,7 @@ def test_the_http_api_keeps_to_the_rule_and_answers_a_bad_one_with_a_422(shop):
 
 def test_requests_with_the_same_rule_share_one_decoder(shop):
     from genrec.data_prep.dataset import load_processed_dataset
-    from genrec.serve import RuledDecoders
+    from genrec.pipeline.recommendations import RuledDecoders
 
     recommender, dataset = Recommender.load(shop / "model"), load_processed_dataset(shop / "data")
     decoders = RuledDecoders(size=2)
@@ -197,3 +198,46 @@ def test_requests_with_the_same_rule_share_one_decoder(shop):
     assert other is not first and other.policy.allowed[2] and not first.policy.allowed[2]
     decoders.get(recommender, dataset, ItemRule.parse({"exclude": ["I1"]}))  # a third: the oldest goes
     assert decoders.get(recommender, dataset, ItemRule.parse({"where": {"category": "odd"}})) is not first
+
+
+def test_max_per_caps_a_field_value_and_matches_the_greedy_pick_over_the_exact_ranking(shop):
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.pipeline.recommendations import ranked, with_rule
+
+    recommender, dataset = Recommender.load(shop / "model"), load_processed_dataset(shop / "data")
+    shade = {i: f"s{i % 5}" for i in range(1, 31)}
+    for user in (1, 2, 3):
+        history = dataset.history(user)
+        every, _ = recommender.recommend([history], 30, users=[user], beams=30, exclude_seen=True)
+        expected, used = [], {}
+        for item in every[0]:  # greedy over the exact ranking: at most 2 per shade
+            if item > 0 and used.get(shade[item], 0) < 2 and len(expected) < 7:
+                expected.append(int(item))
+                used[shade[item]] = used.get(shade[item], 0) + 1
+        rule = ItemRule.parse({"max_per": {"shade": 2}})
+        items, scores = ranked(with_rule(recommender, dataset, rule), dataset, rule, history, user, 7, 30, True)
+        assert items[0].tolist() == expected and np.isfinite(scores[0]).all()
+    with pytest.raises(GenrecError, match="max_per must be one field and a count"):
+        ItemRule.parse({"max_per": {"shade": 0}})
+    with pytest.raises(GenrecError, match="max_per: unknown item field 'size'"):
+        with_rule(recommender, dataset, ItemRule.parse({"max_per": {"size": 1}}))
+
+
+def test_max_per_through_the_cli_and_the_http_api(shop, capsys):
+    from fastapi.testclient import TestClient
+
+    from genrec.cli import main
+    from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.serve import create_app
+
+    args = ["recommend", "--model", str(shop / "model"), "--dataset", str(shop / "data"), "--top-k", "5", "--json",
+            "--user", "U4", "--rule", '{"max_per": {"shade": 1}}']
+    assert main(args) == 0
+    items = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
+    assert len(items) == 5 and len({i % 5 for i in items}) == 5  # full, one per shade
+    assert main(["recommend", "--all", "--model", str(shop / "model"), "--dataset", str(shop / "data"), "--out",
+                 str(shop / "capped.parquet"), "--rule", '{"max_per": {"shade": 1}}']) == 2
+    assert "not with --all" in capsys.readouterr().err
+    with TestClient(create_app(Recommender.load(shop / "model"), load_processed_dataset(shop / "data"))) as client:
+        answer = client.post("/recommend", json={"user": "U4", "top_k": 5, "rule": {"max_per": {"shade": 1}}})
+        assert [r["item_id"] for r in answer.json()["recommendations"]] == items

@@ -87,6 +87,8 @@ def _decoder(config: RecommendAllConfig):
                                         new_item_share=config.new_item_share,
                                         new_item_exposure=config.new_item_exposure,
                                         prior_successors=config.prior_successors)
+    if config.rule is not None and config.rule.max_per is not None:
+        raise GenrecError("rule: max_per works per request (recommend --user / --history, the HTTP API), not with --all")
     return (recommender if config.rule is None else with_rule(recommender, dataset, config.rule)), dataset
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from genrec.core.errors import GenrecError
 from genrec.core.layout import FIELDS_FILE
@@ -54,11 +58,48 @@ def recommend(config: RecommendConfig) -> Recommendations:
         raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
     if config.rule is not None:
         recommender = with_rule(recommender, dataset, config.rule)
-    items, scores = recommender.recommend([history], config.top_k, users=[user], beams=config.beams,
-                                          exclude_seen=config.exclude_seen)
+    items, scores = ranked(recommender, dataset, config.rule, history, user, config.top_k, config.beams,
+                           config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
                            describe_recommendations(dataset, recommender, items[0], scores[0]),
                            recommender.policy.weights)
+
+
+def ranked(recommender, dataset, rule: ItemRule | None, history: list[int], user: int, top_k: int, beams: int,
+           exclude_seen: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    """One history's top ``top_k`` ([1, top_k] items and scores); under a rule with ``max_per``
+    (field, N), at most N items of one value of the field: greedy by score (exact for such caps),
+    decoding again with a value's items left out once it has its N. Items without the field are not
+    capped."""
+    if rule is None or rule.max_per is None:
+        return recommender.recommend([history], top_k, users=[user], beams=beams, exclude_seen=exclude_seen)
+    values = _item_fields(*_fields_key(dataset))[rule.max_per[0]]
+    allowed = recommender.policy.allowed.copy()
+    picked, scores, counts = [], [], {}
+    while len(picked) < top_k and allowed.any():
+        decoder = recommender.with_policy(dataclasses.replace(recommender.policy, allowed=allowed.copy()))
+        items, item_scores = decoder.recommend([history], top_k - len(picked), users=[user], beams=beams,
+                                               exclude_seen=exclude_seen)
+        found = [(int(i), float(s)) for i, s in zip(items[0], item_scores[0]) if i > 0]
+        if not found:
+            break
+        for item, score in found:
+            picked.append(item)
+            scores.append(score)
+            allowed[item] = False
+            value = values[item]
+            counts[value] = counts.get(value, 0) + (value is not None)
+            if value is not None and counts[value] >= rule.max_per[1]:
+                allowed &= values != value  # the rest of this list may hold more of it: decode again
+                break
+    out_items, out_scores = np.zeros((1, top_k), dtype=np.int64), np.full((1, top_k), -np.inf, dtype=np.float32)
+    out_items[0, :len(picked)], out_scores[0, :len(scores)] = picked, scores
+    return out_items, out_scores
+
+
+def _fields_key(dataset) -> tuple[str, int, int]:
+    path = Path(dataset.path) / FIELDS_FILE
+    return str(dataset.path), dataset.num_items, path.stat().st_mtime_ns if path.is_file() else 0
 
 
 def with_rule(recommender, dataset, rule: ItemRule):
@@ -69,9 +110,7 @@ def with_rule(recommender, dataset, rule: ItemRule):
         except GenrecError:
             return None
 
-    path = Path(dataset.path) / FIELDS_FILE
-    stamp = path.stat().st_mtime_ns if path.is_file() else 0
-    fields = _item_fields(str(dataset.path), dataset.num_items, stamp)
+    fields = _item_fields(*_fields_key(dataset))
     allowed = rule.allowed(fields, item_number, dataset.num_items)
     return recommender.with_policy(dataclasses.replace(recommender.policy, allowed=allowed))
 
@@ -82,6 +121,27 @@ def _item_fields(path: str, num_items: int, stamp: int) -> dict:
     from genrec.data_prep.item_fields import read_item_fields
 
     return read_item_fields(path, num_items)
+
+
+class RuledDecoders:
+    """The decoder of each recent (model, rule) pair, so that requests carrying the same rule share one
+    recommender object (the batcher batches by it) and its allowed items are computed once."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.lock, self.decoders = size, threading.Lock(), OrderedDict()
+
+    def get(self, recommender, dataset, rule: ItemRule):
+        key = (id(recommender), rule)
+        with self.lock:
+            if key in self.decoders:
+                self.decoders.move_to_end(key)
+                return self.decoders[key][1]
+        decoder = with_rule(recommender, dataset, rule)
+        with self.lock:  # the base recommender is kept with it, so its id is not reused meanwhile
+            self.decoders[key] = (recommender, decoder)
+            while len(self.decoders) > self.size:
+                self.decoders.popitem(last=False)
+        return decoder
 
 
 def describe_recommendations(dataset, recommender, items, scores) -> list[dict]:
