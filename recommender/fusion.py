@@ -255,6 +255,10 @@ class DecodingPolicy:
         return cls(tuple((scorers[name], float(w)) for name, w in sorted(weights.items()) if w > 0), new_items,
                    bool(exclude_seen), allowed)
 
+    def steers_beam(self, exclude_seen: bool) -> bool:
+        """Whether decoding under this policy adds anything to the beam's scores (``prefix_log_prior``)."""
+        return bool(self.scorers) or exclude_seen or self.allowed is not None
+
     @property
     def weights(self) -> dict[str, float]:
         return {scorer.name: weight for scorer, weight in self.scorers}
@@ -289,7 +293,7 @@ class DecodingPolicy:
         transition prior) gives its own; any other enters through its dense ``probabilities``.
         ``exclude_seen``: each scorer's mass counts only items outside the row's history, and a
         ``UnavailableItemMask`` keeps the history's items out of the beam (its width goes to unseen items)."""
-        if not self.scorers and not exclude_seen and self.allowed is None:
+        if not self.steers_beam(exclude_seen):
             return None
         states = states if isinstance(states, PrefixStates) else PrefixStates(states)
         if self.allowed is not None:

@@ -72,7 +72,7 @@ class Recommender:
     def _prior(self, exclude_seen: bool):
         """The beam's per-prefix prior for the policy's scorers and, with ``exclude_seen``, the mask
         of the history's items (None for the model alone)."""
-        if not self.policy.scorers and not exclude_seen and self.policy.allowed is None:
+        if not self.policy.steers_beam(exclude_seen):
             return None
         if self._states is None:
             self._states = prefix_states(self.table)

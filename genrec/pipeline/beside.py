@@ -26,6 +26,12 @@ DISTRIBUTED_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
                          "MASTER_ADDR", "MASTER_PORT")
 
 
+def sasrec_configs(train: dict | None = None, model: dict | None = None) -> tuple[SASRecTrainConfig, SASRecConfig]:
+    """SASRec's defaults with the fields of ``train`` / ``model`` on top (a config file's sections)."""
+    return (apply_overrides(SASRecTrainConfig(), train or {}, "SASRec train options"),
+            apply_overrides(SASRecConfig(), model or {}, "SASRec model options"))
+
+
 @dataclass
 class SASRecBeside:
     """What the SASRec trained beside the T5 gets: train-sasrec's options (its `--config` sections)."""
@@ -38,8 +44,7 @@ class SASRecBeside:
     @classmethod
     def from_options(cls, train: dict | None = None, model: dict | None = None, **fields) -> SASRecBeside:
         """SASRec's defaults with the fields of ``train`` / ``model`` on top (`--sasrec-config`'s sections)."""
-        return cls(apply_overrides(SASRecTrainConfig(), train or {}, "SASRec train options"),
-                   apply_overrides(SASRecConfig(), model or {}, "SASRec model options"), **fields)
+        return cls(*sasrec_configs(train, model), **fields)
 
 
 def sasrec_command(beside: SASRecBeside, dataset_dir: Path, out: Path, time_budget_minutes: float) -> list[str]:

@@ -88,8 +88,10 @@ def ranked(recommender, dataset, rule: ItemRule | None, history: list[int], user
             scores.append(score)
             allowed[item] = False
             value = values[item]
-            counts[value] = counts.get(value, 0) + (value is not None)
-            if value is not None and counts[value] >= rule.max_per[1]:
+            if value is None:  # no value of the field: not capped
+                continue
+            counts[value] = counts.get(value, 0) + 1
+            if counts[value] >= rule.max_per[1]:
                 allowed &= values != value  # the rest of this list may hold more of it: decode again
                 break
     out_items, out_scores = np.zeros((1, top_k), dtype=np.int64), np.full((1, top_k), -np.inf, dtype=np.float32)

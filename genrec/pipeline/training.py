@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from genrec.core.config import apply_overrides
 from genrec.core.errors import GenrecError
 from genrec.core.io import read_json
 from genrec.core.layout import RECOMMENDER_DIR, TOKENIZER_DIR, resolve_dataset_dir
 from genrec.core.sharding import is_main_process, world_size
-from genrec.pipeline.beside import SASREC_LOG, SASRecBeside, sasrec_command, training_beside
+from genrec.pipeline.beside import SASREC_LOG, SASRecBeside, sasrec_command, sasrec_configs, training_beside
 from genrec.pipeline.choices import choose_fusion
 from genrec.pipeline.common import FUSION_GRIDS, SASREC_DIR, as_path, as_str, check_grids
 from genrec.pipeline.data import EmbedConfig, embed
@@ -261,8 +260,8 @@ class SASRecTrainingConfig:
     def from_options(cls, dataset: str | Path | None = None, *, train: dict | None = None, model: dict | None = None,
                      **fields) -> SASRecTrainingConfig:
         """SASRec's defaults with the fields of ``train`` / ``model`` on top (a config file's sections)."""
-        return cls(dataset, train=apply_overrides(SASRecTrainConfig(), train or {}, "SASRec train options"),
-                   model=apply_overrides(SASRecConfig(), model or {}, "SASRec model options"), **fields)
+        train_config, model_config = sasrec_configs(train, model)
+        return cls(dataset, train=train_config, model=model_config, **fields)
 
 
 def train_sasrec(config: SASRecTrainingConfig) -> TrainedRecommender:
