@@ -28,9 +28,16 @@ KS = (10, 20)
 BASE_FLAGS = ("--no-item-text", "--no-item-ids")
 
 
-def _train_command(dataset: str, out: Path, minutes: float, flags: str) -> list[str]:
+def _budget_flags(minutes: float, steps: int | None) -> list[str]:
+    """A wall-clock budget, or with ``steps`` a fixed step count (the same run however busy the cores are)."""
+    if steps:
+        return ["--time-budget", "0", "--max-steps", str(steps)]
+    return ["--time-budget", f"{minutes:g}"]
+
+
+def _train_command(dataset: str, out: Path, minutes: float, flags: str, steps: int | None = None) -> list[str]:
     return [sys.executable, "-m", "genrec.cli", "train-recommender", "--dataset", dataset, "--recipe", "cpu",
-            "--time-budget", f"{minutes:g}", "--threads", "1", "--fusion-weights", "prior=0", "--out", str(out),
+            *_budget_flags(minutes, steps), "--threads", "1", "--fusion-weights", "prior=0", "--out", str(out),
             "--no-progress", "--t5-only", *BASE_FLAGS, *shlex.split(flags)]
 
 
@@ -43,7 +50,7 @@ def _train_all(args, variants: dict[str, str], work: Path) -> None:
         while pending and len(running) < args.jobs:
             name = pending.pop(0)
             log = open(work / f"{name}.train.log", "a")
-            command = _train_command(args.dataset, work / name, args.minutes, variants[name])
+            command = _train_command(args.dataset, work / name, args.minutes, variants[name], args.steps)
             print(f"training {name}: {shlex.join(command[1:])}", flush=True)
             running.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)))
         name, process = running.pop(0)
@@ -113,7 +120,9 @@ def _run(args, command: str) -> int:
     work.mkdir(parents=True, exist_ok=True)
     _train_all(args, variants, work)
     first = next(iter(variants))
-    report = {"command": command, "hardware": hardware_line(), "minutes": args.minutes, "variants": {}}
+    budget = f"{args.steps:,}-step" if args.steps else f"{args.minutes:g}-minute"
+    report = {"command": command, "hardware": hardware_line(), "minutes": None if args.steps else args.minutes,
+              "steps": args.steps, "variants": {}}
     rows = []
     splits = {"valid": list(variants), "test": list(args.test)}
     for split, names in splits.items():
@@ -130,7 +139,7 @@ def _run(args, command: str) -> int:
                          f"{result['hit@10']:.4f} / {result['ndcg@10']:.4f}", f"{result['hit@20']:.4f}", diff])
     n = len(_decoded(work, first, args.dataset, "valid")["hit@10"])
     markdown = "\n".join([
-        f"# T5 options at a {args.minutes:g}-minute budget: {args.dataset}", "", f"Command: `{command}`", "",
+        f"# T5 options at a {budget} budget: {args.dataset}", "", f"Command: `{command}`", "",
         f"Hardware: {hardware_line()}; {args.jobs} variants at a time, one torch thread each.", "",
         f"Every user of the split ({n:,}), full catalogue, beam 30, the user's own history left out, the model "
         f"alone. Paired: the difference with `{first}` over the same users ± its standard error.", "",
@@ -146,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", required=True, metavar="NAME=FLAGS",
                         help="the first is the one the others are compared with")
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per variant")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train each variant this many steps instead of --minutes (a budget that busy cores "
+                             "do not change)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--test", nargs="*", default=[], metavar="NAME", help="variants also decoded on test")
     parser.add_argument("--work", required=True)
