@@ -50,7 +50,7 @@ from genrec.core.limits import (DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_MAX
                                 DEFAULT_TOP_K, MAX_BODY_BYTES, MAX_ECHOED_HISTORY, MAX_HISTORY, MAX_ID_LENGTH,
                                 MAX_TOP_K)
 from genrec.pipeline import describe_history, describe_recommendations
-from genrec.pipeline.recommendations import RuledDecoders, ranked
+from genrec.pipeline.recommendations import RuledDecoders, ranked, reason_counts
 from genrec.recommender.rules import ItemRule
 from genrec.serve_page import PAGE
 
@@ -349,7 +349,7 @@ def _capped(recommender, dataset, rule: ItemRule, history: list[int], user: int,
 def _answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
     return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
             "history": _echoed(dataset, history), "history_length": len(history),
-            "recommendations": describe_recommendations(dataset, recommender, items, scores)}
+            "recommendations": describe_recommendations(dataset, recommender, items, scores, history)}
 
 
 class Reloader:
@@ -366,6 +366,7 @@ class Reloader:
             try:
                 pair = self.load()
                 _check_pair(*pair)
+                reason_counts(*pair)
             except Exception as exc:  # noqa: BLE001 - a failed reload keeps the pair that serves
                 self.counts["last_error"] = _one_line(f"{type(exc).__name__}: {exc}")
                 raise
@@ -407,6 +408,7 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
     ``reload``: a function that loads them again (-> (recommender, dataset)); with it POST
     /admin/reload and ``app.state.reload()`` swap the new pair in (without it the endpoint is 404)."""
     _check_pair(recommender, dataset)
+    reason_counts(recommender, dataset)  # fitted now, when the policy has no prior, not on the first request
     if timeout_s <= 0:
         raise GenrecError("the request timeout must be above 0 seconds")
     batcher = MicroBatcher(recommender, beams=beams, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 SCORE_NOTE = ("score = log-probability of the item under the model (of its Semantic ID, for the T5 model) plus, "
               "when decoding is fused, w x log-probability of the item under each fused scorer (prior: "
-              "item-transition counts; sasrec: the SASRec model); higher is better")
+              "item-transition counts; sasrec: the SASRec model); higher is better; \"because of X (Nx)\": the item "
+              "came within 3 steps after X N times in the interactions counted")
 METRIC_KEYS = [f"{m}@{k}" for m in ("recall", "ndcg") for k in (5, 10, 20, 30)] + ["mrr"]
 
 
@@ -67,6 +68,9 @@ def recommendation_lines(result) -> list[str]:
         sid = f"sid {'-'.join(map(str, row['sid'])):<15} " if row["sid"] is not None else ""
         lines.append(f"{row['rank']:>3}. [{row['item_id']:>6} {row['raw_id']}] {row['title'][:60]:<60} "
                      f"{sid}score {row['score']:.3f}")
+        if row.get("because"):
+            lines.append("       because of " + "; ".join(f"{r['title'][:40]} [{r['raw_id']}] ({r['count']}x)"
+                                                      for r in row["because"]))
     return lines
 
 

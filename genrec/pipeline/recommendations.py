@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.layout import FIELDS_FILE
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.loading import load_trained
+from genrec.recommender.reasons import transition_reasons
 from genrec.recommender.rules import ItemRule
 
 
@@ -38,7 +40,7 @@ class Recommendations:
     user: int  # 0 for a given history
     user_raw_id: str | None
     history: list[dict]  # item_id, raw_id, title, oldest first
-    items: list[dict]  # rank, item_id, raw_id, title, sid, score
+    items: list[dict]  # rank, item_id, raw_id, title, sid, score, because (recommender.reasons)
     fusion: dict[str, float] = field(default_factory=dict)  # the fused scorers' weights ({} = the model alone)
 
 
@@ -61,7 +63,7 @@ def recommend(config: RecommendConfig) -> Recommendations:
     items, scores = ranked(recommender, dataset, config.rule, history, user, config.top_k, config.beams,
                            config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
-                           describe_recommendations(dataset, recommender, items[0], scores[0]),
+                           describe_recommendations(dataset, recommender, items[0], scores[0], history),
                            recommender.policy.weights)
 
 
@@ -146,13 +148,40 @@ class RuledDecoders:
         return decoder
 
 
-def describe_recommendations(dataset, recommender, items, scores) -> list[dict]:
+def describe_recommendations(dataset, recommender, items, scores, history: list[int] | None = None) -> list[dict]:
     """Rank, item id, raw id, title, SID (None for a model without SIDs) and score of one ranked
-    list of ``recommender``'s (0 = no item, dropped)."""
-    return [{"rank": rank, "item_id": int(item), "raw_id": dataset.item_raw_id(int(item)),
-             "title": dataset.item_title(int(item)), "sid": recommender.semantic_id(int(item)),
-             "score": float(score)}
-            for rank, (item, score) in enumerate(zip(items, scores), start=1) if item > 0]
+    list of ``recommender``'s (0 = no item, dropped); with the ``history`` it was decoded from, each
+    item's ``because``: the history items it most often followed in the interactions the transition
+    prior counted, with those counts (``recommender.reasons``)."""
+    kept = [(int(item), float(score)) for item, score in zip(items, scores) if item > 0]
+    reasons = (transition_reasons(reason_counts(recommender, dataset), history, [item for item, _ in kept])
+               if history is not None else [None] * len(kept))
+    return [{"rank": rank, "item_id": item, "raw_id": dataset.item_raw_id(item), "title": dataset.item_title(item),
+             "sid": recommender.semantic_id(item), "score": score,
+             **({} if because is None else {"because": [
+                 {"item_id": r.item, "raw_id": dataset.item_raw_id(r.item), "title": dataset.item_title(r.item),
+                  "count": r.count} for r in because]})}
+            for rank, ((item, score), because) in enumerate(zip(kept, reasons), start=1)]
+
+
+_FITTED_COUNTS: dict[int, object] = {}  # id(dataset) -> counts, dropped with the dataset
+_FITTING = threading.Lock()
+
+
+def reason_counts(recommender, dataset):
+    """The transition counts reasons are read from: the fused prior's when the policy has one
+    (what the ranking read), else a prior fitted once per dataset on every interaction."""
+    from genrec.recommender.fusion import TransitionPrior
+
+    for scorer, _ in recommender.policy.scorers:
+        if scorer.name == TransitionPrior.name:
+            return scorer.counts
+    with _FITTING:
+        key = id(dataset)
+        if key not in _FITTED_COUNTS:
+            _FITTED_COUNTS[key] = TransitionPrior.fit(dataset.sequences, dataset.num_items).counts
+            weakref.finalize(dataset, _FITTED_COUNTS.pop, key, None)
+        return _FITTED_COUNTS[key]
 
 
 def describe_history(dataset, history: list[int]) -> list[dict]:
