@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -17,9 +18,8 @@ from fastapi.testclient import TestClient
 
 from bench.common import stop_process
 from genrec.serve import create_app
+from tests.browser import CHROMIUM, FLAGS, HeadlessChromium
 from tests.serve_fixtures import client, loaded, trained  # noqa: F401 - pytest fixtures
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 def test_health_and_page(client):
@@ -160,10 +160,9 @@ def _wait_until_up(url: str, process, seconds: float = 60) -> None:
     raise AssertionError(f"genrec serve did not answer {url} within {seconds} s")
 
 
-@pytest.mark.slow
-def test_the_page_shows_history_and_recommendations_in_headless_chromium(trained, tmp_path):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not found: install it with `apt-get install -y chromium` to run this test")
+@contextmanager
+def _served(trained):
+    """``genrec serve`` on a free loopback port in its own process; yields its base URL."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "genrec.cli", "serve", "--dataset", str(trained / "data"), "--model",
@@ -173,21 +172,80 @@ def test_the_page_shows_history_and_recommendations_in_headless_chromium(trained
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(f"{base}/health", server)
-        with urllib.request.urlopen(urllib.request.Request(
-                f"{base}/recommend", data=json.dumps({"user": "1"}).encode(),
-                headers={"Content-Type": "application/json"})) as response:
-            expected = json.load(response)
-        dom = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
-             "--virtual-time-budget=5000", "--dump-dom", f"{base}/?user=1"],
-            capture_output=True, text=True, timeout=120).stdout
+        yield base
     finally:
         stop_process(server, timeout=10)
-        shutil.rmtree(tmp_path / "chrome", ignore_errors=True)
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def _need_chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found: install it with `apt-get install -y chromium` to run this test")
+
+
+@pytest.mark.slow
+def test_the_page_shows_history_and_recommendations_in_headless_chromium(trained, tmp_path):
+    _need_chromium()
+    with _served(trained) as base:
+        expected = _post(f"{base}/recommend", {"user": "1"})
+        try:
+            dom = subprocess.run(
+                [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000",
+                 "--dump-dom", f"{base}/?user=1"], capture_output=True, text=True, timeout=120).stdout
+        finally:
+            shutil.rmtree(tmp_path / "chrome", ignore_errors=True)
     assert "user 1 (U1)" in dom, dom[-2000:]
     for row in expected["history"] + expected["recommendations"]:
         assert f"<li class=\"item\">{row['title']} <span class=\"id\">{row['raw_id']}</span>" in dom
+
+
+PAGE_PICKS = """[...document.querySelectorAll('#recommendations li')].map(li => [li.querySelector('.id').textContent,
+  li.querySelector('.because') ? li.querySelector('.because').textContent : ''])"""
+
+
+def _submit(browser, user: str, rule: str) -> None:
+    """Type the user and the rule into the page's inputs and press its button, as a person would."""
+    browser.evaluate(f"""document.getElementById('user').value = {json.dumps(user)};
+        document.getElementById('rule').value = {json.dumps(rule)};
+        document.getElementById('recommendations').replaceChildren();
+        document.getElementById('error').textContent = '';
+        document.querySelector('#form button').click(); true""")
+
+
+@pytest.mark.slow
+def test_the_pages_controls_take_a_rule_and_show_reasons_in_headless_chromium(trained, tmp_path):
+    _need_chromium()
+    with _served(trained) as base:
+        unruled = _post(f"{base}/recommend", {"user": "2"})["recommendations"]
+        rule = {"exclude": [row["raw_id"] for row in unruled[:3]]}
+        expected = _post(f"{base}/recommend", {"user": "2", "rule": rule})["recommendations"]
+        browser = HeadlessChromium(str(tmp_path / "chrome"))
+        try:
+            browser.open(f"{base}/")
+            browser.wait_for("document.readyState === 'complete' && document.getElementById('form') !== null")
+            _submit(browser, "2", json.dumps(rule))
+            browser.wait_for("document.querySelectorAll('#recommendations li').length > 0")
+            picks = browser.evaluate(PAGE_PICKS)
+            assert [raw for raw, _ in picks] == [row["raw_id"] for row in expected]
+            assert not {raw for raw, _ in picks} & set(rule["exclude"])
+            for (_, because), row in zip(picks, expected):
+                shown = ", ".join(f"{r['title']} ({r['count']}\u00d7)" for r in row["because"])
+                assert because == (f"because of {shown}" if row["because"] else "")
+            assert any(because for _, because in picks)
+            assert "rule=" in browser.evaluate("location.search")  # the URL keeps the rule for a reload
+            _submit(browser, "2", "{not json")
+            assert browser.wait_for("document.getElementById('error').textContent").startswith("rule: not JSON")
+            _submit(browser, "2", '{"where": {"no_such_field": 1}}')
+            error = browser.wait_for("document.getElementById('error').textContent")
+            assert "no_such_field" in error and "\n" not in error
+            assert browser.evaluate("document.querySelectorAll('#recommendations li').length") == 0
+        finally:
+            browser.close()
 
 
 def test_a_taken_port_is_a_one_line_error_before_the_model_loads(trained, capsys):
