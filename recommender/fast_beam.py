@@ -7,7 +7,9 @@ Semantic IDs only L + 1 tokens long, that bookkeeping, not the model, dominates 
 This module decodes the same beams with:
   * the encoder run once per user, and cross-attention keys/values projected once per user and
     shared by all of that user's beams through broadcasting (never copied per beam);
-  * the trie as dense per-position transition tables, so masking is one gather per step;
+  * the trie as per-position child tables (``SidPrefixTable.children``), so each step scores, fuses
+    and ranks only the tokens that stay in the trie (1-20 per prefix below the first level, not
+    the position's 256), one gather for all beams;
   * users batched, and only the (tiny) self-attention cache reordered between steps.
 
 Scores are the same as ``generate`` with ``length_penalty=0``: the sum over steps of
@@ -45,10 +47,10 @@ class _BeamDecoder:
                                   self.split_heads(attn.v(encoder_out)).transpose(1, 2)))
         # Additive padding mask for the source, broadcast over beams and heads: [batch, 1, 1, source].
         self.source_bias = ((1.0 - attention_mask[:, None, None, :].to(self.dtype)) * neg).to(self.dtype)
-        # Self-attention cache, one slot per SID position, rows = (user, beam): [batch * width, heads,
-        # length, hd]. Contiguous rows make the per-step beam reorder one index_select (a gather over an
-        # expanded 5-d index, plus a cat to append, cost more than the decoder's matmuls).
-        shape = (self.batch, self.heads, length, self.head_dim)
+        # Self-attention cache, slot-major: [length, batch * width, heads, hd], rows = (user, beam). The
+        # per-step beam reorder is one index_select over the slots filled so far, into a contiguous
+        # block (a gather over an expanded 5-d index, plus a cat to append, cost more than the matmuls).
+        shape = (length, self.batch, self.heads, self.head_dim)
         self.self_k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.blocks]
         self.self_v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.blocks]
         self.relative_bias_owner = self.blocks[0].layer[0].SelfAttention
@@ -69,12 +71,13 @@ class _BeamDecoder:
             attn = layer.SelfAttention
             normed = layer.layer_norm(hidden)
             query = self.split_heads(attn.q(normed))  # [batch, width, heads, head_dim]
-            cache_k = self.self_k[index].view(batch, width, heads, length, head_dim)
-            cache_v = self.self_v[index].view(batch, width, heads, length, head_dim)
-            cache_k[:, :, :, step] = self.split_heads(attn.k(normed))
-            cache_v[:, :, :, step] = self.split_heads(attn.v(normed))
+            cache_k = self.self_k[index].view(length, batch, width, heads, head_dim)
+            cache_v = self.self_v[index].view(length, batch, width, heads, head_dim)
+            cache_k[step] = self.split_heads(attn.k(normed))
+            cache_v[step] = self.split_heads(attn.v(normed))
             # At most L + 1 keys per beam: broadcast products beat batching thousands of tiny matmuls.
-            keys, values = cache_k[:, :, :, : step + 1], cache_v[:, :, :, : step + 1]
+            keys = cache_k[: step + 1].permute(1, 2, 3, 0, 4)  # [batch, width, heads, step + 1, hd]
+            values = cache_v[: step + 1].permute(1, 2, 3, 0, 4)
             scores = (query.unsqueeze(3) * keys).sum(-1) + position_bias  # [batch, width, heads, step + 1]
             context = (scores.softmax(dim=-1).unsqueeze(-1) * values).sum(3)  # [batch, width, heads, hd]
             hidden = hidden + attn.o(context.reshape(batch, width, -1))
@@ -92,11 +95,14 @@ class _BeamDecoder:
             hidden = hidden * (self.config.d_model**-0.5)
         return F.log_softmax(self.model.lm_head(hidden).float(), dim=-1)  # normalised over the full vocab
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep the cache rows of the surviving beams' parents (row indices into [batch * width])."""
-        for index in range(len(self.blocks)):
-            self.self_k[index] = self.self_k[index].index_select(0, rows)
-            self.self_v[index] = self.self_v[index].index_select(0, rows)
+    def reorder(self, rows: torch.Tensor, filled: int) -> None:
+        """Keep the cache rows of the surviving beams' parents (row indices into [batch * width]);
+        only the first ``filled`` slots hold keys and values yet."""
+        for cache in (self.self_k, self.self_v):
+            for index, old in enumerate(cache):
+                new = old.new_empty((old.shape[0], len(rows), *old.shape[2:]))
+                torch.index_select(old[:filled], 1, rows, out=new[:filled])
+                cache[index] = new
 
 
 def _fused(log_probs: torch.Tensor, prior, step: int, states: torch.Tensor, next_states: torch.Tensor) -> torch.Tensor:
@@ -146,19 +152,22 @@ def constrained_beam_search(
 
     for step in range(table.length):
         width = tokens.shape[1]
-        start, size = table.offsets[step], table.sizes[step]
-        log_probs = beams.log_probs(tokens, step)[..., start : start + size]
-        next_states = table.next_state[step][states]  # [batch, width, size]
+        start = table.offsets[step]
+        child_tokens, child_states = table.children[step]
+        local = child_tokens[states]  # [batch, width, children]: the tokens that stay in the trie
+        next_states = child_states[states]  # -1: a padding slot (no child)
+        log_probs = beams.log_probs(tokens, step).gather(-1, local + start)
         if prior is not None:
             log_probs = _fused(log_probs, prior, step, states, next_states)
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
-        keep = min(num_beams, width * size)
+        children = local.shape[-1]
+        keep = min(num_beams, width * children)
         beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)
-        parent = torch.div(flat, size, rounding_mode="floor")
-        local = flat % size
+        parent = torch.div(flat, children, rounding_mode="floor")
         states = next_states.view(batch, -1).gather(1, flat)
-        tokens = local + start
-        beams.reorder((parent + row_base * width).view(-1))  # each parent beam's row in the [batch * width] cache
+        tokens = local.view(batch, -1).gather(1, flat) + start
+        if step + 1 < table.length:  # each parent beam's row in the [batch * width] cache
+            beams.reorder((parent + row_base * width).view(-1), filled=step + 1)
 
     dead = torch.isinf(beam_scores)
     items = states.masked_fill(dead, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -27,6 +28,21 @@ class SidPrefixTable:
     @property
     def length(self) -> int:
         return len(self.sizes)
+
+    @cached_property
+    def children(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per position d, each prefix state's children packed to the left: ``(tokens, states)``, both
+        ``[num_prefixes_d, max_children_d]``, the local tokens in increasing order and the states
+        they reach, padded with token 0 / state -1. A beam step reads only these (deep in the trie a
+        prefix has 1-20 children of ``sizes[d]`` = 256 tokens)."""
+        out = []
+        for table in self.next_state:
+            valid = table >= 0
+            width = max(int(valid.sum(1).max()), 1)
+            tokens = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, :width]  # valid columns first
+            states = table.gather(1, tokens)
+            out.append((tokens.masked_fill(states < 0, 0), states))
+        return out
 
     @classmethod
     def from_codes(cls, codes: np.ndarray, offsets: tuple[int, ...], sizes: tuple[int, ...]) -> "SidPrefixTable":
@@ -53,4 +69,7 @@ class SidPrefixTable:
         return cls(offsets=tuple(offsets), sizes=tuple(sizes), next_state=tables)
 
     def to(self, device: torch.device | str) -> "SidPrefixTable":
+        """This table on ``device`` (itself when it is there already, its child tables kept)."""
+        if all(t.device == torch.device(device) for t in self.next_state):
+            return self
         return SidPrefixTable(self.offsets, self.sizes, [t.to(device) for t in self.next_state])
