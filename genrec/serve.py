@@ -342,7 +342,7 @@ def _resolve(dataset, request: RecommendRequest) -> tuple[int, list[int]]:
 def _capped(recommender, dataset, rule: ItemRule, history: list[int], user: int, request: RecommendRequest,
             beams: int) -> dict:
     """The answer to a request whose rule caps a field's values (``max_per``): decoded on its own."""
-    items, scores = ranked(recommender, dataset, rule, history, user, request.top_k, beams, request.exclude_seen)
+    items, scores = ranked(recommender, dataset, rule, [history], [user], request.top_k, beams, request.exclude_seen)
     return _answer(recommender, dataset, user, history, items[0], scores[0])
 
 

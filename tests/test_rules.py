@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -200,10 +201,12 @@ def test_requests_with_the_same_rule_share_one_decoder(shop):
     assert decoders.get(recommender, dataset, ItemRule.parse({"where": {"category": "odd"}})) is not first
 
 
-def test_max_per_caps_a_field_value_and_matches_the_greedy_pick_over_the_exact_ranking(shop):
+def test_max_per_caps_a_field_value_and_matches_the_greedy_pick_over_the_exact_ranking(shop, monkeypatch):
     from genrec.data_prep.dataset import load_processed_dataset
+    from genrec.pipeline import recommendations
     from genrec.pipeline.recommendations import ranked, with_rule
 
+    recommendations_capped_alone = recommendations._capped_alone
     recommender, dataset = Recommender.load(shop / "model"), load_processed_dataset(shop / "data")
     shade = {i: f"s{i % 5}" for i in range(1, 31)}
     for user in (1, 2, 3):
@@ -215,8 +218,18 @@ def test_max_per_caps_a_field_value_and_matches_the_greedy_pick_over_the_exact_r
                 expected.append(int(item))
                 used[shade[item]] = used.get(shade[item], 0) + 1
         rule = ItemRule.parse({"max_per": {"shade": 2}})
-        items, scores = ranked(with_rule(recommender, dataset, rule), dataset, rule, history, user, 7, 30, True)
+        items, scores = ranked(with_rule(recommender, dataset, rule), dataset, rule, [history], [user], 7, 30, True)
         assert items[0].tolist() == expected and np.isfinite(scores[0]).all()
+    # a beam of 5 holds too few shades for 7 items: the short rows decode again, alone, and stay full
+    rule = ItemRule.parse({"max_per": {"shade": 1}})
+    histories = [dataset.history(user) for user in (1, 2, 3)]
+    alone = []
+    monkeypatch.setattr(recommendations, "_capped_alone",
+                        lambda *args: alone.append(args[3]) or recommendations_capped_alone(*args))
+    items, scores = ranked(with_rule(recommender, dataset, rule), dataset, rule, histories, [1, 2, 3], 5, 5, True)
+    for row, history in zip(items, histories):
+        assert len({shade[i] for i in row}) == 5 and not set(row.tolist()) & set(history)
+    assert np.isfinite(scores).all() and alone  # at least one row went the long way
     with pytest.raises(GenrecError, match="max_per must be one field and a count"):
         ItemRule.parse({"max_per": {"shade": 0}})
     with pytest.raises(GenrecError, match="max_per: unknown item field 'size'"):
@@ -236,8 +249,10 @@ def test_max_per_through_the_cli_and_the_http_api(shop, capsys):
     items = [r["item_id"] for r in json.loads(capsys.readouterr().out)["recommendations"]]
     assert len(items) == 5 and len({i % 5 for i in items}) == 5  # full, one per shade
     assert main(["recommend", "--all", "--model", str(shop / "model"), "--dataset", str(shop / "data"), "--out",
-                 str(shop / "capped.parquet"), "--rule", '{"max_per": {"shade": 1}}']) == 2
-    assert "not with --all" in capsys.readouterr().err
+                 str(shop / "capped.parquet"), "--top-k", "5", "--rule", '{"max_per": {"shade": 1}}']) == 0
+    table = pd.read_parquet(shop / "capped.parquet")
+    assert table[table.user_raw_id == "U4"].sort_values("rank").item_id.tolist() == items  # as the one request
+    assert (table.groupby("user_id").item_id.apply(lambda ids: len({i % 5 for i in ids})) == 5).all()
     with TestClient(create_app(Recommender.load(shop / "model"), load_processed_dataset(shop / "data"))) as client:
         answer = client.post("/recommend", json={"user": "U4", "top_k": 5, "rule": {"max_per": {"shade": 1}}})
         assert [r["item_id"] for r in answer.json()["recommendations"]] == items

@@ -16,7 +16,7 @@ from genrec.core.io import atomic_write_json, fault_point
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.common import check_output_file
 from genrec.pipeline.loading import load_trained
-from genrec.pipeline.recommendations import with_rule
+from genrec.pipeline.recommendations import ranked, with_rule
 from genrec.recommender.rules import ItemRule
 
 RECOMMENDATIONS_MANIFEST = "_recommendations.json"  # in a partitioned output: what it holds; marks it as ours
@@ -87,8 +87,6 @@ def _decoder(config: RecommendAllConfig):
                                         new_item_share=config.new_item_share,
                                         new_item_exposure=config.new_item_exposure,
                                         prior_successors=config.prior_successors)
-    if config.rule is not None and config.rule.max_per is not None:
-        raise GenrecError("rule: max_per works per request (recommend --user / --history, the HTTP API), not with --all")
     return (recommender if config.rule is None else with_rule(recommender, dataset, config.rule)), dataset
 
 
@@ -138,9 +136,8 @@ def recommend_all(config: RecommendAllConfig) -> WrittenRecommendations:
             bar.update(len(users))
             continue
         started = time.perf_counter()
-        items, scores = recommender.recommend(dataset.sequences[first:first + len(users)], config.top_k, users=users,
-                                              beams=config.beams, exclude_seen=config.exclude_seen,
-                                              batch_size=config.batch_size)
+        items, scores = ranked(recommender, dataset, config.rule, dataset.sequences[first:first + len(users)], users,
+                               config.top_k, config.beams, config.exclude_seen, config.batch_size)
         seconds += time.perf_counter() - started
         pq.write_table(_recommendation_table(dataset, first + 1, items, scores), part.with_suffix(".tmp"))
         fault_point(f"write {part.name}", part)

@@ -60,22 +60,60 @@ def recommend(config: RecommendConfig) -> Recommendations:
         raise GenrecError("give a user (--user USER) or a history (--history ITEM [ITEM ...])")
     if config.rule is not None:
         recommender = with_rule(recommender, dataset, config.rule)
-    items, scores = ranked(recommender, dataset, config.rule, history, user, config.top_k, config.beams,
+    items, scores = ranked(recommender, dataset, config.rule, [history], [user], config.top_k, config.beams,
                            config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
                            describe_recommendations(dataset, recommender, items[0], scores[0], history),
                            recommender.policy.weights)
 
 
-def ranked(recommender, dataset, rule: ItemRule | None, history: list[int], user: int, top_k: int, beams: int,
-           exclude_seen: bool | None) -> tuple[np.ndarray, np.ndarray]:
-    """One history's top ``top_k`` ([1, top_k] items and scores); under a rule with ``max_per``
-    (field, N), at most N items of one value of the field: greedy by score (exact for such caps),
-    decoding again with a value's items left out once it has its N. Items without the field are not
-    capped."""
+def ranked(recommender, dataset, rule: ItemRule | None, histories: list[list[int]], users: list[int], top_k: int,
+           beams: int, exclude_seen: bool | None, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Each history's top ``top_k`` ([n, top_k] items and scores, 0 / -inf where fewer qualify). Under
+    a rule with ``max_per`` (field, N): at most N items of one value of the field, picked greedily
+    by score (for such caps the greedy list is the best one) from each row's top ``beams``; a row
+    left short while more items may qualify is decoded again alone (``_capped_alone``). Items
+    without the field are not capped. The same rows whatever the batch, so ``recommend --all``
+    and a single request agree."""
     if rule is None or rule.max_per is None:
-        return recommender.recommend([history], top_k, users=[user], beams=beams, exclude_seen=exclude_seen)
+        return recommender.recommend(histories, top_k, users=users, beams=beams, exclude_seen=exclude_seen,
+                                     batch_size=batch_size)
     values = _item_fields(*_fields_key(dataset))[rule.max_per[0]]
+    depth = max(beams, top_k)
+    items, scores = recommender.recommend(histories, depth, users=users, beams=depth, exclude_seen=exclude_seen,
+                                          batch_size=batch_size)
+    out_items = np.zeros((len(histories), top_k), dtype=np.int64)
+    out_scores = np.full((len(histories), top_k), -np.inf, dtype=np.float32)
+    for row in range(len(histories)):
+        picked = _greedy_under_cap(items[row], values, rule.max_per[1], top_k)
+        if len(picked) < top_k and (items[row] > 0).all():  # capped short of a full list: more may qualify
+            found, found_scores = _capped_alone(recommender, values, rule.max_per[1], histories[row], users[row],
+                                                top_k, beams, exclude_seen)
+        else:
+            found, found_scores = items[row][picked], scores[row][picked]
+        out_items[row, :len(found)], out_scores[row, :len(found)] = found, found_scores
+    return out_items, out_scores
+
+
+def _greedy_under_cap(items: np.ndarray, values: np.ndarray, cap: int, top_k: int) -> list[int]:
+    """Positions of the first ``top_k`` items of a ranked list with at most ``cap`` of one value."""
+    picked, counts = [], {}
+    for position, item in enumerate(items):
+        if item <= 0 or len(picked) == top_k:
+            break
+        value = values[item]
+        if value is not None:
+            if counts.get(value, 0) >= cap:
+                continue
+            counts[value] = counts.get(value, 0) + 1
+        picked.append(position)
+    return picked
+
+
+def _capped_alone(recommender, values: np.ndarray, cap: int, history: list[int], user: int, top_k: int, beams: int,
+                  exclude_seen: bool | None) -> tuple[list[int], list[float]]:
+    """One history's capped list, greedy by score, decoding again with a value's items left out once
+    it has its ``cap`` (so the list stays full whenever enough items qualify)."""
     allowed = recommender.policy.allowed.copy()
     picked, scores, counts = [], [], {}
     while len(picked) < top_k and allowed.any():
@@ -93,12 +131,10 @@ def ranked(recommender, dataset, rule: ItemRule | None, history: list[int], user
             if value is None:  # no value of the field: not capped
                 continue
             counts[value] = counts.get(value, 0) + 1
-            if counts[value] >= rule.max_per[1]:
+            if counts[value] >= cap:
                 allowed &= values != value  # the rest of this list may hold more of it: decode again
                 break
-    out_items, out_scores = np.zeros((1, top_k), dtype=np.int64), np.full((1, top_k), -np.inf, dtype=np.float32)
-    out_items[0, :len(picked)], out_scores[0, :len(scores)] = picked, scores
-    return out_items, out_scores
+    return picked, scores
 
 
 def _fields_key(dataset) -> tuple[str, int, int]:
