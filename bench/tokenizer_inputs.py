@@ -43,14 +43,22 @@ def copy_dataset(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
-def chain(dataset: Path, flags: str, seed: int, minutes: float) -> str:
-    """The shell chain of one (variant, seed): tokenizer, T5, validation decode (each skipped when done)."""
+T5_FLAGS = "--no-item-text --no-item-ids"  # the recipe as the first studies read it (before item text + ids)
+
+
+def chain(dataset: Path, flags: str, seed: int, minutes: float, steps: int | None = None,
+          t5_flags: str = T5_FLAGS) -> str:
+    """The shell chain of one (variant, seed): tokenizer, T5, validation decode (each skipped when done).
+    The T5 trains for ``minutes`` or, given ``steps``, that many steps (what busy cores do not change)."""
+    from bench.t5_options import _budget_flags
+
+    budget = " ".join(_budget_flags(minutes, steps))
     python, data, model = shlex.quote(sys.executable), shlex.quote(str(dataset)), shlex.quote(str(dataset / "t5"))
     return " && ".join([
         f"{{ test -f {data}/tokenizer/semantic_ids.npy || {python} -m genrec.cli train-tokenizer --dataset {data} "
         f"--seed {seed} --no-progress {flags}; }}",
         f"{{ test -f {model}/genrec.json || {python} -m genrec.cli train-recommender --dataset {data} --out {model} "
-        f"--recipe cpu --no-item-text --no-item-ids --time-budget {minutes:g} --threads 1 --t5-only --fusion-weights prior=0 --seed {seed} "
+        f"--recipe cpu {t5_flags} {budget} --threads 1 --t5-only --fusion-weights prior=0 --seed {seed} "
         "--no-progress; }",
         f"{{ test -f {data}/valid.npz || {python} -m bench.tokenizer_inputs --decode {data}; }}",
     ])
@@ -108,10 +116,12 @@ def _run(args, command: str) -> int:
     runs = {f"{name}-s{seed}": (name, seed) for seed in range(args.seeds) for name in variants}
     for run_name in runs:
         copy_dataset(source, work / run_name)
-    run_all({run_name: chain(work / run_name, variants[name], seed, args.minutes)
+    run_all({run_name: chain(work / run_name, variants[name], seed, args.minutes, args.steps, args.t5_flags)
              for run_name, (name, seed) in runs.items()}, args.jobs, work)
     first = next(iter(variants))
-    report = {"command": command, "hardware": hardware_line(), "minutes": args.minutes, "seeds": args.seeds,
+    budget = f"{args.steps:,} steps" if args.steps else f"{args.minutes:g} minutes"
+    report = {"command": command, "hardware": hardware_line(), "minutes": None if args.steps else args.minutes,
+              "steps": args.steps, "t5_flags": args.t5_flags, "seeds": args.seeds,
               "variants": {}}
     rows = []
     for name, flags in variants.items():
@@ -139,7 +149,7 @@ def _run(args, command: str) -> int:
                      f"{summary['hit@10']['mean']:.4f} ± {summary['hit@10']['std']:.4f} / "
                      f"{summary['ndcg@10']['mean']:.4f} ± {summary['ndcg@10']['std']:.4f}", paired])
     markdown = "\n".join([
-        f"# Tokenizer inputs, the T5 alone at {args.minutes:g} minutes, {args.seeds} seed(s): validation",
+        f"# Tokenizer inputs, the T5 alone at {budget}, {args.seeds} seed(s): validation",
         "", f"Command: `{command}`", "",
         f"Hardware: {hardware_line()}; {args.jobs} chains at a time, one torch thread each.", "",
         "Every validation user, full catalogue, beam 30, the user's own history left out, the T5 alone; "
@@ -158,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="train-tokenizer flags per variant; the first is the one the others are compared with")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=10.0, help="the T5's training budget")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train each T5 this many steps instead of --minutes (a budget busy cores do not change)")
+    parser.add_argument("--t5-flags", default=T5_FLAGS,
+                        help=f"train-recommender flags on top of the cpu recipe (default {T5_FLAGS!r}: the recipe as "
+                             "the first studies read it; '' = today's recipe)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work", help="one folder per (variant, seed)")
     parser.add_argument("--out", help="report folder")

@@ -83,7 +83,7 @@ def train(data, out=None, **fields):
 def test_a_collaborative_tokenizer_reads_text_plus_vectors_from_training_sequences_only(data, tmp_path):
     result = train(data, collaborative_weight=1.0, collaborative_dim=8)
     config = json.loads((result.path / "config.json").read_text())
-    assert config["collaborative"] == {"weight": 1.0, "dim": 8}
+    assert config["collaborative"] == {"weight": 1.0, "dim": 8, "window": 3}
     assert config["embedding_dim"] == 12 + 8
     stored = np.load(result.path / COLLABORATIVE_FILE)
     dataset = load_processed_dataset(data)
@@ -101,13 +101,18 @@ def test_a_collaborative_tokenizer_reads_text_plus_vectors_from_training_sequenc
 def test_the_cli_flags_sid_metrics_and_the_text_plus_collaborative_default(data, capsys):
     assert main(["train-tokenizer", "--dataset", str(data), "--method", "rkmeans", "--codebook-size", "4",
                  "--kmeans-iters", "5", "--collaborative-weight", "0.5", "--collaborative-dim", "6",
-                 "--no-progress"]) == 0
-    assert "collaborative vectors (weight 0.5, 6 dims)" in capsys.readouterr().out
+                 "--collaborative-window", "2", "--no-progress"]) == 0
+    assert "collaborative vectors (weight 0.5, 6 dims, window 2)" in capsys.readouterr().out
+    config = json.loads((data / "tokenizer" / "config.json").read_text())
+    assert config["collaborative"] == {"weight": 0.5, "dim": 6, "window": 2}
+    dataset = load_processed_dataset(data)
+    np.testing.assert_array_equal(np.load(data / "tokenizer" / COLLABORATIVE_FILE),
+                                  collaborative_vectors(dataset.train_sequences(), dataset.num_items, dim=6, window=2))
     assert json.loads((data / "tokenizer" / "config.json").read_text())["embedding_dim"] == 12 + 6
     assert main(["sid-metrics", "--dataset", str(data)]) == 0  # re-reads text + the stored vectors
     assert "semantic cohesion" in capsys.readouterr().out.lower()
     default = train(data, out=data / "default")  # the study's validation choice: W = 1, 64 dims
-    assert json.loads((default.path / "config.json").read_text())["collaborative"] == {"weight": 1.0, "dim": 64}
+    assert json.loads((default.path / "config.json").read_text())["collaborative"] == {"weight": 1.0, "dim": 64, "window": 3}
     plain = train(data, out=data / "plain", collaborative_weight=0.0)
     assert not (plain.path / COLLABORATIVE_FILE).exists()
     assert "collaborative" not in json.loads((plain.path / "config.json").read_text())

@@ -76,7 +76,8 @@ def _train(args: argparse.Namespace) -> int:
 
     _set_threads()
     config = tokenizer_config(args)
-    inputs = f"; text + collaborative vectors (weight {config.collaborative_weight:g}, {config.collaborative_dim} dims)" \
+    inputs = (f"; text + collaborative vectors (weight {config.collaborative_weight:g}, {config.collaborative_dim} dims, "
+              f"window {config.collaborative_window})") \
         if config.collaborative_weight > 0 else ""
     print(f"{config.method}: options {changed_fields(config.options) or 'default'}{inputs}", flush=True)
     result = train_tokenizer(config)
@@ -136,6 +137,8 @@ def register(subparsers) -> None:
                         help="also read collaborative item vectors (co-occurrence in the training sequences), "
                              "weighted W against the unit text embeddings (default 1; 0 = text only)")
     parser.add_argument("--collaborative-dim", type=int, help="size of the collaborative vectors (default 64)")
+    parser.add_argument("--collaborative-window", type=int,
+                        help="items within this many steps of each other co-occur (default 3)")
     parser.add_argument("--no-progress", action="store_true")
     r3 = parser.add_argument_group("r3vae options (ablations: paper Tables 8-9)")
     r3.add_argument("--no-reference-vector", action="store_true", help="e0 = x (no reference vector)")

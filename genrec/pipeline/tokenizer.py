@@ -39,9 +39,11 @@ class TokenizerTrainingConfig:
     # were picked on test (bench/results/collaborative-beauty), open in docs/reproduction.md.
     collaborative_weight: float = 1.0
     collaborative_dim: int = 64
+    collaborative_window: int = 3  # items within this many steps co-occur (picked with the 64 dims above)
 
 
-TOKENIZER_INPUT_FIELDS = ("collaborative_weight", "collaborative_dim")  # what the tokenizer reads, not how it fits
+# what the tokenizer reads, not how it fits
+TOKENIZER_INPUT_FIELDS = ("collaborative_weight", "collaborative_dim", "collaborative_window")
 
 
 def tokenizer_config_from(section: dict[str, Any], **fields) -> TokenizerTrainingConfig:
@@ -101,8 +103,8 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
     dataset = resolve_dataset_dir(as_str(config.dataset))
     out = as_path(config.out) or dataset / TOKENIZER_DIR
     build_tokenizer(config.method, config.options)  # reject bad options before the (slow) embedding step
-    if config.collaborative_weight < 0 or config.collaborative_dim < 1:
-        raise GenrecError("collaborative_weight must be >= 0 and collaborative_dim >= 1")
+    if config.collaborative_weight < 0 or config.collaborative_dim < 1 or config.collaborative_window < 1:
+        raise GenrecError("collaborative_weight must be >= 0, collaborative_dim >= 1 and collaborative_window >= 1")
     embeddings = embed(EmbedConfig(dataset, encoder=config.encoder, progress=config.progress))
     started = time.perf_counter()
     vectors, extra, arrays = embeddings.vectors, {"dataset": portable_path(dataset, out)}, {}
@@ -113,9 +115,11 @@ def train_tokenizer(config: TokenizerTrainingConfig) -> TrainedTokenizerArtifact
         data = load_processed_dataset(dataset)
         if data.num_items != len(vectors):
             raise GenrecError(f"{dataset}: {data.num_items} items but {len(vectors)} embeddings; rerun `genrec embed`")
-        collaborative = collaborative_vectors(data.train_sequences(), data.num_items, dim=config.collaborative_dim)
+        collaborative = collaborative_vectors(data.train_sequences(), data.num_items, dim=config.collaborative_dim,
+                                              window=config.collaborative_window)
         vectors = tokenizer_vectors(vectors, collaborative, config.collaborative_weight)
-        extra["collaborative"] = {"weight": config.collaborative_weight, "dim": config.collaborative_dim}
+        extra["collaborative"] = {"weight": config.collaborative_weight, "dim": config.collaborative_dim,
+                                  "window": config.collaborative_window}
         arrays[COLLABORATIVE_FILE] = collaborative
     result = fit_tokenizer(vectors, config.method, config.options, progress=config.progress)
     result.metrics["total_seconds"] = time.perf_counter() - started
