@@ -256,3 +256,20 @@ def test_max_per_through_the_cli_and_the_http_api(shop, capsys):
     with TestClient(create_app(Recommender.load(shop / "model"), load_processed_dataset(shop / "data"))) as client:
         answer = client.post("/recommend", json={"user": "U4", "top_k": 5, "rule": {"max_per": {"shade": 1}}})
         assert [r["item_id"] for r in answer.json()["recommendations"]] == items
+
+
+def test_the_rules_bench_compares_inside_the_beam_with_post_filtering(shop, tmp_path):
+    from bench import rules_beam
+
+    out = tmp_path / "bench"
+    assert rules_beam.main(["--dataset", str(shop / "data"), "--model", str(shop / "model"), "--out", str(out),
+                            "--users", "20"]) == 0
+    report = json.loads((out / "rules-beauty.json").read_text())
+    assert set(report["rules"]) == {"category = odd", "category = even", "in stock (random 50% of items)"}
+    for rule in report["rules"].values():
+        assert rule["inside_short_share"] == 0.0  # a 30-item catalogue has enough allowed items for 10
+        for key in ("inside", "inside_wide", "post_filter"):
+            assert 0.0 <= rule[key]["recall@10"] <= 1.0
+        diff = rule["inside_wide"]["recall@10"] - rule["post_filter"]["recall@10"]
+        assert rule["inside_wide_minus_post_filter_recall@10"] == pytest.approx(diff)
+    assert "minus post-filter" in (out / "rules-beauty.md").read_text()
