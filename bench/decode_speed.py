@@ -2,7 +2,7 @@
 
     pip install --no-deps --no-build-isolation --target /tmp/base-lib <checkout of the baseline commit>
     python -m bench.decode_speed --dataset data/amazon-beauty --baseline-lib /tmp/base-lib \\
-        --users 0 --rounds 2 --out bench/results/decode-speed-beauty
+        --users 0 --rounds 2 --out bench/results/decode-speed
 
 Each (build, round) is its own process, one torch thread, run from outside any source tree (so
 ``--baseline-lib`` is the genrec it imports, and the other the installed one), the builds alternating

@@ -33,6 +33,7 @@ CONFIG_FILE = "config.json"
 class TokenizerConfig:
     """The fields every method's config has; each method's dataclass adds its own (all defaulted)."""
 
+    # 3 x 256 (the papers' shape) kept on validation: bench/results/tokenizer-shape-beauty/ (4 x 64 behind)
     num_levels: int = 3  # L, the SID length before the collision suffix
     codebook_size: int = 256  # M, codewords per level
     seed: int = 0

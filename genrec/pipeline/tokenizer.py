@@ -36,10 +36,10 @@ class TokenizerTrainingConfig:
     # the training sequences' co-occurrence, collaborative_dim wide); 0 = text embeddings only. That
     # the input helps was chosen on validation (bench/results/compare-beauty-steps); W = 1 on validation
     # too (bench/results/collaborative-weight-beauty: W = 2 level with it over 3 seeds); 64 dimensions
-    # were picked on test (bench/results/collaborative-beauty), open in docs/reproduction.md.
+    # and a window of 3 steps on validation (bench/results/tokenizer-shape-beauty: 128 / 5 not ahead).
     collaborative_weight: float = 1.0
     collaborative_dim: int = 64
-    collaborative_window: int = 3  # items within this many steps co-occur (picked with the 64 dims above)
+    collaborative_window: int = 3  # items within this many steps of each other co-occur
 
 
 # what the tokenizer reads, not how it fits
