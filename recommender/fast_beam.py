@@ -153,14 +153,14 @@ def constrained_beam_search(
     for step in range(table.length):
         width = tokens.shape[1]
         start = table.offsets[step]
-        child_tokens, child_states = table.children[step]
-        local = child_tokens[states]  # [batch, width, children]: the tokens that stay in the trie
-        next_states = child_states[states]  # -1: a padding slot (no child)
+        child_tokens, child_states, child_counts = table.children[step]
+        children = max(int(child_counts[states.clamp(min=0)].max()), 1)  # the most any beam here has
+        local = child_tokens[:, :children][states]  # [batch, width, children]: tokens that stay in the trie
+        next_states = child_states[:, :children][states]  # -1: a padding slot (no child)
         log_probs = beams.log_probs(tokens, step).gather(-1, local + start)
         if prior is not None:
             log_probs = _fused(log_probs, prior, step, states, next_states)
         candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
-        children = local.shape[-1]
         keep = min(num_beams, width * children)
         beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)
         parent = torch.div(flat, children, rounding_mode="floor")

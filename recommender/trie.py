@@ -30,18 +30,20 @@ class SidPrefixTable:
         return len(self.sizes)
 
     @cached_property
-    def children(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per position d, each prefix state's children packed to the left: ``(tokens, states)``, both
-        ``[num_prefixes_d, max_children_d]``, the local tokens in increasing order and the states
-        they reach, padded with token 0 / state -1. A beam step reads only these (deep in the trie a
-        prefix has 1-20 children of ``sizes[d]`` = 256 tokens)."""
+    def children(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per position d, each prefix state's children packed to the left: ``(tokens, states,
+        counts)``, tokens and states ``[num_prefixes_d, max_children_d]`` (the local tokens in
+        increasing order and the states they reach, padded with token 0 / state -1) and each
+        state's number of children. A beam step reads only as many columns as its beams' prefixes
+        have children (deep in the trie most prefixes have 1-20 of ``sizes[d]`` = 256 tokens)."""
         out = []
         for table in self.next_state:
             valid = table >= 0
-            width = max(int(valid.sum(1).max()), 1)
+            counts = valid.sum(1)
+            width = max(int(counts.max()), 1)
             tokens = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, :width]  # valid columns first
             states = table.gather(1, tokens)
-            out.append((tokens.masked_fill(states < 0, 0), states))
+            out.append((tokens.masked_fill(states < 0, 0), states, counts))
         return out
 
     @classmethod
