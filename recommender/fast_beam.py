@@ -8,8 +8,8 @@ This module decodes the same beams with:
   * the encoder run once per user, and cross-attention keys/values projected once per user and
     shared by all of that user's beams through broadcasting (never copied per beam);
   * the trie as per-position child tables (``SidPrefixTable.children``), so each step scores, fuses
-    and ranks only the tokens that stay in the trie (1-20 per prefix below the first level, not
-    the position's 256), one gather for all beams;
+    and ranks only the tokens that stay in the trie (on Beauty 1-20 per prefix below the first
+    level, not the position's 256), one gather for all beams;
   * users batched, and only the (tiny) self-attention cache reordered between steps.
 
 Scores are the same as ``generate`` with ``length_penalty=0``: the sum over steps of

@@ -15,7 +15,7 @@ import numpy as np
 from genrec.core.errors import GenrecError
 from genrec.core.layout import FIELDS_FILE
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
-from genrec.pipeline.loading import load_trained
+from genrec.pipeline.loading import fused_scorers, load_trained
 from genrec.recommender.reasons import transition_reasons
 from genrec.recommender.rules import ItemRule
 
@@ -206,7 +206,8 @@ _FITTING = threading.Lock()
 
 def reason_counts(recommender, dataset):
     """The transition counts reasons are read from: the fused prior's when the policy has one
-    (what the ranking read), else a prior fitted once per dataset on every interaction."""
+    (what the ranking read), else the serving prior (``fused_scorers``, every interaction) fitted
+    once per dataset."""
     from genrec.recommender.fusion import TransitionPrior
 
     for scorer, _ in recommender.policy.scorers:
@@ -215,7 +216,8 @@ def reason_counts(recommender, dataset):
     with _FITTING:
         key = id(dataset)
         if key not in _FITTED_COUNTS:
-            _FITTED_COUNTS[key] = TransitionPrior.fit(dataset.sequences, dataset.num_items).counts
+            prior = fused_scorers(dataset, {TransitionPrior.name}, None, fit="all")[TransitionPrior.name]
+            _FITTED_COUNTS[key] = prior.counts
             weakref.finalize(dataset, _FITTED_COUNTS.pop, key, None)
         return _FITTED_COUNTS[key]
 
