@@ -71,6 +71,8 @@ class RecommendRequest(BaseModel):
     exclude_seen: StrictBool = Field(DEFAULT_EXCLUDE_SEEN, description="never recommend an item of the history")
     rule: dict | None = Field(None, description='only the items this rule allows, kept inside the beam, e.g. '
                                                 '{"where": {"category": "Skin Care"}} (docs/rules.md)')
+    influence: StrictBool = Field(False, description="also each item's \"influence\": the history items without "
+                                                     "which its score falls most (one extra scoring per history item)")
 
 
 class QueueFull(Exception):
@@ -343,13 +345,14 @@ def _capped(recommender, dataset, rule: ItemRule, history: list[int], user: int,
             beams: int) -> dict:
     """The answer to a request whose rule caps a field's values (``max_per``): decoded on its own."""
     items, scores = ranked(recommender, dataset, rule, [history], [user], request.top_k, beams, request.exclude_seen)
-    return _answer(recommender, dataset, user, history, items[0], scores[0])
+    return _answer(recommender, dataset, user, history, items[0], scores[0], request.influence)
 
 
-def _answer(recommender, dataset, user: int, history: list[int], items, scores) -> dict:
+def _answer(recommender, dataset, user: int, history: list[int], items, scores, influence: bool = False) -> dict:
     return {"user": user or None, "user_raw_id": dataset.user_raw_id(user) if user else None,
             "history": _echoed(dataset, history), "history_length": len(history),
-            "recommendations": describe_recommendations(dataset, recommender, items, scores, history)}
+            "recommendations": describe_recommendations(dataset, recommender, items, scores, history,
+                                                        influence_of=user if influence else None)}
 
 
 class Reloader:
@@ -456,7 +459,7 @@ def create_app(recommender, dataset, beams: int = DEFAULT_BEAMS, max_batch: int 
             timeouts["count"] += 1
             raise HTTPException(503, f"no answer within {timeout_s:g} s (server busy); the request was dropped, "
                                 "retry shortly", headers={"Retry-After": "1"}) from None
-        return await run_in_threadpool(_answer, recommender, dataset, user, history, items, scores)
+        return await run_in_threadpool(_answer, recommender, dataset, user, history, items, scores, request.influence)
 
     _add_lookup_routes(app)
 

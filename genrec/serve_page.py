@@ -1,5 +1,5 @@
 """The web page `genrec serve` answers at `/`: a user id (and an optional rule) in, their history
-and picks out with the history items behind each pick, through the JSON API (no external scripts or styles, so it works offline and under a strict CSP)."""
+and picks out with the history items behind each pick (counts, and the score each one's removal costs), through the JSON API (no external scripts or styles, so it works offline and under a strict CSP)."""
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>genrec</title>
@@ -12,7 +12,7 @@ PAGE = """<!doctype html>
  .cols { display: grid; grid-template-columns: 1fr 1fr; gap: 2rem; }
  ol { padding-left: 1.6rem; } li { margin: .2rem 0; }
  .id { color: #888; font-size: 85%; } .score { color: #888; font-size: 85%; float: right; }
- .because { color: #555; font-size: 85%; }
+ .because, .influence { color: #555; font-size: 85%; }
  #error { color: #b00020; min-height: 1.4em; }
 </style></head>
 <body>
@@ -36,6 +36,12 @@ function because(row) {
   div.textContent = "because of " + row.because.map((r) => (r.title || r.raw_id) + " (" + r.count + "\u00d7)").join(", ");
   return div;
 }
+function influence(row) {
+  const div = document.createElement("div");
+  div.className = "influence";
+  div.textContent = "without " + row.influence.map((r) => (r.title || r.raw_id) + " (\u2212" + r.drop.toFixed(2) + ")").join(", ");
+  return div;
+}
 function fill(list, rows, withScore) {
   list.replaceChildren();
   for (const row of rows) {
@@ -51,6 +57,7 @@ function fill(list, rows, withScore) {
       li.append(score);
     }
     if (row.because && row.because.length) li.append(because(row));
+    if (row.influence && row.influence.length) li.append(influence(row));
     list.append(li);
   }
 }
@@ -58,7 +65,7 @@ async function show(user, ruleText) {
   const error = document.getElementById("error");
   error.textContent = "";
   try {
-    const request = {user: user, top_k: 10, exclude_seen: document.getElementById("exclude").checked};
+    const request = {user: user, top_k: 10, exclude_seen: document.getElementById("exclude").checked, influence: true};
     if (ruleText) {
       try { request.rule = JSON.parse(ruleText); } catch (e) { throw new Error("rule: not JSON: " + e.message); }
     }

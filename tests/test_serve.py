@@ -205,7 +205,15 @@ def test_the_page_shows_history_and_recommendations_in_headless_chromium(trained
 
 
 PAGE_PICKS = """[...document.querySelectorAll('#recommendations li')].map(li => [li.querySelector('.id').textContent,
-  li.querySelector('.because') ? li.querySelector('.because').textContent : ''])"""
+  li.querySelector('.because') ? li.querySelector('.because').textContent : '',
+  li.querySelector('.influence') ? li.querySelector('.influence').textContent : ''])"""
+
+
+def _to_fixed(value: float) -> str:
+    """JavaScript's ``value.toFixed(2)`` for a positive number (a tie goes up, on the exact binary value)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _submit(browser, user: str, rule: str) -> None:
@@ -223,7 +231,7 @@ def test_the_pages_controls_take_a_rule_and_show_reasons_in_headless_chromium(tr
     with _served(trained) as base:
         unruled = _post(f"{base}/recommend", {"user": "2"})["recommendations"]
         rule = {"exclude": [row["raw_id"] for row in unruled[:3]]}
-        expected = _post(f"{base}/recommend", {"user": "2", "rule": rule})["recommendations"]
+        expected = _post(f"{base}/recommend", {"user": "2", "rule": rule, "influence": True})["recommendations"]
         browser = HeadlessChromium(str(tmp_path / "chrome"))
         try:
             browser.open(f"{base}/")
@@ -231,12 +239,14 @@ def test_the_pages_controls_take_a_rule_and_show_reasons_in_headless_chromium(tr
             _submit(browser, "2", json.dumps(rule))
             browser.wait_for("document.querySelectorAll('#recommendations li').length > 0")
             picks = browser.evaluate(PAGE_PICKS)
-            assert [raw for raw, _ in picks] == [row["raw_id"] for row in expected]
-            assert not {raw for raw, _ in picks} & set(rule["exclude"])
-            for (_, because), row in zip(picks, expected):
+            assert [raw for raw, _, _ in picks] == [row["raw_id"] for row in expected]
+            assert not {raw for raw, _, _ in picks} & set(rule["exclude"])
+            for (_, because, influence), row in zip(picks, expected):
                 shown = ", ".join(f"{r['title']} ({r['count']}\u00d7)" for r in row["because"])
                 assert because == (f"because of {shown}" if row["because"] else "")
-            assert any(because for _, because in picks)
+                shown = ", ".join(f"{r['title']} (\u2212{_to_fixed(r['drop'])})" for r in row["influence"])
+                assert influence == (f"without {shown}" if row["influence"] else "")
+            assert any(because for _, because, _ in picks) and any(influence for _, _, influence in picks)
             assert "rule=" in browser.evaluate("location.search")  # the URL keeps the rule for a reload
             _submit(browser, "2", "{not json")
             assert browser.wait_for("document.getElementById('error').textContent").startswith("rule: not JSON")

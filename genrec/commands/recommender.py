@@ -134,7 +134,7 @@ def _recommend(args) -> int:
 
     rule = ItemRule.parse(args.rule) if args.rule is not None else None
     result = recommend(RecommendConfig(dataset=args.dataset, model=args.model, user=args.user, history=args.history,
-                                       rule=rule,
+                                       rule=rule, influence=args.influence,
                                        top_k=args.top_k, beams=args.beams, exclude_seen=args.exclude_seen,
                                        fusion=parse_fusion(args.fusion_weight),
                                        new_item_share=args.new_item_share,
@@ -161,6 +161,8 @@ def _recommend_all(args) -> int:
         raise GenrecError("--all needs --out FILE.parquet (or --out FOLDER --partitioned)")
     if args.json:
         raise GenrecError("--json does not apply to --all (the output is the --out parquet file)")
+    if args.influence:
+        raise GenrecError("--influence is for one user's list (--user / --history), not --all")
     result = recommend_all(RecommendAllConfig(
         out=args.out, dataset=args.dataset, model=args.model, top_k=args.top_k, beams=args.beams,
         exclude_seen=args.exclude_seen, batch_size=args.batch_size, progress=_show_progress(args),
@@ -323,6 +325,9 @@ def _register_recommend(subparsers) -> None:
     seen.add_argument("--exclude-seen", dest="exclude_seen", action="store_true",
                       help=argparse.SUPPRESS)  # the default now; still accepted so older command lines run
     recommend.add_argument("--json", action="store_true")
+    recommend.add_argument("--influence", action="store_true",
+                           help="also name, per item, the history items without which its score falls most, and "
+                                "by how much (one extra scoring per history item; docs/serving.md)")
     recommend.add_argument("--fusion-weight", nargs="+", metavar="NAME=W", help=FUSION_HELP)
     add_new_item_arguments(recommend)
     recommend.add_argument("--dataset", help="dataset (default: the one the model was trained on)")

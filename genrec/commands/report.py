@@ -71,6 +71,9 @@ def recommendation_lines(result) -> list[str]:
         if row.get("because"):
             lines.append("       because of " + "; ".join(f"{r['title'][:40]} [{r['raw_id']}] ({r['count']}x)"
                                                       for r in row["because"]))
+        if row.get("influence"):
+            lines.append("       without " + "; ".join(f"{r['title'][:40]} [{r['raw_id']}] its score falls by "
+                                                    f"{r['drop']:.3f}" for r in row["influence"]))
     return lines
 
 

@@ -16,7 +16,7 @@ from genrec.core.errors import GenrecError
 from genrec.core.layout import FIELDS_FILE
 from genrec.core.limits import DEFAULT_BEAMS, DEFAULT_EXCLUDE_SEEN, DEFAULT_TOP_K, check_request
 from genrec.pipeline.loading import fused_scorers, load_trained
-from genrec.recommender.reasons import transition_reasons
+from genrec.recommender.reasons import occlusion_influence, transition_reasons
 from genrec.recommender.rules import ItemRule
 
 
@@ -33,6 +33,7 @@ class RecommendConfig:
     new_item_share: float | None = None  # items added after training: mixed in with this share (None = slots instead)
     new_item_exposure: float | None = None  # users whose 10th place goes to a new item (None = NEW_ITEM_EXPOSURE; 0 = off)
     rule: ItemRule | None = None  # only the items it allows, kept inside the beam (recommender.rules; ItemRule.parse)
+    influence: bool = False  # each item's "influence": history items whose removal lowers its score most (occlusion)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Recommendations:
     user: int  # 0 for a given history
     user_raw_id: str | None
     history: list[dict]  # item_id, raw_id, title, oldest first
-    items: list[dict]  # rank, item_id, raw_id, title, sid, score, because (recommender.reasons)
+    items: list[dict]  # rank, item_id, raw_id, title, sid, score, because, influence (recommender.reasons)
     fusion: dict[str, float] = field(default_factory=dict)  # the fused scorers' weights ({} = the model alone)
 
 
@@ -63,7 +64,8 @@ def recommend(config: RecommendConfig) -> Recommendations:
     items, scores = ranked(recommender, dataset, config.rule, [history], [user], config.top_k, config.beams,
                            config.exclude_seen)
     return Recommendations(user, dataset.user_raw_id(user) if user else None, describe_history(dataset, history),
-                           describe_recommendations(dataset, recommender, items[0], scores[0], history),
+                           describe_recommendations(dataset, recommender, items[0], scores[0], history,
+                                                    influence_of=user if config.influence else None),
                            recommender.policy.weights)
 
 
@@ -184,20 +186,30 @@ class RuledDecoders:
         return decoder
 
 
-def describe_recommendations(dataset, recommender, items, scores, history: list[int] | None = None) -> list[dict]:
+def describe_recommendations(dataset, recommender, items, scores, history: list[int] | None = None,
+                             influence_of: int | None = None) -> list[dict]:
     """Rank, item id, raw id, title, SID (None for a model without SIDs) and score of one ranked
     list of ``recommender``'s (0 = no item, dropped); with the ``history`` it was decoded from, each
     item's ``because``: the history items it most often followed in the interactions the transition
-    prior counted, with those counts (``recommender.reasons``)."""
+    prior counted, with those counts (``recommender.reasons``). With ``influence_of`` (the user the
+    list was decoded for, 0 for a history alone) also each item's ``influence``: the history items
+    whose removal lowers its fused score most, with the drop (``occlusion_influence``)."""
     kept = [(int(item), float(score)) for item, score in zip(items, scores) if item > 0]
-    reasons = (transition_reasons(reason_counts(recommender, dataset), history, [item for item, _ in kept])
+    picks = [item for item, _ in kept]
+    reasons = (transition_reasons(reason_counts(recommender, dataset), history, picks)
                if history is not None else [None] * len(kept))
+    influences = (occlusion_influence(recommender, history, picks, user=influence_of)
+                  if history is not None and influence_of is not None else [None] * len(kept))
+
+    def named(item: int) -> dict:
+        return {"item_id": item, "raw_id": dataset.item_raw_id(item), "title": dataset.item_title(item)}
+
     return [{"rank": rank, "item_id": item, "raw_id": dataset.item_raw_id(item), "title": dataset.item_title(item),
              "sid": recommender.semantic_id(item), "score": score,
-             **({} if because is None else {"because": [
-                 {"item_id": r.item, "raw_id": dataset.item_raw_id(r.item), "title": dataset.item_title(r.item),
-                  "count": r.count} for r in because]})}
-            for rank, ((item, score), because) in enumerate(zip(kept, reasons), start=1)]
+             **({} if because is None else {"because": [{**named(r.item), "count": r.count} for r in because]}),
+             **({} if influence is None else {"influence": [{**named(r.item), "drop": round(r.drop, 4)}
+                                                            for r in influence]})}
+            for rank, ((item, score), because, influence) in enumerate(zip(kept, reasons, influences), start=1)]
 
 
 _FITTED_COUNTS: dict[int, object] = {}  # id(dataset) -> counts, dropped with the dataset
