@@ -60,12 +60,16 @@ def _train_all(args, variants: dict[str, str], work: Path) -> None:
             raise GenrecError(f"variant {name} failed; see {work / f'{name}.train.log'}")
 
 
-def per_user(model: Path, dataset: str, split: str, beams: int = 30) -> dict[str, np.ndarray]:
-    """Hit@K and NDCG@K per user of ``split`` (all users, history left out, the model alone)."""
+def per_user(model: Path, dataset: str, split: str, beams: int = 30, policy: str = "alone") -> dict[str, np.ndarray]:
+    """Hit@K and NDCG@K per user of ``split`` (all users): the model alone with history left out, or
+    with ``policy="chosen"`` the decoding policy recorded after training (fusion and history rule)."""
     from genrec.pipeline import load_trained
     from genrec.recommender.data import split_examples
 
-    recommender, data = load_trained(dataset, model, fusion={}, exclude_seen=True)
+    if policy not in ("alone", "chosen"):
+        raise ValueError(f"policy is 'alone' or 'chosen', not {policy!r}")
+    alone = policy == "alone"
+    recommender, data = load_trained(dataset, model, fusion={} if alone else None, exclude_seen=True if alone else None)
     examples = split_examples(data, split)
     items, _ = recommender.recommend([h for _, h, _ in examples], beams, users=[u for u, _, _ in examples],
                                      beams=beams)
