@@ -20,6 +20,8 @@ def build_model(config: RecommenderConfig, vocab: SidVocab, item_tokens=None, te
     config.check()
     if config.item_text and text is None:
         raise GenrecError("item_text needs the items' text embeddings (run `genrec embed`)")
+    if config.code_init == "centroids" and (text is None or item_tokens is None):
+        raise GenrecError("code_init centroids needs the items' SIDs and text embeddings (run `genrec embed`)")
     t5_config = T5Config(
         vocab_size=vocab.vocab_size,
         d_model=config.d_model,
@@ -37,6 +39,10 @@ def build_model(config: RecommenderConfig, vocab: SidVocab, item_tokens=None, te
     )
     t5_config.genrec = {"recommender": asdict(config), "position_sizes": list(vocab.position_sizes)}
     model = T5ForConditionalGeneration(t5_config)
+    if config.code_init == "centroids":
+        from genrec.recommender.code_init import init_code_embeddings
+
+        init_code_embeddings(model.shared, item_tokens, text, len(vocab.position_sizes) - 1)
     if config.reads_item_features:
         attach_item_input(model, config, vocab.vocab_size, item_tokens, text)
     return model

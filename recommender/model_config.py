@@ -45,6 +45,9 @@ class RecommenderConfig:
     dense_negatives: int = 1024  # the dense loss's softmax: batch targets + this many uniform items (0 = all)
     # Label smoothing of the SID-token cross-entropy in training (0 = off).
     label_smoothing: float = 0.0
+    # How the SID code tokens' embeddings start: "random" (T5's init) or "centroids" (each code's
+    # residual centroid over the items' text embeddings, projected: recommender.code_init).
+    code_init: str = "random"
 
     @property
     def reads_item_features(self) -> bool:
@@ -69,5 +72,7 @@ class RecommenderConfig:
             raise GenrecError(f"dense_negatives must be >= 0, got {self.dense_negatives}")
         if not 0 <= self.label_smoothing < 1:
             raise GenrecError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.code_init not in ("random", "centroids"):
+            raise GenrecError(f"code_init must be random or centroids, got {self.code_init!r}")
         if not 0 <= self.id_dropout < 1:
             raise GenrecError(f"id_dropout must be in [0, 1), got {self.id_dropout}")

@@ -281,6 +281,9 @@ def _add_model_arguments(train) -> None:
                             "1024; 0 = the whole catalogue)")
     train.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                        help="label smoothing of the Semantic-ID token loss in training (default 0)")
+    train.add_argument("--code-init", dest="code_init", choices=("random", "centroids"),
+                       help="centroids: each SID code token's embedding starts as its residual centroid over the "
+                            "items' text embeddings, projected to d_model (default random, T5's init)")
 
 
 def _register_evaluate(subparsers) -> None:

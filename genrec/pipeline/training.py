@@ -164,7 +164,7 @@ def _train_t5(config: RecommenderTrainingConfig, run: _Run, train_config: TrainC
         raise GenrecError(f"tokenizer {tokenizer_dir} has SIDs for {sids.num_items} items but {run.dataset_dir} "
                           f"has {dataset.num_items}")
     text, meta = None, {"recipe": recipe}
-    if model_config.item_text:
+    if model_config.item_text or model_config.code_init == "centroids":
         text, meta["item_text_encoder"] = _text_vectors(run.dataset_dir, dataset.num_items, config.progress)
     return run_training(dataset, sids, run.out, model_config, train_config, progress=config.progress, meta=meta,
                         text=text)
