@@ -9,7 +9,7 @@ This module decodes the same beams with:
     shared by all of that user's beams through broadcasting (never copied per beam);
   * the trie as per-position child tables (``SidPrefixTable.children``), so each step scores, fuses
     and ranks only the tokens that stay in the trie (on Beauty 1-20 per prefix below the first
-    level, not the position's 256), one gather for all beams;
+    level, not the position's 256), each user's (beam, child) pairs packed into one row;
   * users batched, and only the (tiny) self-attention cache reordered between steps.
 
 Scores are the same as ``generate`` with ``length_penalty=0``: the sum over steps of
@@ -105,13 +105,40 @@ class _BeamDecoder:
                 cache[index] = new
 
 
-def _fused(log_probs: torch.Tensor, prior, step: int, states: torch.Tensor, next_states: torch.Tensor) -> torch.Tensor:
+def _candidates(children, states: torch.Tensor, beam_scores: torch.Tensor):
+    """The (beam, child) pairs of this step, each user's packed into one row: ``(local tokens,
+    child states, parent beam)``, each ``[batch, candidates]`` in (beam, child) order, -1 states
+    where a row has fewer candidates than the widest. Ragged, not ``[batch, width, most children]``:
+    in a large catalogue a few prefixes have hundreds of children (the 1M synthetic trie: 850 after
+    one 3-code prefix, 1.8 on average), and padding every beam to them multiplied the gathers.
+    Dead beams (score -inf) have no children."""
+    child_tokens, child_states, child_counts = children
+    batch, width = states.shape
+    counts = child_counts[states.clamp(min=0)].masked_fill((states < 0) | torch.isinf(beam_scores), 0).view(-1)
+    per_user = counts.view(batch, width).sum(1)
+    size = max(int(per_user.max()), 1)
+    source = torch.repeat_interleave(torch.arange(batch * width, device=states.device), counts)  # beam row
+    order = torch.arange(len(source), device=states.device)
+    child = order - (torch.cumsum(counts, 0) - counts)[source]  # index among its beam's children
+    user = torch.div(source, width, rounding_mode="floor")
+    slot = order - (torch.cumsum(per_user, 0) - per_user)[user]  # place in its user's row
+    parent_state = states.view(-1)[source]
+    local = torch.zeros((batch, size), dtype=torch.long, device=states.device)
+    next_states = torch.full((batch, size), -1, dtype=torch.long, device=states.device)
+    parent_of = torch.zeros((batch, size), dtype=torch.long, device=states.device)
+    local[user, slot] = child_tokens[parent_state, child]
+    next_states[user, slot] = child_states[parent_state, child]
+    parent_of[user, slot] = source - user * width
+    return local, next_states, parent_of
+
+
+def _fused(log_probs: torch.Tensor, prior, step: int, states: torch.Tensor, next_states: torch.Tensor,
+           parent_of: torch.Tensor) -> torch.Tensor:
     """``log_probs`` plus each child's prior minus its parent's (telescoping: the sum over steps is the
     item's own weighted log prior)."""
-    batch = states.shape[0]
-    child = prior.gather(step + 1, next_states.clamp(min=0).view(batch, -1)).view_as(next_states)
-    parent_prior = prior.gather(step, states.clamp(min=0))  # [batch, width]; -1 = a dead beam
-    step_prior = child - parent_prior.unsqueeze(-1)
+    child = prior.gather(step + 1, next_states.clamp(min=0))
+    parent_prior = prior.gather(step, states.clamp(min=0)).gather(1, parent_of)  # -1 = a dead beam
+    step_prior = child - parent_prior
     # A parent at -inf (a prefix masked dead, or a dead beam's placeholder state) gives nan or +inf
     # here; its children stay dead.
     step_prior = step_prior.masked_fill(torch.isnan(step_prior) | (step_prior == float("inf")), float("-inf"))
@@ -153,19 +180,17 @@ def constrained_beam_search(
     for step in range(table.length):
         width = tokens.shape[1]
         start = table.offsets[step]
-        child_tokens, child_states, child_counts = table.children[step]
-        children = max(int(child_counts[states.clamp(min=0)].max()), 1)  # the most any beam here has
-        local = child_tokens[:, :children][states]  # [batch, width, children]: tokens that stay in the trie
-        next_states = child_states[:, :children][states]  # -1: a padding slot (no child)
-        log_probs = beams.log_probs(tokens, step).gather(-1, local + start)
+        local, next_states, parent_of = _candidates(table.children[step], states, beam_scores)
+        log_probs = beams.log_probs(tokens, step).view(batch, width, -1)
+        log_probs = log_probs[row_base, parent_of, local + start]  # [batch, candidates]
         if prior is not None:
-            log_probs = _fused(log_probs, prior, step, states, next_states)
-        candidates = beam_scores.unsqueeze(-1) + log_probs.masked_fill(next_states < 0, float("-inf"))
-        keep = min(num_beams, width * children)
-        beam_scores, flat = candidates.view(batch, -1).topk(keep, dim=-1)
-        parent = torch.div(flat, children, rounding_mode="floor")
-        states = next_states.view(batch, -1).gather(1, flat)
-        tokens = local.view(batch, -1).gather(1, flat) + start
+            log_probs = _fused(log_probs, prior, step, states, next_states, parent_of)
+        candidates = beam_scores.gather(1, parent_of) + log_probs.masked_fill(next_states < 0, float("-inf"))
+        keep = min(num_beams, candidates.shape[1])
+        beam_scores, flat = candidates.topk(keep, dim=-1)
+        parent = parent_of.gather(1, flat)
+        states = next_states.gather(1, flat)
+        tokens = local.gather(1, flat) + start
         if step + 1 < table.length:  # each parent beam's row in the [batch * width] cache
             beams.reorder((parent + row_base * width).view(-1), filled=step + 1)
 
