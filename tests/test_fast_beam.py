@@ -99,6 +99,24 @@ def test_fast_path_matches_generate_on_a_trained_model():
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4, atol=1e-4)
 
 
+def test_a_skewed_trie_where_one_prefix_has_most_items_matches_generate():
+    """Beams whose prefixes have 1 child and one with 25 (packed per user, not padded to the widest)."""
+    rng = np.random.default_rng(7)
+    crowded = np.column_stack([np.zeros((25, 2), dtype=np.int64), np.arange(25)])  # 25 items on prefix (0, 0)
+    spread = np.column_stack([1 + np.arange(15) // 3, np.arange(15) % 3, np.zeros(15, np.int64)])  # one child each
+    codes = np.concatenate([crowded, spread])
+    sizes = (6, 3, 25)
+    offsets = tuple(2 + int(x) for x in np.cumsum((0, *sizes[:-1])))
+    model = make_model(offsets[-1] + sizes[-1], seed=3)
+    table = SidPrefixTable.from_codes(codes, offsets, sizes)
+    input_ids = torch.tensor(rng.integers(2, offsets[-1], size=(6, 5)))
+    mask = torch.ones_like(input_ids)
+    ref_items, ref_scores = reference_beams(model, input_ids, mask, codes, offsets, 12)
+    items, scores = constrained_beam_search(model, input_ids, mask, table, 12)
+    np.testing.assert_array_equal(items.numpy(), ref_items)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4, atol=1e-4)
+
+
 def test_every_output_is_a_distinct_real_item():
     codes, sizes, offsets = make_catalog(num_items=200, sizes=(8, 8, 8), seed=3)
     model = make_model(offsets[-1] + sizes[-1], seed=5)
