@@ -83,6 +83,12 @@ def markdown_table(columns: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
+def report_page(title: str, command: str, hardware: str, setup: str, columns: list[str], rows: list[list]) -> str:
+    """A study's markdown page: title, the command that made it, the hardware, what was measured, the table."""
+    return "\n".join([f"# {title}", "", f"Command: `{command}`", "", f"Hardware: {hardware}", "", setup, "",
+                      *markdown_table(columns, rows), ""])
+
+
 def write_report(out: str | Path, name: str, report: dict, markdown: str) -> None:
     """OUT/NAME.json and OUT/NAME.md (written atomically), and the markdown on stdout."""
     from genrec.core.io import atomic_write_json, atomic_write_text

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import markdown_table, run_script, script_parser, write_report
-from bench.t5_options import per_user, summary
+from bench.common import report_page, run_script, script_parser, write_report
+from bench.t5_options import paired_cell, per_user, summary
 
 
 def _decoded(path: Path, model: Path, dataset: str) -> dict[str, np.ndarray]:
@@ -69,8 +69,8 @@ def _run(args, command: str) -> int:
     sasrec_fusion = read_json(Path(args.sasrec) / "genrec.json").get("fusion", {})
     report = {"command": command, "hardware": hardware_line(), "sasrec": args.sasrec,
               "sasrec_prior": {"fusion": sasrec_fusion, "valid": summary(sasrec, None)}, "models": {}}
-    rows = [["SASRec + prior", str(sasrec_fusion.get("weights")), f"{sasrec['hit@10'].mean():.4f} / "
-             f"{sasrec['ndcg@10'].mean():.4f}", f"{sasrec['hit@20'].mean():.4f}", "", ""]]
+    both = f"{sasrec['hit@10'].mean():.4f} / {sasrec['ndcg@10'].mean():.4f}"
+    rows = [["SASRec + prior", str(sasrec_fusion.get("weights")), both, f"{sasrec['hit@20'].mean():.4f}", "", ""]]
     first = None
     for name, source in models.items():
         fused, fusion = _fused(work, name, source, args.dataset, args.sasrec, args.seed)
@@ -81,21 +81,16 @@ def _run(args, command: str) -> int:
                                   "valid_vs_sasrec_prior": share, "valid_vs_first": against_first}
         rows.append([f"{name} fused", str(fusion["weights"]),
                      f"{share['hit@10']:.4f} / {share['ndcg@10']:.4f}", f"{share['hit@20']:.4f}",
-                     f"{share['hit@10_diff']:+.4f} ± {share['hit@10_diff_se']:.4f} / "
-                     f"{share['ndcg@10_diff']:+.4f} ± {share['ndcg@10_diff_se']:.4f}",
-                     "" if against_first is None else
-                     f"{against_first['hit@10_diff']:+.4f} ± {against_first['hit@10_diff_se']:.4f} / "
-                     f"{against_first['ndcg@10_diff']:+.4f} ± {against_first['ndcg@10_diff_se']:.4f}"])
+                     paired_cell(share), "" if against_first is None else paired_cell(against_first)])
         first = fused if first is None else first
     n = len(sasrec["hit@10"])
-    markdown = "\n".join([
-        f"# The T5's share of the fusion, validation: {args.dataset}", "", f"Command: `{command}`", "",
-        f"Hardware: {hardware_line()}.", "",
+    markdown = report_page(
+        f"The T5's share of the fusion, validation: {args.dataset}", command, f"{hardware_line()}.",
         f"Every validation user ({n:,}), full catalogue, beam 30, policy (weights, history rule) chosen on "
         "5,000 sampled validation users as `train-recommender` chooses it. Share: fused minus SASRec + prior, "
-        "paired over the same users ± its standard error.", "",
-        *markdown_table(["row", "weights", "Recall@10 / NDCG@10", "Recall@20", "share over SASRec + prior",
-                         f"paired vs {next(iter(models))} fused"], rows), ""])
+        "paired over the same users ± its standard error.",
+        ["row", "weights", "Recall@10 / NDCG@10", "Recall@20", "share over SASRec + prior",
+         f"paired vs {next(iter(models))} fused"], rows)
     write_report(args.out, args.name, report, markdown)
     return 0
 

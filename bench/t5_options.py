@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import markdown_table, run_script, script_parser, write_report
+from bench.common import report_page, run_script, script_parser, write_report
 
 KS = (10, 20)
 # The recipe as this study read it (before it put item text + ids into the cpu recipe): each variant's flags on top.
@@ -106,6 +106,12 @@ def summary(arrays: dict[str, np.ndarray], base: dict[str, np.ndarray] | None) -
     return out
 
 
+def paired_cell(result: dict) -> str:
+    """``+d ± se / +d ± se``: a ``summary``'s paired Recall@10 and NDCG@10 differences."""
+    return (f"{result['hit@10_diff']:+.4f} ± {result['hit@10_diff_se']:.4f} / "
+            f"{result['ndcg@10_diff']:+.4f} ± {result['ndcg@10_diff_se']:.4f}")
+
+
 def _run(args, command: str) -> int:
     from genrec.core.errors import GenrecError
     from genrec.core.hardware import hardware_line
@@ -137,18 +143,17 @@ def _run(args, command: str) -> int:
             result = summary(arrays, None if name == first else base)
             report["variants"].setdefault(name, {"flags": variants[name], "steps": meta["steps"],
                                                  "best_step": meta["best_step"], "epochs": meta["epochs"]})[split] = result
-            diff = "" if name == first else (f"{result['hit@10_diff']:+.4f} ± {result['hit@10_diff_se']:.4f} / "
-                                             f"{result['ndcg@10_diff']:+.4f} ± {result['ndcg@10_diff_se']:.4f}")
+            diff = "" if name == first else paired_cell(result)
             rows.append([split, name, f"`{variants[name]}`" if variants[name] else "(recipe)", f"{meta['steps']:,}",
                          f"{result['hit@10']:.4f} / {result['ndcg@10']:.4f}", f"{result['hit@20']:.4f}", diff])
     n = len(_decoded(work, first, args.dataset, "valid")["hit@10"])
-    markdown = "\n".join([
-        f"# T5 options at a {budget} budget: {args.dataset}", "", f"Command: `{command}`", "",
-        f"Hardware: {hardware_line()}; {args.jobs} variants at a time, one torch thread each.", "",
+    markdown = report_page(
+        f"T5 options at a {budget} budget: {args.dataset}", command,
+        f"{hardware_line()}; {args.jobs} variants at a time, one torch thread each.",
         f"Every user of the split ({n:,}), full catalogue, beam 30, the user's own history left out, the model "
-        f"alone. Paired: the difference with `{first}` over the same users ± its standard error.", "",
-        *markdown_table(["split", "variant", "flags", "steps", "Recall@10 / NDCG@10", "Recall@20",
-                         f"paired vs {first}: Recall@10 / NDCG@10"], rows), ""])
+        f"alone. Paired: the difference with `{first}` over the same users ± its standard error.",
+        ["split", "variant", "flags", "steps", "Recall@10 / NDCG@10", "Recall@20",
+         f"paired vs {first}: Recall@10 / NDCG@10"], rows)
     write_report(args.out, args.name, report, markdown)
     return 0
 

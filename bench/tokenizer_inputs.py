@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import markdown_table, run_script, script_parser, write_report
+from bench.common import report_page, run_script, script_parser, write_report
 
 DATASET_FILES = ("items.parquet", "sequences.parquet", "users.parquet", "stats.json", "embeddings")
 
@@ -148,15 +148,14 @@ def _run(args, command: str) -> int:
         rows.append([name, f"`{flags}`", ", ".join(f"{row['steps']:,}" for row in per_seed),
                      f"{summary['hit@10']['mean']:.4f} ± {summary['hit@10']['std']:.4f} / "
                      f"{summary['ndcg@10']['mean']:.4f} ± {summary['ndcg@10']['std']:.4f}", paired])
-    markdown = "\n".join([
-        f"# Tokenizer inputs, the T5 alone at {budget}, {args.seeds} seed(s): validation",
-        "", f"Command: `{command}`", "",
-        f"Hardware: {hardware_line()}; {args.jobs} chains at a time, one torch thread each.", "",
+    markdown = report_page(
+        f"Tokenizer inputs, the T5 alone at {budget}, {args.seeds} seed(s): validation", command,
+        f"{hardware_line()}; {args.jobs} chains at a time, one torch thread each.",
         "Every validation user, full catalogue, beam 30, the user's own history left out, the T5 alone; "
         f"mean ± std over seeds, and the paired difference with `{first}` (same users and seed) with its "
-        "95% t-interval over seeds. Test is not read.", "",
-        *markdown_table(["variant", "tokenizer flags", "T5 steps per seed", "valid Recall@10 / NDCG@10",
-                         f"paired vs {first}: Recall@10 / NDCG@10"], rows), ""])
+        "95% t-interval over seeds. Test is not read.",
+        ["variant", "tokenizer flags", "T5 steps per seed", "valid Recall@10 / NDCG@10",
+         f"paired vs {first}: Recall@10 / NDCG@10"], rows)
     write_report(args.out, args.name, report, markdown)
     return 0
 
