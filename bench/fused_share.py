@@ -8,7 +8,8 @@ users, so each fused row has its paired share over SASRec + prior, and each late
 difference with the first. Test is not read. Resumable: a decoded row is kept in --work.
 
     python -m bench.fused_share --dataset data/amazon-beauty --sasrec data/amazon-beauty/sasrec \
-        --models base=runs/base dropout01=runs/dropout01 --work runs/share --out bench/results/x
+        --models base=runs/base dropout01=runs/dropout01 --work runs/share \
+        --out bench/results/t5-defaults-beauty --name fused-share
 """
 
 from __future__ import annotations
